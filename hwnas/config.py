@@ -1,0 +1,331 @@
+"""Typed experiment config, loaded from YAML and validated key by key."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+
+from hwnas.errors import ConfigError
+from hwnas.records import OBJECTIVES
+
+#: Where the shipped experiments live (the default config is digits.yaml).
+EXPERIMENTS_DIR = Path(__file__).resolve().parent.parent / "experiments"
+DEFAULT_CONFIG = EXPERIMENTS_DIR / "digits.yaml"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, where it lives and how it is split.
+
+    Attributes:
+        name: ``digits`` (embedded), ``cifar10``, ``mnist`` or ``synthetic``.
+        path: the user's local copy (cifar10: directory or .tar.gz; mnist: directory of IDX files).
+        image_size: side of the square images fed to the network (digits are upsampled).
+        val_fraction: share of the data that scores subnets during search.
+        test_fraction: share held out for the final report.
+        limit: use at most this many examples (0: all).
+    """
+
+    name: str = "digits"
+    path: Optional[str] = None
+    image_size: int = 16
+    val_fraction: float = 0.2
+    test_fraction: float = 0.2
+    limit: int = 0
+
+    def _check(self, err) -> None:
+        if self.name not in ("digits", "cifar10", "mnist", "synthetic"):
+            err("name", f"unknown dataset {self.name!r}; known: digits, cifar10, mnist, synthetic")
+        if self.name in ("cifar10", "mnist") and not self.path:
+            err("path", f"dataset {self.name!r} needs the path of your local copy")
+        if not 4 <= self.image_size <= 512:
+            err("image_size", f"must be between 4 and 512, got {self.image_size}")
+        for key in ("val_fraction", "test_fraction"):
+            if not 0.0 < getattr(self, key) < 0.5:
+                err(key, f"must be in (0, 0.5), got {getattr(self, key)}")
+        if self.limit < 0:
+            err("limit", f"must be >= 0, got {self.limit}")
+
+
+@dataclasses.dataclass(frozen=True)
+class StageConfig:
+    """A stage of the chain space: ``blocks`` searchable blocks of ``channels`` outputs."""
+
+    channels: int
+    blocks: int
+    stride: int = 1
+
+    def _check(self, err) -> None:
+        if self.channels < 1:
+            err("channels", f"must be >= 1, got {self.channels}")
+        if self.blocks < 1:
+            err("blocks", f"must be >= 1, got {self.blocks}")
+        if self.stride not in (1, 2):
+            err("stride", f"must be 1 or 2, got {self.stride}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SpaceConfig:
+    """The search space and its shape.
+
+    Attributes:
+        name: a registered search space (see ``hwnas.supernet.list_spaces()``).
+        stem_channels: output channels of the fixed stem convolution.
+        stages: the searchable stages.
+        kernels: kernel sizes offered to every inverted-residual block.
+        expansions: expansion ratios offered to every inverted-residual block.
+        skip: whether blocks whose input and output shapes match may be skipped.
+        head_channels: channels of the final 1x1 convolution before pooling.
+    """
+
+    name: str = "mobilenet"
+    stem_channels: int = 16
+    stages: list[StageConfig] = dataclasses.field(default_factory=lambda: [
+        StageConfig(16, 2, 1), StageConfig(24, 2, 2), StageConfig(32, 2, 2)])
+    kernels: list[int] = dataclasses.field(default_factory=lambda: [3, 5, 7])
+    expansions: list[int] = dataclasses.field(default_factory=lambda: [3, 6])
+    skip: bool = True
+    head_channels: int = 64
+
+    def _check(self, err) -> None:
+        if not self.stages:
+            err("stages", "needs at least one stage")
+        if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
+            err("kernels", f"must be odd positive kernel sizes, got {self.kernels}")
+        if not self.expansions or any(e < 1 for e in self.expansions):
+            err("expansions", f"must be positive, got {self.expansions}")
+        for key in ("stem_channels", "head_channels"):
+            if getattr(self, key) < 1:
+                err(key, f"must be >= 1, got {getattr(self, key)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Supernet training.
+
+    Attributes:
+        learner: ``uniform`` (uniform path sampling).
+        epochs: passes over the weight-training split.
+        batch_size: examples per step.
+        lr: initial learning rate (cosine-annealed to 0).
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+    """
+
+    learner: str = "uniform"
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 4e-5
+
+    def _check(self, err) -> None:
+        if self.learner != "uniform":
+            err("learner", f"unknown learner {self.learner!r}; known: uniform")
+        for key in ("epochs", "batch_size"):
+            if getattr(self, key) < 1:
+                err(key, f"must be >= 1, got {getattr(self, key)}")
+        if self.lr <= 0:
+            err("lr", f"must be > 0, got {self.lr}")
+        if not 0 <= self.momentum < 1:
+            err("momentum", f"must be in [0, 1), got {self.momentum}")
+        if self.weight_decay < 0:
+            err("weight_decay", f"must be >= 0, got {self.weight_decay}")
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """Black-box search over the trained supernet.
+
+    Attributes:
+        strategy: ``tpe`` (Optuna's TPE sampler).
+        trials: evaluations in total (a resumed search stops there too).
+        objectives: what the front trades off, all minimised.
+        bn_samples: training examples used to recalibrate batch norm per subnet.
+    """
+
+    strategy: str = "tpe"
+    trials: int = 60
+    objectives: list[str] = dataclasses.field(
+        default_factory=lambda: ["error", "latency_ms", "params"])
+    bn_samples: int = 512
+
+    def _check(self, err) -> None:
+        if self.strategy != "tpe":
+            err("strategy", f"unknown strategy {self.strategy!r}; known: tpe")
+        if self.trials < 1:
+            err("trials", f"must be >= 1, got {self.trials}")
+        unknown = [o for o in self.objectives if o not in OBJECTIVES]
+        if unknown or not self.objectives:
+            err("objectives", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+        if len(set(self.objectives)) != len(self.objectives):
+            err("objectives", f"repeats an objective: {self.objectives}")
+        if "error" not in self.objectives:
+            err("objectives", "must include 'error'")
+        if self.bn_samples < 1:
+            err("bn_samples", f"must be >= 1, got {self.bn_samples}")
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyConfig:
+    """The latency measurement protocol.
+
+    Attributes:
+        context: nnabla context, ``cpu`` or ``cudnn``.
+        batch_size: batch size of the timed forward pass.
+        warmup: untimed forward passes first.
+        repeats: timed forward passes.
+        statistic: ``cpu_median`` (median of per-call thread CPU time), ``wall_p10``
+            or ``wall_median``.
+        max_spread: largest (p90 - p10) / statistic accepted before re-measuring.
+        retries: re-measurements before a measurement is reported unreliable.
+    """
+
+    context: str = "cpu"
+    batch_size: int = 1
+    warmup: int = 5
+    repeats: int = 30
+    statistic: str = "cpu_median"
+    max_spread: float = 0.5
+    retries: int = 2
+
+    def _check(self, err) -> None:
+        if self.context not in ("cpu", "cudnn"):
+            err("context", f"must be 'cpu' or 'cudnn', got {self.context!r}")
+        if self.statistic not in ("cpu_median", "wall_p10", "wall_median"):
+            err("statistic", f"must be cpu_median, wall_p10 or wall_median, got {self.statistic!r}")
+        for key in ("batch_size", "repeats"):
+            if getattr(self, key) < 1:
+                err(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("warmup", "retries"):
+            if getattr(self, key) < 0:
+                err(key, f"must be >= 0, got {getattr(self, key)}")
+        if self.max_spread <= 0:
+            err("max_spread", f"must be > 0, got {self.max_spread}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+    """One experiment: data, space, training, search, measurement and budgets.
+
+    Attributes:
+        name: the experiment's name (also the default run directory name).
+        seed: seeds data splits, training and search.
+        budgets: hard upper limits, objective name -> value.
+    """
+
+    name: str = "digits"
+    seed: int = 0
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    space: SpaceConfig = dataclasses.field(default_factory=SpaceConfig)
+    train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+    search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
+    latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    budgets: dict[str, float] = dataclasses.field(default_factory=dict)
+
+    def _check(self, err) -> None:
+        if not self.name or "/" in self.name:
+            err("name", f"must be a non-empty name without '/', got {self.name!r}")
+        for key, value in self.budgets.items():
+            if key not in OBJECTIVES:
+                err(f"budgets.{key}", f"unknown objective; known: {', '.join(OBJECTIVES)}")
+            if value <= 0 or (key == "error" and value > 1):
+                err(f"budgets.{key}", f"must be positive{' and <= 1' if key == 'error' else ''}, got {value}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def load_config(path: str | Path | None = None) -> ExperimentConfig:
+    """Loads and validates an experiment config.
+
+    Args:
+        path: a YAML file; the shipped digits experiment when None.
+
+    Raises:
+        ConfigError: the file is missing or malformed, or a key is unknown,
+            of the wrong type or impossible; the message names the key and file.
+    """
+    path = Path(path) if path is not None else DEFAULT_CONFIG
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if data is None:
+        data = {}
+    return config_from_dict(data, source=str(path))
+
+
+def config_from_dict(data: Any, source: str = "<config>") -> ExperimentConfig:
+    """Builds a validated config from plain data (as YAML gives it)."""
+    return _build(ExperimentConfig, data, "", source)
+
+
+def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
+    where = prefix.rstrip(".") or "top level"
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: {where}: expected a mapping, got {_typename(data)}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(map(str, data)) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown key '{prefix}{unknown[0]}'; "
+                          f"known keys{' in ' + where if prefix else ''}: {', '.join(fields)}")
+    values = {name: _convert(hints[name], data[name], f"{prefix}{name}", source)
+              for name in fields if name in data}
+    try:
+        obj = cls(**values)
+    except TypeError as exc:  # a required field is missing
+        raise ConfigError(f"{source}: {where}: {exc}") from None
+
+    def err(key: str, message: str) -> None:
+        raise ConfigError(f"{source}: '{prefix}{key}' {message}")
+
+    obj._check(err)
+    return obj
+
+
+def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is typing.Union and type(None) in args:
+        if value is None:
+            return None
+        hint = next(a for a in args if a is not type(None))
+        origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, key + ".", source)
+    if origin is list:
+        if not isinstance(value, list):
+            raise ConfigError(f"{source}: '{key}' must be a list, got {_typename(value)}")
+        return [_convert(args[0], v, f"{key}[{i}]", source) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{source}: '{key}' must be a mapping, got {_typename(value)}")
+        return {str(k): _convert(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
+    if hint is bool:
+        ok = isinstance(value, bool)
+    elif hint is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif hint is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif hint is str:
+        ok = isinstance(value, str)
+    else:  # pragma: no cover - a field type this loader does not know
+        raise TypeError(f"unsupported config type {hint}")
+    if not ok:
+        raise ConfigError(f"{source}: '{key}' must be {hint.__name__}, got {_typename(value)} {value!r}")
+    return value
+
+
+def _typename(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
