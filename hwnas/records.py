@@ -5,7 +5,7 @@ import dataclasses
 from typing import Any
 
 from hwnas.hwcost._costs import Costs
-from hwnas.supernet._arch import Arch
+from hwnas.arch import Arch
 
 #: Objectives a config may name; every one is minimised.
 OBJECTIVES = ("error", "latency_ms", "params", "macs", "memory_bytes")

@@ -1,0 +1,49 @@
+"""The ``hwnas`` command."""
+from __future__ import annotations
+
+import os
+import sys
+
+from hwnas.cli._common import Parser, UsageError
+
+
+def build_parser() -> Parser:
+    from hwnas import __version__
+    from hwnas.cli import _steps
+    parser = Parser(prog="hwnas", description="Hardware-aware neural architecture search "
+                    "for NNabla: train a weight-sharing supernet, search its subnets for the "
+                    "best accuracy/latency/size trade-offs, select one within budgets, export.")
+    parser.add_argument("--version", action="version", version=f"hwnas {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+    _steps.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the command line; returns the exit status (2 for bad input)."""
+    # nnabla reads its log level from config files when first imported.
+    os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
+                          os.path.join(os.path.dirname(__file__), "nnabla.conf"))
+    from hwnas.errors import HwnasError
+    try:
+        args = build_parser().parse_args(argv)
+        args.func(args)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    except HwnasError as exc:
+        print(f"hwnas: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("hwnas: interrupted; run the same command again to resume", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"hwnas: error: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -2,5 +2,32 @@
 from __future__ import annotations
 
 from hwnas.hwcost._costs import Costs, LatencyProtocol
+from hwnas.hwcost._counters import (
+    BYTES_PER_ELEMENT,
+    count_graph_params,
+    count_macs,
+    count_params,
+    param_bytes,
+    peak_activation_bytes,
+)
+from hwnas.hwcost._latency import (
+    STATISTICS,
+    describe_device,
+    measure_graph_latency,
+    measure_latency,
+)
 
-__all__ = ["Costs", "LatencyProtocol"]
+__all__ = [
+    "BYTES_PER_ELEMENT",
+    "Costs",
+    "LatencyProtocol",
+    "STATISTICS",
+    "count_graph_params",
+    "count_macs",
+    "count_params",
+    "describe_device",
+    "measure_graph_latency",
+    "measure_latency",
+    "param_bytes",
+    "peak_activation_bytes",
+]

@@ -1,0 +1,20 @@
+"""Pareto fronts: non-dominated sorting, budgets, hypervolume, selection and plots."""
+from __future__ import annotations
+
+from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
+from hwnas.pareto._plot import plot_front
+from hwnas.pareto._select import Selection, parse_budgets, select
+from hwnas.pareto._sorting import feasible_mask, non_dominated, violation
+
+__all__ = [
+    "ParetoFront",
+    "Selection",
+    "evaluations_table",
+    "feasible_mask",
+    "non_dominated",
+    "parse_budgets",
+    "plot_front",
+    "reference_point",
+    "select",
+    "violation",
+]

@@ -1,0 +1,11 @@
+"""Search spaces, weight-sharing supernets and the learners that train them."""
+from __future__ import annotations
+
+from hwnas.supernet import _mobilenet  # noqa: F401  (registers "mobilenet")
+from hwnas.arch import Arch
+from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
+from hwnas.supernet._space import (BaseSearchSpace, Supernet, create_space, list_spaces,
+                                   register_space)
+
+__all__ = ["Arch", "BaseSearchSpace", "ChainSpace", "ChainSupernet", "Supernet",
+           "create_space", "list_spaces", "register_space"]

@@ -1,0 +1,39 @@
+"""What every command shares: a one-line-error parser and the printing of results."""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import NoReturn
+
+from hwnas.pareto import ParetoFront
+from hwnas.records import Evaluation
+
+
+class UsageError(Exception):
+    """A command line that does not parse; exits with status 2."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), not usage + error."""
+
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
+
+
+def print_front(pareto: ParetoFront, out=sys.stdout) -> None:
+    """Prints the front as a table, most accurate first."""
+    table = pareto.table()
+    cols = ["key", "accuracy", *[o for o in pareto.objectives if o != "error"]]
+    print(f"Pareto front: {len(table)} subnets ({', '.join(pareto.objectives)} minimised)",
+          file=out)
+    print(table.sort_values("accuracy", ascending=False)[cols].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"), file=out)
+
+
+def describe(evaluation: Evaluation) -> str:
+    """One line naming a subnet and its numbers."""
+    c = evaluation.costs
+    return (f"{evaluation.arch.key}\n  val accuracy {evaluation.metrics['accuracy']:.4f}  "
+            f"latency {c.latency_ms:.4f} ms ({c.protocol.statistic}, batch "
+            f"{c.protocol.batch_size}, {c.protocol.context})  params {c.params}  "
+            f"MACs {c.macs}  memory {c.memory_bytes} B")

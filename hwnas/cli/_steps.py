@@ -1,0 +1,158 @@
+"""The commands: run (the whole pipeline) and its steps train, search, front, select, export."""
+from __future__ import annotations
+
+import argparse
+
+from hwnas import pipeline
+from hwnas.arch import Arch
+from hwnas.cli._common import describe, print_front
+from hwnas.errors import HwnasError
+from hwnas.pareto import parse_budgets
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("run", help="the whole pipeline: train, search, front, select, export",
+                       description="Train the supernet, search it, write the front, select "
+                       "the subnet within the config's budgets and export it. Resumes a "
+                       "run directory that holds the same experiment.")
+    p.add_argument("config", nargs="?", help="experiment YAML (default: experiments/digits.yaml)")
+    p.add_argument("--out", help="run directory (default: runs/NAME)")
+    _budget_arg(p, "budgets for selection (default: the config's)")
+    _quiet(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("train", help="train (or resume training) the supernet",
+                       description="Train the supernet of an experiment by uniform path "
+                       "sampling; writes supernet.h5, train_state.npz and train_log.csv.")
+    p.add_argument("config", nargs="?", help="experiment YAML, or an existing run directory")
+    p.add_argument("--out", help="run directory (default: runs/NAME)")
+    _quiet(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("search", help="search the trained supernet (resumes)",
+                       description="Evaluate subnets proposed by the strategy until the study "
+                       "holds search.trials evaluations; each is one Optuna trial in "
+                       "study.journal.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--trials", type=int, help="total evaluations wanted (default: the config's)")
+    _quiet(p)
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("front", help="write and print the Pareto front",
+                       description="Write front.csv and front.png from the study and print "
+                       "the feasible non-dominated subnets.")
+    p.add_argument("run", help="run directory")
+    p.set_defaults(func=cmd_front)
+
+    p = sub.add_parser("select", help="choose the most accurate subnet within budgets",
+                       description="Choose the most accurate evaluated subnet within every "
+                       "budget and write selected.json; says which subnet comes nearest when "
+                       "none fits.")
+    p.add_argument("run", help="run directory")
+    _budget_arg(p, "hard upper limit, e.g. latency_ms=1.5 or params=20000 "
+                "(repeatable; default: the config's budgets)")
+    p.set_defaults(func=cmd_select)
+
+    p = sub.add_parser("export", help="export the selected subnet as model.nnp",
+                       description="Write the selected subnet (or --arch KEY) as model.nnp, "
+                       "which nnabla loads without hwnas, and check it on the test split.")
+    p.add_argument("run", help="run directory")
+    p.add_argument("--arch", help="an Arch key to export instead of selected.json's")
+    p.set_defaults(func=cmd_export)
+
+
+def _budget_arg(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--budget", action="append", default=None, metavar="OBJECTIVE=VALUE",
+                   help=text)
+
+
+def _quiet(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _budgets(args: argparse.Namespace) -> dict[str, float] | None:
+    if args.budget is None:
+        return None
+    try:
+        return parse_budgets(args.budget)
+    except ValueError as exc:
+        raise HwnasError(f"--budget: {exc}") from None
+
+
+def _run_for(config: str | None, out: str | None) -> pipeline.RunDir:
+    from pathlib import Path
+    if config is not None and Path(config).is_dir():
+        if out is not None:
+            raise HwnasError("give either a run directory or a config with --out, not both")
+        return pipeline.RunDir.open(config)
+    return pipeline.configure_run(config, out)
+
+
+def cmd_train(args: argparse.Namespace) -> None:
+    run = _run_for(args.config, args.out)
+    history = pipeline.train(run, progress=not args.quiet)
+    last = history[-1] if history else None
+    if last:
+        print(f"trained {last['epoch']} epochs: loss {last['loss']:.4f}, "
+              f"train accuracy {last['train_accuracy']:.4f} -> {run / 'supernet.h5'}")
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    run = pipeline.RunDir.open(args.run)
+    if args.trials is not None:
+        if args.trials < 1:
+            raise HwnasError(f"--trials must be >= 1, got {args.trials}")
+        run = pipeline.RunDir(run.path, _with_trials(run.config, args.trials))
+    evs = pipeline.search(run, progress=not args.quiet)
+    print(f"{len(evs)} evaluations in {run / 'study.journal'}")
+
+
+def _with_trials(config, trials: int):
+    import dataclasses
+    return dataclasses.replace(config, search=dataclasses.replace(config.search, trials=trials))
+
+
+def cmd_front(args: argparse.Namespace) -> None:
+    run = pipeline.RunDir.open(args.run)
+    print_front(pipeline.front(run))
+    print(f"wrote {run / 'front.csv'} and {run / 'front.png'}")
+
+
+def cmd_select(args: argparse.Namespace) -> None:
+    run = pipeline.RunDir.open(args.run)
+    selection = pipeline.select(run, _budgets(args))
+    print(f"selected (budgets {selection.budgets or 'none'}):")
+    print(describe(selection.chosen))
+    print(f"wrote {run / 'selected.json'}")
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    run = pipeline.RunDir.open(args.run)
+    arch = None
+    if args.arch is not None:
+        try:
+            arch = Arch.from_key(args.arch)
+        except ValueError as exc:
+            raise HwnasError(f"--arch: {exc}") from None
+    info = pipeline.export(run, arch)
+    print(f"exported {info['key']} -> {run / info['model']}")
+    print(f"  loaded with nnabla alone: test accuracy {info['test_accuracy']:.4f} on "
+          f"{info['test_examples']} examples, max |difference| to the in-process subnet "
+          f"{info['max_abs_diff']:.2e}")
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    run = pipeline.configure_run(args.config, args.out)
+    budgets = _budgets(args)
+    print(f"run directory: {run.path}")
+    progress = not args.quiet
+    pipeline.train(run, progress=progress)
+    ws = pipeline.workspace(run)
+    pipeline.search(run, progress=progress, ws=ws)
+    print_front(pipeline.front(run))
+    selection = pipeline.select(run, budgets)
+    print(f"\nselected (budgets {selection.budgets or 'none'}):")
+    print(describe(selection.chosen))
+    info = pipeline.export(run, ws=ws)
+    print(f"exported -> {run / 'model.nnp'}: test accuracy {info['test_accuracy']:.4f} "
+          f"(loaded with nnabla alone)")

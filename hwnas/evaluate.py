@@ -1,0 +1,108 @@
+"""Evaluator: scores a subnet with inherited weights and its hardware costs."""
+from __future__ import annotations
+
+import nnabla as nn
+import numpy as np
+
+from hwnas.config import LatencyConfig
+from hwnas.data import Dataset, Split
+from hwnas.errors import MeasurementError
+from hwnas.hwcost import (Costs, count_graph_params, count_macs, describe_device,
+                          measure_graph_latency, param_bytes, peak_activation_bytes)
+from hwnas.records import Evaluation
+from hwnas.supernet import Arch, BaseSearchSpace, Supernet
+
+#: Examples per forward pass when scoring a split.
+EVAL_BATCH = 256
+
+
+class Evaluator:
+    """Turns an Arch into an Evaluation; results are cached by Arch key.
+
+    Accuracy is measured on the validation split with the supernet's shared
+    weights after batch-norm recalibration: the running statistics of the
+    subnet's batch norms are replaced by those of ``bn_samples`` training
+    examples, since the statistics accumulated while training every path
+    match no single path. Costs are counted and measured on the extracted
+    standalone subnet in inference mode.
+
+    Args:
+        space: the search space.
+        supernet: its trained supernet.
+        data: the dataset (train for recalibration, val for accuracy).
+        latency: the latency measurement protocol.
+        bn_samples: training examples used for recalibration.
+    """
+
+    def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
+                 latency: LatencyConfig, bn_samples: int = 512) -> None:
+        if bn_samples < 1:
+            raise ValueError(f"bn_samples must be >= 1, got {bn_samples}")
+        self.space, self.supernet, self.data, self.latency = space, supernet, data, latency
+        self.calibration = data.train.x[:bn_samples]
+        self.device = describe_device(latency.context)
+        self.cache: dict[str, Evaluation] = {}
+
+    def __call__(self, arch: Arch) -> Evaluation:
+        """The evaluation of ``arch``, computed once per Arch key."""
+        if arch.key not in self.cache:
+            self.space.validate(arch)
+            accuracy = self.accuracy(arch, self.data.val)
+            self.cache[arch.key] = Evaluation(
+                arch, {"accuracy": accuracy, "error": 1.0 - accuracy}, self.costs(arch))
+        return self.cache[arch.key]
+
+    def recalibrate(self, arch: Arch) -> None:
+        """Replaces the running BN statistics of ``arch``'s path with fresh training-data ones."""
+        net = self.supernet
+        net.set_active(arch)
+        net.training, net.bn_decay = True, 0.0
+        try:
+            out = net(nn.Variable.from_numpy_array(self.calibration))
+            out.forward(clear_buffer=True)
+        finally:
+            net.training, net.bn_decay = False, 0.9
+
+    def accuracy(self, arch: Arch, split: Split) -> float:
+        """Top-1 accuracy of ``arch`` on ``split`` with recalibrated inherited weights."""
+        self.recalibrate(arch)
+        return split_accuracy(self.supernet, split)
+
+    def costs(self, arch: Arch) -> Costs:
+        """Parameters, MACs, memory and measured latency of the standalone subnet."""
+        subnet = self.supernet.extract(arch)
+        cfg = self.latency
+        x = nn.Variable((1,) + tuple(self.data.input_shape))
+        y = subnet(x)
+        params = count_graph_params(y, inputs=[x])
+        macs = count_macs(y)
+        memory = param_bytes(y, inputs=[x]) + peak_activation_bytes(y, inputs=[x])
+        if cfg.batch_size != 1:
+            x = nn.Variable((cfg.batch_size,) + tuple(self.data.input_shape))
+            y = subnet(x)
+        latency_ms, protocol = measure_graph_latency(
+            y, [x], warmup=cfg.warmup, repeats=cfg.repeats, statistic=cfg.statistic,
+            max_spread=cfg.max_spread, retries=cfg.retries, context=cfg.context,
+            device=self.device, batch_size=cfg.batch_size)
+        if not protocol.reliable:
+            raise MeasurementError(
+                f"latency of {arch.key} is unreliable: spread {protocol.spread:.0%} exceeds "
+                f"{cfg.max_spread:.0%} after {cfg.retries + 1} attempts; the machine is too "
+                "busy, or raise latency.max_spread / latency.repeats")
+        return Costs(latency_ms=latency_ms, params=params, macs=macs, memory_bytes=memory,
+                     protocol=protocol)
+
+
+def split_accuracy(net: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> float:
+    """Top-1 accuracy of ``net`` (in its current mode) on ``split``."""
+    n = len(split)
+    batch = min(batch_size, n)
+    x = nn.Variable((batch,) + split.x.shape[1:])
+    y = net(x)
+    correct = 0
+    for start in range(0, n, batch):
+        chunk = split.x[start:start + batch]
+        x.d[:len(chunk)] = chunk
+        y.forward(clear_buffer=True)
+        correct += int(np.sum(np.argmax(y.d[:len(chunk)], axis=1) == split.y[start:start + batch, 0]))
+    return correct / n

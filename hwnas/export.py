@@ -1,0 +1,81 @@
+"""Export of a chosen subnet as a standalone .nnp file, with a round-trip check."""
+from __future__ import annotations
+
+from collections import OrderedDict
+from pathlib import Path
+
+import nnabla as nn
+import nnabla.functions as F
+import numpy as np
+from nnabla.utils.nnp_graph import NnpLoader
+from nnabla.utils.save import save
+
+from hwnas._io import atomic_write
+from hwnas.data import Dataset
+
+NETWORK = "net"
+INPUT, OUTPUT = "x", "y"
+
+
+def inference_graph(subnet: nn.Module, data: Dataset, batch_size: int) -> tuple[nn.Variable,
+                                                                                 nn.Variable]:
+    """The deployable graph: normalisation, then ``subnet`` in inference mode.
+
+    Its input is pixels scaled to [0, 1] (N, C, H, W); the per-channel train
+    mean and std are baked into the graph, so users feed images as they are.
+    Its output is the class logits.
+    """
+    c = len(data.mean)
+    mean = nn.parameter.get_parameter_or_create(
+        "preprocess/mean", (1, c, 1, 1), np.array(data.mean, np.float32).reshape(1, c, 1, 1),
+        need_grad=False)
+    std = nn.parameter.get_parameter_or_create(
+        "preprocess/std", (1, c, 1, 1), np.array(data.std, np.float32).reshape(1, c, 1, 1),
+        need_grad=False)
+    x = nn.Variable((batch_size,) + tuple(data.input_shape))
+    subnet.training = False
+    return x, subnet(F.div2(F.sub2(x, mean), std))
+
+
+def export_nnp(subnet: nn.Module, data: Dataset, path: str | Path) -> None:
+    """Writes ``subnet`` as an .nnp file that nnabla loads without hwnas.
+
+    The file holds network ``net`` with input ``x`` and output ``y`` (see
+    :func:`inference_graph`) and an executor ``runtime``; its batch size is
+    variable.
+    """
+    scope: OrderedDict = OrderedDict()
+    with nn.parameter_scope("", scope):
+        for key, param in subnet.get_parameters(grad_only=False).items():
+            nn.parameter.set_parameter(key, param)
+        x, y = inference_graph(subnet, data, batch_size=1)
+        contents = {
+            "networks": [{"name": NETWORK, "batch_size": 1, "outputs": {OUTPUT: y},
+                          "names": {INPUT: x}}],
+            "executors": [{"name": "runtime", "network": NETWORK, "data": [INPUT],
+                           "output": [OUTPUT]}],
+        }
+        atomic_write(path, lambda tmp: save(tmp, contents))
+
+
+def run_nnp(path: str | Path, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Logits of an exported .nnp for images in [0, 1], using nnabla only."""
+    n = len(pixels)
+    batch = min(batch_size, n)
+    with nn.parameter_scope("", OrderedDict()):
+        net = NnpLoader(str(path)).get_network(NETWORK, batch_size=batch)
+        x, y = net.inputs[INPUT], net.outputs[OUTPUT]
+        out = []
+        for start in range(0, n, batch):
+            chunk = pixels[start:start + batch]
+            x.d[:len(chunk)] = chunk
+            y.forward(clear_buffer=True)
+            out.append(y.d[:len(chunk)].copy())
+    return np.concatenate(out)
+
+
+def pixels(data: Dataset, x: np.ndarray) -> np.ndarray:
+    """Undoes the dataset's normalisation: images back on the [0, 1] scale."""
+    c = len(data.mean)
+    return (x * np.array(data.std, np.float32).reshape(1, c, 1, 1)
+            + np.array(data.mean, np.float32).reshape(1, c, 1, 1)).astype(np.float32)

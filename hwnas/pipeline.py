@@ -1,0 +1,287 @@
+"""The run directory and the pipeline steps: train, search, front, select, export."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import warnings
+from pathlib import Path
+from typing import Any
+
+import nnabla as nn
+import numpy as np
+import yaml
+from tqdm import tqdm
+
+from hwnas._io import atomic_write_json, atomic_write_text
+from hwnas.config import ExperimentConfig, config_from_dict, load_config
+from hwnas.data import Dataset, load_dataset
+from hwnas.errors import ConfigError, HwnasError, RunDirError
+from hwnas.evaluate import Evaluator
+from hwnas.export import export_nnp, pixels, run_nnp
+from hwnas.pareto import ParetoFront, Selection, plot_front, select as select_subnet
+from hwnas.records import Evaluation
+from hwnas.strategies import STRATEGIES
+from hwnas.studies import evaluations, fail_stale_trials, n_complete, open_study
+from hwnas.supernet import Arch, BaseSearchSpace, Supernet, create_space
+from hwnas.supernet.learners import LEARNERS, load_weights
+from hwnas.supernet.learners._base import CHECKPOINT, WEIGHTS
+
+CONFIG = "config.yaml"
+
+
+class RunDir:
+    """A run directory: the resolved config and every artifact of one experiment."""
+
+    def __init__(self, path: str | Path, config: ExperimentConfig) -> None:
+        self.path = Path(path)
+        self.config = config
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+    @classmethod
+    def create(cls, path: str | Path, config: ExperimentConfig) -> RunDir:
+        """Creates ``path`` for ``config``, or reopens it when it holds the same experiment.
+
+        Raises:
+            RunDirError: ``path`` holds a different experiment or cannot be written.
+        """
+        path = Path(path)
+        if (path / CONFIG).exists():
+            stored = cls.open(path).config
+            diff = _first_difference(stored.to_dict(), config.to_dict())
+            if diff is not None:
+                raise RunDirError(f"{path} already holds a different experiment ({diff}); "
+                                  "choose another --out or delete that directory")
+            return cls(path, stored)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
+        except OSError as exc:
+            raise RunDirError(f"{path}: cannot write the run directory ({exc.strerror})") from None
+        return cls(path, config)
+
+    @classmethod
+    def open(cls, path: str | Path) -> RunDir:
+        """Opens an existing run directory.
+
+        Raises:
+            RunDirError: it does not exist or has no readable config.
+        """
+        path = Path(path)
+        if not path.is_dir():
+            raise RunDirError(f"{path}: no such run directory")
+        if not (path / CONFIG).exists():
+            raise RunDirError(f"{path}: not a run directory (no {CONFIG})")
+        try:
+            return cls(path, load_config(path / CONFIG))
+        except ConfigError as exc:
+            raise RunDirError(f"{path / CONFIG} is damaged: {exc}") from None
+
+
+def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            diff = _first_difference(a.get(key), b.get(key), f"{prefix}{key}.")
+            if diff is not None:
+                return diff
+        return None
+    return None if a == b else f"'{prefix.rstrip('.')}' is {a!r} there, {b!r} here"
+
+
+@dataclasses.dataclass
+class Workspace:
+    """What the steps after training share: data, space, trained supernet."""
+
+    run: RunDir
+    data: Dataset
+    space: BaseSearchSpace
+    supernet: Supernet
+
+    @functools.cached_property
+    def evaluator(self) -> Evaluator:
+        cfg = self.run.config
+        return Evaluator(space=self.space, supernet=self.supernet, data=self.data,
+                         latency=cfg.latency, bn_samples=cfg.search.bn_samples)
+
+
+def _set_context(context: str) -> None:
+    from nnabla.ext_utils import get_extension_context
+    try:
+        nn.set_default_context(get_extension_context(context))
+    except Exception as exc:  # the extension is not installed or no device
+        raise ConfigError(f"latency.context {context!r} is not available here ({exc}); "
+                          "install nnabla-ext-cuda for 'cudnn' or use 'cpu'") from None
+
+
+def workspace(run: RunDir, *, trained: bool = True) -> Workspace:
+    """Loads the data, builds the space and supernet, and loads trained weights."""
+    cfg = run.config
+    _set_context(cfg.latency.context)
+    data = load_dataset(cfg.data, seed=cfg.seed)
+    space_cfg = cfg.space
+    try:
+        space = create_space(space_cfg.name, input_shape=data.input_shape,
+                             n_classes=data.n_classes, stem_channels=space_cfg.stem_channels,
+                             stages=[(s.channels, s.blocks, s.stride) for s in space_cfg.stages],
+                             kernels=space_cfg.kernels, expansions=space_cfg.expansions,
+                             skip=space_cfg.skip, head_channels=space_cfg.head_channels)
+    except ValueError as exc:
+        raise ConfigError(f"{run / CONFIG}: 'space' {exc}") from None
+    nn.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    supernet = space.supernet()
+    if trained:
+        _check_trained(run)
+        load_weights(supernet, run / WEIGHTS)
+    return Workspace(run, data, space, supernet)
+
+
+def _check_trained(run: RunDir) -> None:
+    ckpt = run / CHECKPOINT
+    if not ckpt.exists():
+        raise RunDirError(f"{run.path}: the supernet is not trained yet; run 'hwnas train {run.path}'")
+    try:
+        with np.load(ckpt) as state:
+            done = int(state["epochs_done"])
+    except Exception as exc:
+        raise RunDirError(f"{ckpt}: unreadable training checkpoint ({exc})") from None
+    if done < run.config.train.epochs:
+        raise RunDirError(f"{run.path}: supernet training stopped after {done} of "
+                          f"{run.config.train.epochs} epochs; rerun 'hwnas train {run.path}'")
+
+
+def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Trains (or resumes training) the supernet; writes supernet.h5 and train_log.csv."""
+    ws = workspace(run, trained=False)
+    cfg = run.config
+    learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
+                                          config=cfg.train, seed=cfg.seed, run_dir=run.path,
+                                          progress=progress)
+    return learner.fit()
+
+
+def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -> list[Evaluation]:
+    """Runs (or resumes) the search until the study holds ``search.trials`` evaluations."""
+    ws = ws or workspace(run)
+    cfg = run.config
+    strategy_cls = STRATEGIES[cfg.search.strategy]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate TPE
+        study = open_study(run.path, cfg.search.objectives,
+                           sampler=strategy_cls.sampler(cfg.seed))
+    fail_stale_trials(study)
+    evaluator = ws.evaluator
+    for evaluation in evaluations(study):
+        evaluator.cache.setdefault(evaluation.arch.key, evaluation)
+    strategy = strategy_cls(study=study, choices=ws.space.choices,
+                            objectives=cfg.search.objectives, budgets=cfg.budgets, seed=cfg.seed)
+    done = n_complete(study)
+    bar = tqdm(total=cfg.search.trials, initial=min(done, cfg.search.trials), desc="search",
+               disable=not progress)
+    while done < cfg.search.trials:
+        (arch,) = strategy.ask(1)
+        cached = arch.key in evaluator.cache
+        try:
+            evaluation = evaluator(arch)
+        except BaseException:
+            strategy.abandon(arch)
+            raise
+        strategy.tell(arch, evaluation, cached=cached)
+        done += 1
+        bar.update(1)
+        bar.set_postfix(error=f"{evaluation.metrics['error']:.3f}",
+                        latency_ms=f"{evaluation.costs.latency_ms:.3f}")
+    bar.close()
+    return evaluations(study)
+
+
+def front(run: RunDir) -> ParetoFront:
+    """The feasible Pareto front of the study; writes front.csv and front.png."""
+    cfg = run.config
+    evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
+    if not evs:
+        raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
+    pareto = ParetoFront.from_evaluations(evs, cfg.search.objectives, cfg.budgets)
+    pareto.write_csv(run / "front.csv")
+    plot_front(evs, cfg.search.objectives, cfg.budgets, run / "front.png")
+    return pareto
+
+
+def select(run: RunDir, budgets: dict[str, float] | None = None) -> Selection:
+    """Chooses the most accurate evaluated subnet within every budget; writes selected.json.
+
+    Raises:
+        BudgetError: nothing fits; the message names the nearest subnet.
+    """
+    cfg = run.config
+    budgets = dict(cfg.budgets if budgets is None else budgets)
+    evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
+    selection = select_subnet(evs, budgets)
+    chosen = selection.require()
+    atomic_write_json(run / "selected.json", {
+        "key": chosen.arch.key, "arch": dict(chosen.arch), "budgets": budgets,
+        "metrics": chosen.metrics, "costs": chosen.costs.to_dict()})
+    return selection
+
+
+def selected_arch(run: RunDir) -> Arch:
+    """The Arch in selected.json."""
+    import json
+    path = run / "selected.json"
+    if not path.exists():
+        raise RunDirError(f"{path}: nothing selected yet; run 'hwnas select {run.path}'")
+    try:
+        return Arch(json.loads(path.read_text())["arch"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path} is damaged ({exc})") from None
+
+
+def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None) -> dict[str, Any]:
+    """Writes the selected subnet as model.nnp and checks the file against the in-process subnet.
+
+    Returns:
+        What export.json records: the file, its input, test accuracy and round-trip error.
+    """
+    arch = arch or selected_arch(run)
+    ws = ws or workspace(run)
+    try:
+        ws.space.validate(arch)
+    except ValueError as exc:
+        raise HwnasError(str(exc)) from None
+    ws.evaluator.recalibrate(arch)
+    subnet = ws.supernet.extract(arch)
+    path = run / "model.nnp"
+    export_nnp(subnet, ws.data, path)
+    test = ws.data.test
+    logits = run_nnp(path, pixels(ws.data, test.x))
+    x = nn.Variable.from_numpy_array(test.x)
+    subnet.training = False
+    reference = subnet(x)
+    reference.forward(clear_buffer=True)
+    info = {
+        "model": "model.nnp", "key": arch.key, "network": "net", "input": "x", "output": "y",
+        "input_shape": [-1] + list(ws.data.input_shape),
+        "input_scale": "pixels in [0, 1]; normalisation is inside the model",
+        "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y[:, 0])),
+        "test_examples": len(test),
+        "max_abs_diff": float(np.max(np.abs(logits - reference.d))),
+    }
+    atomic_write_json(run / "export.json", info)
+    return info
+
+
+def configure_run(config_path: str | None, out: str | None,
+                  overrides: dict[str, Any] | None = None) -> RunDir:
+    """Loads a config (with optional overrides) and creates or reopens its run directory."""
+    cfg = load_config(config_path)
+    if overrides:
+        data = cfg.to_dict()
+        for dotted, value in overrides.items():
+            node = data
+            *parents, leaf = dotted.split(".")
+            for part in parents:
+                node = node[part]
+            node[leaf] = value
+        cfg = config_from_dict(data, source=str(config_path or "default config"))
+    return RunDir.create(out or Path("runs") / cfg.name, cfg)
