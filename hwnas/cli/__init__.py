@@ -4,7 +4,12 @@ from __future__ import annotations
 import os
 import sys
 
-from hwnas.cli._common import Parser, UsageError
+# nnabla reads its log level from config files when first imported: keep its
+# INFO lines (one per file saved) off the console. Set before any nnabla import.
+os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
+                      os.path.join(os.path.dirname(__file__), "nnabla.conf"))
+
+from hwnas.cli._common import Parser, UsageError  # noqa: E402
 
 
 def build_parser() -> Parser:
@@ -22,9 +27,6 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for bad input)."""
-    # nnabla reads its log level from config files when first imported.
-    os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
-                          os.path.join(os.path.dirname(__file__), "nnabla.conf"))
     from hwnas.errors import HwnasError
     try:
         args = build_parser().parse_args(argv)
