@@ -180,7 +180,7 @@ class LatencyConfig:
         repeats: timed forward passes.
         statistic: ``cpu_median`` (median of per-call thread CPU time), ``wall_p10``
             or ``wall_median``.
-        max_spread: largest (p90 - p10) / statistic accepted before re-measuring.
+        max_spread: largest (p75 - p25) / statistic accepted before re-measuring.
         retries: re-measurements before a measurement is reported unreliable.
     """
 
@@ -189,7 +189,7 @@ class LatencyConfig:
     warmup: int = 5
     repeats: int = 30
     statistic: str = "cpu_median"
-    max_spread: float = 0.5
+    max_spread: float = 0.25
     retries: int = 2
 
     def _check(self, err) -> None:

@@ -15,7 +15,7 @@ from tqdm import tqdm
 from hwnas._io import atomic_write_json, atomic_write_text
 from hwnas.config import ExperimentConfig, config_from_dict, load_config
 from hwnas.data import Dataset, load_dataset
-from hwnas.errors import ConfigError, HwnasError, RunDirError
+from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.evaluate import Evaluator
 from hwnas.export import export_nnp, pixels, run_nnp
 from hwnas.pareto import ParetoFront, Selection, plot_front, select as select_subnet
@@ -27,6 +27,8 @@ from hwnas.supernet.learners import LEARNERS, load_weights
 from hwnas.supernet.learners._base import CHECKPOINT, WEIGHTS
 
 CONFIG = "config.yaml"
+#: Consecutive failed measurements after which a search stops.
+MAX_FAILURES = 3
 
 
 class RunDir:
@@ -179,14 +181,25 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -
     done = n_complete(study)
     bar = tqdm(total=cfg.search.trials, initial=min(done, cfg.search.trials), desc="search",
                disable=not progress)
+    failures = 0
     while done < cfg.search.trials:
         (arch,) = strategy.ask(1)
         cached = arch.key in evaluator.cache
         try:
             evaluation = evaluator(arch)
+        except MeasurementError as exc:
+            # The trial is recorded as failed (never as a zero cost); a run of
+            # failures means the machine cannot measure reliably, so stop.
+            strategy.abandon(arch, reason=str(exc))
+            failures += 1
+            if failures >= MAX_FAILURES:
+                raise MeasurementError(f"{failures} measurements in a row failed; last: {exc}") from None
+            tqdm.write(f"warning: {exc}; the trial is marked failed and another subnet is tried")
+            continue
         except BaseException:
-            strategy.abandon(arch)
+            strategy.abandon(arch, reason="interrupted")
             raise
+        failures = 0
         strategy.tell(arch, evaluation, cached=cached)
         done += 1
         bar.update(1)

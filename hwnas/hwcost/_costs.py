@@ -18,7 +18,7 @@ class LatencyProtocol:
         warmup: untimed forward passes before timing.
         repeats: timed forward passes.
         statistic: how the repeats became one number.
-        spread: relative spread of the repeats, (p90 - p10) / statistic.
+        spread: relative spread of the repeats, (p75 - p25) / statistic.
         reliable: whether the spread stayed within the protocol's limit.
     """
 

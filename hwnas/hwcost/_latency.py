@@ -103,8 +103,10 @@ def _attempt(forward: Callable[[], None], repeats: int, statistic: str) -> _Atte
         raise MeasurementError(
             f"latency statistic {statistic} is {value} ns over {repeats} repeats; "
             "the clock did not advance, so the forward pass cannot be timed")
-    p10, p90 = np.percentile(series, [10.0, 90.0])
-    return _Attempt(value_ns=value, spread=float((p90 - p10) / value))
+    # The interquartile range: robust to the few calls a shared machine
+    # interrupts, while a bimodal or drifting series still shows as wide.
+    p25, p75 = np.percentile(series, [25.0, 75.0])
+    return _Attempt(value_ns=value, spread=float((p75 - p25) / value))
 
 
 def measure_latency(forward: Callable[[], None], *, context: str, device: str,
@@ -114,7 +116,7 @@ def measure_latency(forward: Callable[[], None], *, context: str, device: str,
     """Measures the latency of ``forward`` under a recorded protocol.
 
     Runs ``warmup`` untimed calls, then attempts of ``repeats`` timed calls.
-    An attempt whose spread, ``(p90 - p10) / statistic``, exceeds
+    An attempt whose spread, ``(p75 - p25) / statistic``, exceeds
     ``max_spread`` is repeated, up to ``retries`` more times; the attempt with
     the smallest spread is kept. If even that one is too wide it is returned
     with ``reliable=False``, and the caller decides what to do with it.

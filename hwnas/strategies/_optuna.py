@@ -47,9 +47,12 @@ class OptunaStrategy(BaseStrategy):
             del self._pending[arch.key]
         return trial
 
-    def abandon(self, arch: Arch) -> None:
+    def abandon(self, arch: Arch, reason: str = "") -> None:
         """Marks the trial of an asked subnet that could not be evaluated as failed."""
-        self.study.tell(self._take(arch), state=optuna.trial.TrialState.FAIL)
+        trial = self._take(arch)
+        trial.set_user_attr("key", arch.key)
+        trial.set_user_attr("fail_reason", reason)
+        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
 
     def tell(self, arch: Arch, evaluation: Evaluation, *, cached: bool = False) -> None:
         trial = self._take(arch)

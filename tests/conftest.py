@@ -1,0 +1,77 @@
+"""Shared fixtures: one tiny experiment, run end to end once per test session."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import shutil
+from pathlib import Path
+
+import pytest
+
+# hwnas.cli points nnabla at its quiet logging config; import it before anything imports nnabla.
+from hwnas.cli import main
+
+#: A tiny experiment that runs end to end in seconds: synthetic data, 6 subnets in the space.
+#: ``max_spread`` is loose because a loaded test machine makes 0.2 ms timings noisy, and
+#: these tests are about the pipeline, not about measurement reliability.
+TINY_CONFIG = """\
+name: tiny
+seed: 1
+data: {name: synthetic, image_size: 8}
+space:
+  stem_channels: 8
+  stages: [{channels: 8, blocks: 1, stride: 1}, {channels: 16, blocks: 1, stride: 2}]
+  kernels: [3, 5]
+  expansions: [2]
+  head_channels: 16
+train: {epochs: 1, batch_size: 32}
+search: {trials: 6, bn_samples: 64}
+latency: {repeats: 10, warmup: 2, max_spread: 10.0}
+budgets: {params: 100000}
+"""
+
+
+@dataclasses.dataclass(frozen=True)
+class FinishedRun:
+    """The outcome of the session's one ``hwnas run``."""
+
+    config: Path
+    path: Path
+    status: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny experiment's YAML file."""
+    path = tmp_path_factory.mktemp("config") / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path
+
+
+@pytest.fixture(scope="session")
+def finished(tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> FinishedRun:
+    """Runs ``hwnas run tiny.yaml --quiet`` once, in-process; never modify its directory."""
+    run = tmp_path_factory.mktemp("finished") / "run"
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(["run", str(tiny_config), "--out", str(run), "--quiet"])
+    result = FinishedRun(tiny_config, run, status, out.getvalue(), err.getvalue())
+    assert status == 0, (f"hwnas run failed ({status})\nstdout:\n{result.stdout}\n"
+                         f"stderr:\n{result.stderr}")
+    return result
+
+
+@pytest.fixture(scope="session")
+def finished_run(finished: FinishedRun) -> Path:
+    """The finished run directory (read-only by convention: copy it before changing anything)."""
+    return finished.path
+
+
+@pytest.fixture
+def run_copy(finished_run: Path, tmp_path: Path) -> Path:
+    """A private copy of the finished run, free to change."""
+    return Path(shutil.copytree(finished_run, tmp_path / "run"))
+
