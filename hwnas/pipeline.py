@@ -256,7 +256,8 @@ def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None
     Returns:
         What export.json records: the file, its input, test accuracy and round-trip error.
     """
-    arch = arch or selected_arch(run)
+    if arch is None:
+        arch = selected_arch(run)
     ws = ws or workspace(run)
     try:
         ws.space.validate(arch)

@@ -41,6 +41,7 @@ def fake_evaluation(arch: Arch) -> Evaluation:
 
 
 def make_strategy(run_dir: Path, seed: int = 0, objectives=None) -> TPEStrategy:
+    run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(run_dir, objectives or OBJECTIVES, sampler=TPEStrategy.sampler(seed))
     return TPEStrategy(study=study, choices=CHOICES, objectives=objectives or OBJECTIVES,
                        budgets=BUDGETS, seed=seed)
@@ -67,6 +68,18 @@ def test_open_study_creates_the_journal(tmp_path: Path) -> None:
     assert study.directions == [optuna.study.StudyDirection.MINIMIZE] * 3
     assert study.user_attrs["objectives"] == OBJECTIVES
     assert n_complete(study) == 0
+
+
+def test_open_study_in_a_missing_run_dir(tmp_path: Path) -> None:
+    # Either the directory is made, or the user hears which one is missing;
+    # a bare FileNotFoundError would reach the command line as a traceback.
+    run_dir = tmp_path / "not" / "yet"
+    try:
+        open_study(run_dir, OBJECTIVES)
+    except RunDirError as exc:
+        assert str(run_dir) in str(exc)
+    else:
+        assert (run_dir / JOURNAL).is_file()
 
 
 def test_open_study_without_create_needs_a_journal(tmp_path: Path) -> None:
@@ -101,8 +114,8 @@ def test_trials_persist_across_reopening(tmp_path: Path) -> None:
         assert trial.user_attrs["metrics"] == evaluation.metrics
         assert trial.user_attrs["costs"] == evaluation.costs.to_dict()
         assert trial.user_attrs["strategy"] == "tpe"
-        assert trial.constraints == pytest.approx(
-            {name: evaluation.objective(name) - limit for name, limit in BUDGETS.items()})
+        assert trial.constraints == {name: evaluation.objective(name) - limit
+                                     for name, limit in BUDGETS.items()}
 
 
 def test_evaluations_round_trip_exactly(tmp_path: Path) -> None:
@@ -187,10 +200,12 @@ def test_the_same_arch_asked_twice_is_told_twice(tmp_path: Path) -> None:
     strategy = make_strategy(tmp_path)
     arch = Arch({name: options[0] for name, options in CHOICES.items()})
     for _ in range(2):
-        trial = strategy.study.ask()
-        strategy._pending.setdefault(arch.key, []).append(trial)
+        strategy.study.enqueue_trial(dict(arch))
+    assert strategy.ask(2) == [arch, arch]
     strategy.tell(arch, fake_evaluation(arch))
     strategy.tell(arch, fake_evaluation(arch), cached=True)
+    with pytest.raises(ValueError):
+        strategy.tell(arch, fake_evaluation(arch))  # both trials are done
     trials = open_study(tmp_path, OBJECTIVES).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 2
     assert [t.user_attrs["cached"] for t in trials] == [False, True]

@@ -20,14 +20,18 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
-def print_front(pareto: ParetoFront, out=sys.stdout) -> None:
+def print_front(pareto: ParetoFront, out=None) -> None:
     """Prints the front as a table, most accurate first."""
+    out = out or sys.stdout
     table = pareto.table()
     cols = ["key", "accuracy", *[o for o in pareto.objectives if o != "error"]]
     print(f"Pareto front: {len(table)} subnets ({', '.join(pareto.objectives)} minimised)",
           file=out)
-    print(table.sort_values("accuracy", ascending=False)[cols].to_string(
-        index=False, float_format=lambda v: f"{v:.4g}"), file=out)
+    table = table.sort_values("accuracy", ascending=False)[cols]
+    for name in ("params", "macs", "memory_bytes"):
+        if name in table:
+            table[name] = table[name].astype("int64")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"), file=out)
 
 
 def describe(evaluation: Evaluation) -> str:

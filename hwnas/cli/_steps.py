@@ -17,7 +17,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "run directory that holds the same experiment.")
     p.add_argument("config", nargs="?", help="experiment YAML (default: experiments/digits.yaml)")
     p.add_argument("--out", help="run directory (default: runs/NAME)")
-    _budget_arg(p, "budgets for selection (default: the config's)")
+    _budget_arg(p, "budget for the final selection only, e.g. latency_ms=1.5 (repeatable; "
+                "default: the config's budgets, which also mark the front and the trials)")
     _quiet(p)
     p.set_defaults(func=cmd_run)
 
@@ -142,8 +143,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
+    budgets = _budgets(args)  # before anything is written
     run = pipeline.configure_run(args.config, args.out)
-    budgets = _budgets(args)
     print(f"run directory: {run.path}")
     progress = not args.quiet
     pipeline.train(run, progress=progress)

@@ -33,9 +33,13 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = JournalStorage(JournalFileBackend(str(path)))
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                                    directions=["minimize"] * len(objectives),
-                                    load_if_exists=True)
+        if path.exists() and path.stat().st_size > 0:
+            # load_study only reads; create_study(load_if_exists=True) would
+            # append a record to the journal even when the study exists.
+            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+        else:
+            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
+                                        directions=["minimize"] * len(objectives))
     except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise RunDirError(f"{path}: not a readable hwnas study ({exc})") from None
     stored = study.user_attrs.get("objectives")
