@@ -24,6 +24,8 @@ class Arch(Mapping):
         for name, option in choices.items():
             if not isinstance(name, str) or not isinstance(option, str):
                 raise ValueError(f"Arch choices must map str to str, got {name!r}: {option!r}")
+            if not name:
+                raise ValueError(f"Arch choice names must be non-empty, got {name!r}: {option!r}")
             if "|" in name + option or "=" in name + option:
                 raise ValueError(f"'|' and '=' are reserved in Arch keys, got {name!r}={option!r}")
             items.append((name, option))
@@ -32,6 +34,12 @@ class Arch(Mapping):
 
     def __setattr__(self, name: str, value: Any) -> None:
         raise AttributeError("Arch is immutable")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError("Arch is immutable")
+
+    def __reduce__(self) -> tuple:
+        return (Arch, (dict(self._choices),))
 
     def __getitem__(self, name: str) -> str:
         return self._choices[name]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from pathlib import Path
 from typing import Any, Optional
@@ -318,6 +319,8 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     elif hint is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         value = float(value) if ok else value
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{source}: '{key}' must be a finite number, got {value}")
     elif hint is str:
         ok = isinstance(value, str)
     else:  # pragma: no cover - a field type this loader does not know

@@ -17,21 +17,29 @@ NETWORK = "net"
 INPUT, OUTPUT = "x", "y"
 
 
-def inference_graph(subnet: nn.Module, data: Dataset, batch_size: int) -> tuple[nn.Variable,
-                                                                                 nn.Variable]:
+def inference_graph(subnet: nn.Module, data: Dataset, batch_size: int,
+                    scope: OrderedDict | None = None) -> tuple[nn.Variable, nn.Variable]:
     """The deployable graph: normalisation, then ``subnet`` in inference mode.
 
     Its input is pixels scaled to [0, 1] (N, C, H, W); the per-channel train
     mean and std are baked into the graph, so users feed images as they are.
     Its output is the class logits.
+
+    Args:
+        subnet: the standalone subnet.
+        data: the dataset whose normalisation the graph applies.
+        batch_size: the input's batch size.
+        scope: the parameter scope that receives ``preprocess/mean`` and
+            ``preprocess/std`` (a private one when None).
     """
     c = len(data.mean)
-    mean = nn.parameter.get_parameter_or_create(
-        "preprocess/mean", (1, c, 1, 1), np.array(data.mean, np.float32).reshape(1, c, 1, 1),
-        need_grad=False)
-    std = nn.parameter.get_parameter_or_create(
-        "preprocess/std", (1, c, 1, 1), np.array(data.std, np.float32).reshape(1, c, 1, 1),
-        need_grad=False)
+    with nn.parameter_scope("", OrderedDict() if scope is None else scope):
+        mean = nn.parameter.get_parameter_or_create(
+            "preprocess/mean", (1, c, 1, 1), np.array(data.mean, np.float32).reshape(1, c, 1, 1),
+            need_grad=False)
+        std = nn.parameter.get_parameter_or_create(
+            "preprocess/std", (1, c, 1, 1), np.array(data.std, np.float32).reshape(1, c, 1, 1),
+            need_grad=False)
     x = nn.Variable((batch_size,) + tuple(data.input_shape))
     subnet.training = False
     return x, subnet(F.div2(F.sub2(x, mean), std))
@@ -48,7 +56,7 @@ def export_nnp(subnet: nn.Module, data: Dataset, path: str | Path) -> None:
     with nn.parameter_scope("", scope):
         for key, param in subnet.get_parameters(grad_only=False).items():
             nn.parameter.set_parameter(key, param)
-        x, y = inference_graph(subnet, data, batch_size=1)
+        x, y = inference_graph(subnet, data, batch_size=1, scope=scope)
         contents = {
             "networks": [{"name": NETWORK, "batch_size": 1, "outputs": {OUTPUT: y},
                           "names": {INPUT: x}}],

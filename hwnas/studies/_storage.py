@@ -30,6 +30,8 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     path = Path(run_dir) / JOURNAL
     if not create and not path.exists():
         raise RunDirError(f"{path}: no study yet; run 'hwnas search' first")
+    if not path.parent.is_dir():
+        raise RunDirError(f"{path.parent}: no such run directory")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         storage = JournalStorage(JournalFileBackend(str(path)))
@@ -40,8 +42,9 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
         else:
             study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
                                         directions=["minimize"] * len(objectives))
-    except (ValueError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise RunDirError(f"{path}: not a readable hwnas study ({exc})") from None
+    except (ValueError, KeyError, TypeError, AssertionError, json.JSONDecodeError) as exc:
+        # Optuna's journal replay asserts on operations it does not know.
+        raise RunDirError(f"{path}: not a readable hwnas study ({exc or type(exc).__name__})") from None
     stored = study.user_attrs.get("objectives")
     if stored is None:
         study.set_user_attr("objectives", list(objectives))
