@@ -10,7 +10,31 @@ from pathlib import Path
 import pytest
 
 # hwnas.cli points nnabla at its quiet logging config; import it before anything imports nnabla.
-from hwnas.cli import main
+from hwnas.cli import main  # noqa: I001
+
+import nnabla as nn
+
+from hwnas.config import DataConfig
+from hwnas.data import Dataset, load_dataset
+
+#: A small chain space for unit tests: 3 searchable blocks, 8x8 greyscale input.
+SMALL_SPACE = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
+                   stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3],
+                   head_channels=16)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_parameters():
+    """nnabla's global parameter scope starts and ends every test empty."""
+    nn.clear_parameters()
+    yield
+    nn.clear_parameters()
+
+
+@pytest.fixture(scope="session")
+def data() -> Dataset:
+    """The synthetic dataset at 8x8 (600 images, 10 classes)."""
+    return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
 #: A tiny experiment that runs end to end in seconds: synthetic data, 6 subnets in the space.
 #: ``max_spread`` is loose because a loaded test machine makes 0.2 ms timings noisy, and

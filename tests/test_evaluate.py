@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import nnabla as nn
 import numpy as np
 import pytest
+from conftest import SMALL_SPACE
 
 import hwnas.evaluate as evaluate_module
 from hwnas.arch import Arch
@@ -19,9 +19,7 @@ from hwnas.records import Evaluation
 from hwnas.supernet import create_space
 
 INPUT_SHAPE = (1, 8, 8)
-SMALL = dict(input_shape=INPUT_SHAPE, n_classes=10, stem_channels=8,
-             stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3],
-             head_channels=16)
+SMALL = SMALL_SPACE
 LATENCY = LatencyConfig(context="cpu", batch_size=2, warmup=1, repeats=3,
                         statistic="cpu_median", max_spread=1e6, retries=0)
 BN_SAMPLES = 64
@@ -31,17 +29,6 @@ SMALLEST = Arch({"b0": "skip", "b1": "skip", "b2": "ir_k3_e2"})
 MIDDLE = Arch({"b0": "ir_k3_e2", "b1": "skip", "b2": "ir_k3_e3"})
 BIGGEST = Arch({"b0": "ir_k5_e3", "b1": "ir_k5_e3", "b2": "ir_k5_e3"})
 
-
-@pytest.fixture(autouse=True)
-def _fresh_parameters() -> Iterator[None]:
-    nn.clear_parameters()
-    yield
-    nn.clear_parameters()
-
-
-@pytest.fixture(scope="module")
-def data() -> Dataset:
-    return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
 
 @pytest.fixture

@@ -6,12 +6,12 @@ import os
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import nnabla as nn
 import numpy as np
 import pytest
+from conftest import SMALL_SPACE
 
 import hwnas.export as export_module
 from hwnas.config import DataConfig
@@ -19,9 +19,7 @@ from hwnas.data import Dataset, load_dataset
 from hwnas.export import export_nnp, inference_graph, pixels, run_nnp
 from hwnas.supernet import Arch, create_space
 
-SMALL = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
-             stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3],
-             head_channels=16)
+SMALL = SMALL_SPACE
 ARCH = Arch({"b0": "ir_k5_e3", "b1": "skip", "b2": "ir_k3_e2"})
 N = 12
 
@@ -42,17 +40,6 @@ LOADER = textwrap.dedent("""
     assert not leaked, leaked
 """)
 
-
-@pytest.fixture(autouse=True)
-def _fresh_parameters() -> Iterator[None]:
-    nn.clear_parameters()
-    yield
-    nn.clear_parameters()
-
-
-@pytest.fixture(scope="module")
-def data() -> Dataset:
-    return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
 
 @pytest.fixture

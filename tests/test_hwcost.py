@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 
 import nnabla as nn
 import nnabla.functions as F
@@ -26,13 +25,6 @@ from hwnas.hwcost import _latency
 
 PROTOCOL = dict(context="cpu", device="test cpu", batch_size=1, warmup=1, repeats=5,
                 statistic="cpu_median", max_spread=1.0, retries=0)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_parameters() -> Iterator[None]:
-    nn.clear_parameters()
-    yield
-    nn.clear_parameters()
 
 
 # ---------------------------------------------------------------- parameters and MACs

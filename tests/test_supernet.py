@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from pathlib import Path
 
 import nnabla as nn
@@ -10,6 +9,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import SMALL_SPACE
 
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, TrainConfig
@@ -22,21 +22,8 @@ from hwnas.supernet.learners import UniformLearner, load_weights, save_weights
 from hwnas.supernet.learners._base import CHECKPOINT, LOG, WEIGHTS
 
 INPUT_SHAPE = (1, 8, 8)
-SMALL = dict(input_shape=INPUT_SHAPE, n_classes=10, stem_channels=8,
-             stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3],
-             head_channels=16)
+SMALL = SMALL_SPACE
 
-
-@pytest.fixture(autouse=True)
-def _fresh_parameters() -> Iterator[None]:
-    nn.clear_parameters()
-    yield
-    nn.clear_parameters()
-
-
-@pytest.fixture(scope="module")
-def data() -> Dataset:
-    return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
 
 @pytest.fixture(scope="module")
