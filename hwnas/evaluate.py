@@ -7,8 +7,8 @@ import numpy as np
 from hwnas.config import LatencyConfig
 from hwnas.data import Dataset, Split
 from hwnas.errors import MeasurementError
-from hwnas.hwcost import (Costs, count_graph_params, count_macs, describe_device,
-                          measure_graph_latency, param_bytes, peak_activation_bytes)
+from hwnas.hwcost import (BaseProfiler, Costs, NnablaProfiler, count_graph_params, count_macs,
+                          inference_output, param_bytes, peak_activation_bytes)
 from hwnas.records import Evaluation
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
 
@@ -32,15 +32,17 @@ class Evaluator:
         data: the dataset (train for recalibration, val for accuracy).
         latency: the latency measurement protocol.
         bn_samples: training examples used for recalibration.
+        profiler: measures latency; in this process on ``latency.context`` when None.
     """
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
-                 latency: LatencyConfig, bn_samples: int = 512) -> None:
+                 latency: LatencyConfig, bn_samples: int = 512,
+                 profiler: BaseProfiler | None = None) -> None:
         if bn_samples < 1:
             raise ValueError(f"bn_samples must be >= 1, got {bn_samples}")
         self.space, self.supernet, self.data, self.latency = space, supernet, data, latency
         self.calibration = data.train.x[:bn_samples]
-        self.device = describe_device(latency.context)
+        self.profiler = profiler or NnablaProfiler(latency)
         self.cache: dict[str, Evaluation] = {}
 
     def __call__(self, arch: Arch) -> Evaluation:
@@ -71,20 +73,14 @@ class Evaluator:
     def costs(self, arch: Arch) -> Costs:
         """Parameters, MACs, memory and measured latency of the standalone subnet."""
         subnet = self.supernet.extract(arch)
-        cfg = self.latency
         x = nn.Variable((1,) + tuple(self.data.input_shape))
-        y = subnet(x)
+        y = inference_output(subnet, x)
         params = count_graph_params(y, inputs=[x])
         macs = count_macs(y)
         memory = param_bytes(y, inputs=[x]) + peak_activation_bytes(y, inputs=[x])
-        if cfg.batch_size != 1:
-            x = nn.Variable((cfg.batch_size,) + tuple(self.data.input_shape))
-            y = subnet(x)
-        latency_ms, protocol = measure_graph_latency(
-            y, [x], warmup=cfg.warmup, repeats=cfg.repeats, statistic=cfg.statistic,
-            max_spread=cfg.max_spread, retries=cfg.retries, context=cfg.context,
-            device=self.device, batch_size=cfg.batch_size)
+        latency_ms, protocol = self.profiler.measure(subnet, self.data.input_shape)
         if not protocol.reliable:
+            cfg = self.latency
             raise MeasurementError(
                 f"latency of {arch.key} is unreliable: spread {protocol.spread:.0%} exceeds "
                 f"{cfg.max_spread:.0%} after {cfg.retries + 1} attempts; the machine is too "

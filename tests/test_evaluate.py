@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from conftest import SMALL_SPACE
 
-import hwnas.evaluate as evaluate_module
+import hwnas.hwcost._profiler as profiler_module
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, LatencyConfig
 from hwnas.data import Dataset, load_dataset
@@ -193,13 +193,13 @@ def test_recalibration_is_repeatable(space, supernet, data) -> None:
 
 def test_cached_by_arch_key(space, supernet, data, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = evaluate_module.measure_graph_latency
+    real = profiler_module.measure_graph_latency
 
     def counting(*args, **kwargs):
         calls.append(1)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(evaluate_module, "measure_graph_latency", counting)
+    monkeypatch.setattr(profiler_module, "measure_graph_latency", counting)
     ev = make_evaluator(space, supernet, data)
     first = ev(MIDDLE)
     assert len(calls) == 1
@@ -314,7 +314,7 @@ def _protocol(reliable: bool) -> LatencyProtocol:
 
 def test_unreliable_measurement_raises_and_is_not_cached(space, supernet, data,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(evaluate_module, "measure_graph_latency",
+    monkeypatch.setattr(profiler_module, "measure_graph_latency",
                         lambda *a, **k: (1.0, _protocol(reliable=False)))
     ev = make_evaluator(space, supernet, data)
     with pytest.raises(MeasurementError, match="unreliable"):
@@ -332,7 +332,7 @@ def test_failed_measurement_propagates_and_is_never_zero(space, supernet, data,
     def fail(*args, **kwargs):
         raise MeasurementError("forward pass failed")
 
-    monkeypatch.setattr(evaluate_module, "measure_graph_latency", fail)
+    monkeypatch.setattr(profiler_module, "measure_graph_latency", fail)
     ev = make_evaluator(space, supernet, data)
     with pytest.raises(MeasurementError, match="forward pass failed"):
         ev(MIDDLE)

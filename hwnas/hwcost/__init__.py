@@ -10,6 +10,7 @@ from hwnas.hwcost._counters import (
     param_bytes,
     peak_activation_bytes,
 )
+from hwnas.hwcost._profiler import BaseProfiler, NnablaProfiler, inference_output
 from hwnas.hwcost._latency import (
     STATISTICS,
     describe_device,
@@ -19,6 +20,9 @@ from hwnas.hwcost._latency import (
 
 __all__ = [
     "BYTES_PER_ELEMENT",
+    "BaseProfiler",
+    "NnablaProfiler",
+    "inference_output",
     "Costs",
     "LatencyProtocol",
     "STATISTICS",
