@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 
 import nnabla as nn
@@ -52,11 +53,31 @@ def export_nnp(subnet: nn.Module, data: Dataset, path: str | Path) -> None:
     :func:`inference_graph`) and an executor ``runtime``; its batch size is
     variable.
     """
+    save_nnp(subnet, path, lambda scope: inference_graph(subnet, data, 1, scope=scope))
+
+
+def export_module_nnp(module: nn.Module, input_shape: tuple[int, ...], path: str | Path) -> None:
+    """Writes any standalone module (a subnet, one block) as an .nnp without normalisation.
+
+    Used to run a network on another device; network ``net``, input ``x`` of
+    shape (batch, *input_shape), output ``y``.
+    """
+    def build(scope: OrderedDict) -> tuple[nn.Variable, nn.Variable]:
+        x = nn.Variable((1,) + tuple(input_shape))
+        module.training = False
+        return x, module(x)
+
+    save_nnp(module, path, build)
+
+
+def save_nnp(module: nn.Module, path: str | Path,
+             build: Callable[[OrderedDict], tuple[nn.Variable, nn.Variable]]) -> None:
+    """Saves the graph ``build(scope)`` returns as (input, output), with ``module``'s weights."""
     scope: OrderedDict = OrderedDict()
     with nn.parameter_scope("", scope):
-        for key, param in subnet.get_parameters(grad_only=False).items():
+        for key, param in module.get_parameters(grad_only=False).items():
             nn.parameter.set_parameter(key, param)
-        x, y = inference_graph(subnet, data, batch_size=1, scope=scope)
+        x, y = build(scope)
         contents = {
             "networks": [{"name": NETWORK, "batch_size": 1, "outputs": {OUTPUT: y},
                           "names": {INPUT: x}}],
