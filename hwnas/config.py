@@ -183,6 +183,15 @@ class LatencyConfig:
             or ``wall_median``.
         max_spread: largest (p75 - p25) / statistic accepted before re-measuring.
         retries: re-measurements before a measurement is reported unreliable.
+        predictor: ``lut`` (search predicts latency from the run's calibrated
+            per-block table, lut.json, and re-measures the front and the
+            selected subnet) or ``measure`` (every subnet is measured whole).
+        calibration_samples: whole subnets measured to calibrate the table.
+        command: measure on another device: a shell command run once per
+            network, with ``{model}`` replaced by the path of an exported .nnp
+            (and ``{batch_size}`` by the batch size); it must print the
+            latency in ms as its last number. None: measure in this process.
+        command_timeout: seconds a command may run before it counts as failed.
     """
 
     context: str = "cpu"
@@ -192,6 +201,10 @@ class LatencyConfig:
     statistic: str = "cpu_median"
     max_spread: float = 0.25
     retries: int = 2
+    predictor: str = "lut"
+    calibration_samples: int = 20
+    command: Optional[str] = None
+    command_timeout: float = 120.0
 
     def _check(self, err) -> None:
         if self.context not in ("cpu", "cudnn"):
@@ -206,6 +219,14 @@ class LatencyConfig:
                 err(key, f"must be >= 0, got {getattr(self, key)}")
         if self.max_spread <= 0:
             err("max_spread", f"must be > 0, got {self.max_spread}")
+        if self.predictor not in ("lut", "measure"):
+            err("predictor", f"must be 'lut' or 'measure', got {self.predictor!r}")
+        if self.calibration_samples < 2:
+            err("calibration_samples", f"must be >= 2, got {self.calibration_samples}")
+        if self.command is not None and "{model}" not in self.command:
+            err("command", "must contain '{model}', the path of the exported .nnp")
+        if self.command_timeout <= 0:
+            err("command_timeout", f"must be > 0, got {self.command_timeout}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -46,7 +46,12 @@ class Costs:
         params: number of parameters.
         macs: multiply-accumulate operations of one forward pass at batch 1.
         memory_bytes: parameter bytes plus peak activation bytes at batch 1.
-        protocol: how ``latency_ms`` was measured.
+        protocol: how ``latency_ms`` was measured (for a prediction: how the
+            table it comes from was measured).
+        latency_source: ``measured`` (the whole subnet was timed) or
+            ``predicted`` (from a calibrated latency table).
+        latency_uncertainty_ms: one standard deviation of a prediction's error
+            (0 for a measurement).
     """
 
     latency_ms: float
@@ -54,6 +59,8 @@ class Costs:
     macs: int
     memory_bytes: int
     protocol: LatencyProtocol
+    latency_source: str = "measured"
+    latency_uncertainty_ms: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
