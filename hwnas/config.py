@@ -189,8 +189,12 @@ class LatencyConfig:
         calibration_samples: whole subnets measured to calibrate the table.
         command: measure on another device: a shell command run once per
             network, with ``{model}`` replaced by the path of an exported .nnp
-            (and ``{batch_size}`` by the batch size); it must print the
-            latency in ms as its last number. None: measure in this process.
+            (leave it unquoted) and ``{batch_size}``, ``{warmup}``,
+            ``{repeats}`` by the protocol's values; its last stdout line gives
+            the latency in ms (its last number, or a JSON object with
+            ``latency_ms`` and optionally ``spread``), and a line ``device: ...``
+            names the device (``tools/nnp_latency.py`` does all this). None:
+            measure in this process.
         command_timeout: seconds a command may run before it counts as failed.
     """
 

@@ -11,6 +11,7 @@ from hwnas.hwcost._counters import (
     peak_activation_bytes,
 )
 from hwnas.hwcost._profiler import BaseProfiler, NnablaProfiler, inference_output
+from hwnas.hwcost._command import CommandProfiler, parse_latency_output
 from hwnas.hwcost._latency import (
     STATISTICS,
     describe_device,
@@ -21,6 +22,7 @@ from hwnas.hwcost._latency import (
 __all__ = [
     "BYTES_PER_ELEMENT",
     "BaseProfiler",
+    "CommandProfiler",
     "NnablaProfiler",
     "inference_output",
     "Costs",
@@ -33,5 +35,6 @@ __all__ = [
     "measure_graph_latency",
     "measure_latency",
     "param_bytes",
+    "parse_latency_output",
     "peak_activation_bytes",
 ]
