@@ -1,16 +1,22 @@
 """Evaluator: scores a subnet with inherited weights and its hardware costs."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import nnabla as nn
 import numpy as np
 
 from hwnas.config import LatencyConfig
 from hwnas.data import Dataset, Split
 from hwnas.errors import MeasurementError
-from hwnas.hwcost import (BaseProfiler, Costs, NnablaProfiler, count_graph_params, count_macs,
-                          inference_output, param_bytes, peak_activation_bytes)
+from hwnas.hwcost import (BaseProfiler, Costs, LatencyProtocol, NnablaProfiler,
+                          count_graph_params, count_macs, inference_output, param_bytes,
+                          peak_activation_bytes)
 from hwnas.records import Evaluation
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
+
+if TYPE_CHECKING:
+    from hwnas.hwcost._lut import LatencyTable
 
 #: Examples per forward pass when scoring a split.
 EVAL_BATCH = 256
@@ -33,16 +39,19 @@ class Evaluator:
         latency: the latency measurement protocol.
         bn_samples: training examples used for recalibration.
         profiler: measures latency; in this process on ``latency.context`` when None.
+        table: a calibrated latency table; when given, latency is predicted
+            from it instead of measured (``Costs.latency_source`` says which).
     """
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  latency: LatencyConfig, bn_samples: int = 512,
-                 profiler: BaseProfiler | None = None) -> None:
+                 profiler: BaseProfiler | None = None, table: LatencyTable | None = None) -> None:
         if bn_samples < 1:
             raise ValueError(f"bn_samples must be >= 1, got {bn_samples}")
         self.space, self.supernet, self.data, self.latency = space, supernet, data, latency
         self.calibration = data.train.x[:bn_samples]
         self.profiler = profiler or NnablaProfiler(latency)
+        self.table = table
         self.cache: dict[str, Evaluation] = {}
 
     def __call__(self, arch: Arch) -> Evaluation:
@@ -71,13 +80,23 @@ class Evaluator:
         return split_accuracy(self.supernet, split)
 
     def costs(self, arch: Arch) -> Costs:
-        """Parameters, MACs, memory and measured latency of the standalone subnet."""
+        """Parameters, MACs, memory and latency (predicted or measured) of the standalone subnet."""
         subnet = self.supernet.extract(arch)
         x = nn.Variable((1,) + tuple(self.data.input_shape))
         y = inference_output(subnet, x)
         params = count_graph_params(y, inputs=[x])
         macs = count_macs(y)
         memory = param_bytes(y, inputs=[x]) + peak_activation_bytes(y, inputs=[x])
+        if self.table is not None:
+            latency_ms, uncertainty = self.table.predict(arch)
+            return Costs(latency_ms=latency_ms, params=params, macs=macs, memory_bytes=memory,
+                         protocol=self.table.protocol, latency_source="predicted",
+                         latency_uncertainty_ms=uncertainty)
+        latency_ms, protocol = self._measure(subnet, arch)
+        return Costs(latency_ms=latency_ms, params=params, macs=macs, memory_bytes=memory,
+                     protocol=protocol)
+
+    def _measure(self, subnet: nn.Module, arch: Arch) -> tuple[float, LatencyProtocol]:
         latency_ms, protocol = self.profiler.measure(subnet, self.data.input_shape)
         if not protocol.reliable:
             cfg = self.latency
@@ -85,8 +104,7 @@ class Evaluator:
                 f"latency of {arch.key} is unreliable: spread {protocol.spread:.0%} exceeds "
                 f"{cfg.max_spread:.0%} after {cfg.retries + 1} attempts; the machine is too "
                 "busy, or raise latency.max_spread / latency.repeats")
-        return Costs(latency_ms=latency_ms, params=params, macs=macs, memory_bytes=memory,
-                     protocol=protocol)
+        return latency_ms, protocol
 
 
 def split_accuracy(net: nn.Module, split: Split, batch_size: int = EVAL_BATCH) -> float:

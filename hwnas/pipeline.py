@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
+import math
 import warnings
 from pathlib import Path
 from typing import Any
@@ -18,6 +20,7 @@ from hwnas.data import Dataset, load_dataset
 from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.evaluate import Evaluator
 from hwnas.export import export_nnp, pixels, run_nnp
+from hwnas.hwcost import measure_gated
 from hwnas.pareto import ParetoFront, Selection, plot_front, select as select_subnet
 from hwnas.records import Evaluation
 from hwnas.strategies import STRATEGIES
@@ -27,6 +30,7 @@ from hwnas.supernet.learners import LEARNERS, load_weights
 from hwnas.supernet.learners._base import CHECKPOINT, WEIGHTS
 
 CONFIG = "config.yaml"
+MEASURED = "measured.json"
 #: Consecutive failed measurements after which a search stops.
 MAX_FAILURES = 3
 
@@ -100,11 +104,18 @@ class Workspace:
     space: BaseSearchSpace
     supernet: Supernet
 
+    progress: bool = True
+
     @functools.cached_property
     def evaluator(self) -> Evaluator:
+        from hwnas import profiling
         cfg = self.run.config
+        table = None
+        if cfg.latency.predictor == "lut":
+            table = profiling.ensure_table(self.run, self, progress=self.progress)
         return Evaluator(space=self.space, supernet=self.supernet, data=self.data,
-                         latency=cfg.latency, bn_samples=cfg.search.bn_samples)
+                         latency=cfg.latency, bn_samples=cfg.search.bn_samples,
+                         profiler=profiling.make_profiler(cfg.latency), table=table)
 
 
 def _set_context(context: str) -> None:
@@ -116,7 +127,7 @@ def _set_context(context: str) -> None:
                           "install nnabla-ext-cuda for 'cudnn' or use 'cpu'") from None
 
 
-def workspace(run: RunDir, *, trained: bool = True) -> Workspace:
+def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Workspace:
     """Loads the data, builds the space and supernet, and loads trained weights."""
     cfg = run.config
     _set_context(cfg.latency.context)
@@ -136,7 +147,7 @@ def workspace(run: RunDir, *, trained: bool = True) -> Workspace:
     if trained:
         _check_trained(run)
         load_weights(supernet, run / WEIGHTS)
-    return Workspace(run, data, space, supernet)
+    return Workspace(run, data, space, supernet, progress)
 
 
 def _check_trained(run: RunDir) -> None:
@@ -165,7 +176,7 @@ def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
 
 def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -> list[Evaluation]:
     """Runs (or resumes) the search until the study holds ``search.trials`` evaluations."""
-    ws = ws or workspace(run)
+    ws = ws or workspace(run, progress=progress)
     cfg = run.config
     strategy_cls = STRATEGIES[cfg.search.strategy]
     with warnings.catch_warnings():
@@ -179,6 +190,8 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -
     strategy = strategy_cls(study=study, choices=ws.space.choices,
                             objectives=cfg.search.objectives, budgets=cfg.budgets, seed=cfg.seed)
     done = n_complete(study)
+    if not study.trials:
+        strategy.enqueue(ws.space.extremes())
     bar = tqdm(total=cfg.search.trials, initial=min(done, cfg.search.trials), desc="search",
                disable=not progress)
     failures = 0
@@ -209,20 +222,56 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -
     return evaluations(study)
 
 
-def front(run: RunDir) -> ParetoFront:
-    """The feasible Pareto front of the study; writes front.csv and front.png."""
+def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
+    """The feasible Pareto front of the study; writes front.csv and front.png.
+
+    When latencies were predicted from the table, every subnet on the front
+    is also measured whole; front.csv gains ``latency_ms_measured``.
+    """
     cfg = run.config
     evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
     if not evs:
         raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
     pareto = ParetoFront.from_evaluations(evs, cfg.search.objectives, cfg.budgets)
-    pareto.write_csv(run / "front.csv")
+    table = pareto.table()
+    if any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
+        measured = remeasure(run, ws or workspace(run), [e.arch for e in pareto.evaluations])
+        table["latency_ms_measured"] = [measured[k]["latency_ms"] for k in table["key"]]
+    atomic_write_text(run / "front.csv", table.to_csv(index=False))
     plot_front(evs, cfg.search.objectives, cfg.budgets, run / "front.png")
     return pareto
 
 
-def select(run: RunDir, budgets: dict[str, float] | None = None) -> Selection:
+def remeasure(run: RunDir, ws: Workspace, archs: list[Arch]) -> dict[str, dict[str, Any]]:
+    """Whole-subnet latencies of ``archs``, each measured once and kept in measured.json."""
+    path = run / MEASURED
+    try:
+        cache = json.loads(path.read_text()) if path.exists() else {}
+    except (OSError, ValueError):
+        cache = {}  # a cache only: measure again
+    todo = {a.key: (ws.supernet.extract(a), ws.data.input_shape)
+            for a in archs if a.key not in cache}
+    if todo:
+        # Gated by the probe network like the table, so that the numbers
+        # compared with its predictions come from an equally quiet device.
+        evaluator = ws.evaluator
+        reference = evaluator.table.probe_ms if evaluator.table is not None else None
+        settled, protocol, _ = measure_gated(evaluator.profiler, todo, reference_ms=reference,
+                                             progress=ws.progress, desc="re-measure")
+        for key, result in settled.items():
+            cache[key] = {"latency_ms": result.ms,
+                          "protocol": dataclasses.replace(protocol, spread=result.spread).to_dict()}
+        atomic_write_json(path, cache)
+    return cache
+
+
+def select(run: RunDir, budgets: dict[str, float] | None = None, *,
+           ws: Workspace | None = None) -> Selection:
     """Chooses the most accurate evaluated subnet within every budget; writes selected.json.
+
+    A subnet whose latency was predicted is measured whole before it is
+    chosen; if the measurement breaks the latency budget, the next best
+    subnet is considered. selected.json records both numbers.
 
     Raises:
         BudgetError: nothing fits; the message names the nearest subnet.
@@ -230,17 +279,32 @@ def select(run: RunDir, budgets: dict[str, float] | None = None) -> Selection:
     cfg = run.config
     budgets = dict(cfg.budgets if budgets is None else budgets)
     evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
-    selection = select_subnet(evs, budgets)
-    chosen = selection.require()
-    atomic_write_json(run / "selected.json", {
-        "key": chosen.arch.key, "arch": dict(chosen.arch), "budgets": budgets,
-        "metrics": chosen.metrics, "costs": chosen.costs.to_dict()})
+    rejected: dict[str, float] = {}
+    while True:
+        selection = select_subnet([e for e in evs if e.arch.key not in rejected], budgets)
+        chosen = selection.require()
+        if chosen.costs.latency_source != "predicted":
+            measured = None
+            break
+        ws = ws or workspace(run)
+        measured = remeasure(run, ws, [chosen.arch])[chosen.arch.key]
+        if measured["latency_ms"] <= budgets.get("latency_ms", math.inf):
+            break
+        rejected[chosen.arch.key] = measured["latency_ms"]
+    record = {"key": chosen.arch.key, "arch": dict(chosen.arch), "budgets": budgets,
+              "metrics": chosen.metrics, "costs": chosen.costs.to_dict()}
+    if measured is not None:
+        record["latency_ms_predicted"] = chosen.costs.latency_ms
+        record["latency_ms_measured"] = measured["latency_ms"]
+        record["measured_protocol"] = measured["protocol"]
+    if rejected:
+        record["rejected_after_measurement"] = rejected
+    atomic_write_json(run / "selected.json", record)
     return selection
 
 
 def selected_arch(run: RunDir) -> Arch:
     """The Arch in selected.json."""
-    import json
     path = run / "selected.json"
     if not path.exists():
         raise RunDirError(f"{path}: nothing selected yet; run 'hwnas select {run.path}'")

@@ -14,7 +14,7 @@ from hwnas.config import DataConfig, LatencyConfig
 from hwnas.data import Dataset, load_dataset
 from hwnas.errors import MeasurementError
 from hwnas.evaluate import Evaluator, split_accuracy
-from hwnas.hwcost import LatencyProtocol, count_graph_params, describe_device
+from hwnas.hwcost import LatencyProtocol, count_graph_params, describe_device, inference_output
 from hwnas.records import Evaluation
 from hwnas.supernet import create_space
 
@@ -223,13 +223,13 @@ def test_invalid_arch_raises_and_is_not_cached(space, supernet, data) -> None:
 
 def _ir_params(cin: int, cout: int, kernel: int, expansion: int) -> int:
     hidden = cin * expansion
-    return (cin * hidden + 2 * hidden) + (hidden * kernel * kernel + 2 * hidden) \
-        + (hidden * cout + 2 * cout)
+    # Deployed, BN folded: every conv keeps its W and gains a bias per output channel.
+    return (cin * hidden + hidden) + (hidden * kernel * kernel + hidden) + (hidden * cout + cout)
 
 
 def _hand_params(arch: Arch) -> int:
     shapes = {"b0": (8, 8), "b1": (8, 8), "b2": (8, 16)}
-    total = (8 * 1 * 9 + 2 * 8) + (16 * 16 + 2 * 16) + (16 * 10 + 10)  # stem, head
+    total = (8 * 1 * 9 + 8) + (16 * 16 + 16) + (16 * 10 + 10)  # stem, head
     for name, option in arch.items():
         if option != "skip":
             k, e = int(option[4]), int(option[-1])
@@ -256,9 +256,11 @@ def test_params_and_macs_by_hand(space, supernet, data, arch: Arch) -> None:
     costs = make_evaluator(space, supernet, data).costs(arch)
     subnet = supernet.extract(arch)
     x = nn.Variable((1,) + INPUT_SHAPE)
-    assert costs.params == count_graph_params(subnet(x), inputs=[x])
+    assert costs.params == count_graph_params(inference_output(subnet, x), inputs=[x])
     held = subnet.get_parameters(grad_only=True)
-    assert costs.params == sum(int(np.prod(p.shape)) for p in held.values())
+    bn_channels = sum(int(np.prod(p.shape)) for k, p in held.items() if k.endswith("/beta"))
+    # beta and gamma (2C per BN) fold into one bias (C).
+    assert costs.params == sum(int(np.prod(p.shape)) for p in held.values()) - bn_channels
     assert costs.params == _hand_params(arch)
     assert costs.macs == _hand_macs(arch)
     assert costs.memory_bytes > 4 * costs.params

@@ -37,7 +37,8 @@ def print_front(pareto: ParetoFront, out=None) -> None:
 def describe(evaluation: Evaluation) -> str:
     """One line naming a subnet and its numbers."""
     c = evaluation.costs
+    how = f"{c.protocol.statistic}, batch {c.protocol.batch_size}, {c.protocol.context}"
+    latency = (f"{c.latency_ms:.4f} ± {c.latency_uncertainty_ms:.4f} ms (predicted; {how})"
+               if c.latency_source == "predicted" else f"{c.latency_ms:.4f} ms ({how})")
     return (f"{evaluation.arch.key}\n  val accuracy {evaluation.metrics['accuracy']:.4f}  "
-            f"latency {c.latency_ms:.4f} ms ({c.protocol.statistic}, batch "
-            f"{c.protocol.batch_size}, {c.protocol.context})  params {c.params}  "
-            f"MACs {c.macs}  memory {c.memory_bytes} B")
+            f"latency {latency}  params {c.params}  MACs {c.macs}  memory {c.memory_bytes} B")

@@ -124,6 +124,7 @@ def cmd_select(args: argparse.Namespace) -> None:
     selection = pipeline.select(run, _budgets(args))
     print(f"selected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
+    _print_measured(run)
     print(f"wrote {run / 'selected.json'}")
 
 
@@ -148,12 +149,23 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"run directory: {run.path}")
     progress = not args.quiet
     pipeline.train(run, progress=progress)
-    ws = pipeline.workspace(run)
+    ws = pipeline.workspace(run, progress=progress)
     pipeline.search(run, progress=progress, ws=ws)
-    print_front(pipeline.front(run))
-    selection = pipeline.select(run, budgets)
+    print_front(pipeline.front(run, ws=ws))
+    selection = pipeline.select(run, budgets, ws=ws)
     print(f"\nselected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
+    _print_measured(run)
     info = pipeline.export(run, ws=ws)
     print(f"exported -> {run / 'model.nnp'}: test accuracy {info['test_accuracy']:.4f} "
           f"(loaded with nnabla alone)")
+
+
+def _print_measured(run: pipeline.RunDir) -> None:
+    import json
+    record = json.loads((run / "selected.json").read_text())
+    if "latency_ms_measured" in record:
+        print(f"  latency predicted {record['latency_ms_predicted']:.4f} ms, measured whole "
+              f"{record['latency_ms_measured']:.4f} ms")
+    for key, ms in record.get("rejected_after_measurement", {}).items():
+        print(f"  passed over {key}: measured {ms:.4f} ms breaks the latency budget")

@@ -12,6 +12,8 @@ from hwnas.hwcost._counters import (
 )
 from hwnas.hwcost._profiler import BaseProfiler, NnablaProfiler, inference_output
 from hwnas.hwcost._command import CommandProfiler, parse_latency_output
+from hwnas.hwcost._gated import Measured, measure_gated, probe_network
+from hwnas.hwcost._lut import Calibration, IncompatibleTableError, LatencyTable, sample_distinct
 from hwnas.hwcost._latency import (
     STATISTICS,
     describe_device,
@@ -20,6 +22,13 @@ from hwnas.hwcost._latency import (
 )
 
 __all__ = [
+    "Calibration",
+    "IncompatibleTableError",
+    "LatencyTable",
+    "Measured",
+    "measure_gated",
+    "probe_network",
+    "sample_distinct",
     "BYTES_PER_ELEMENT",
     "BaseProfiler",
     "CommandProfiler",

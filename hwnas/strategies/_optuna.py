@@ -28,6 +28,11 @@ class OptunaStrategy(BaseStrategy):
         self.study = study
         self._pending: dict[str, list[optuna.Trial]] = {}
 
+    def enqueue(self, archs: list[Arch]) -> None:
+        """Makes the next asks return ``archs`` first (for example, the space's extremes)."""
+        for arch in archs:
+            self.study.enqueue_trial(dict(arch), skip_if_exists=True)
+
     def ask(self, n: int = 1) -> list[Arch]:
         archs = []
         for _ in range(n):

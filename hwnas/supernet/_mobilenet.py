@@ -4,8 +4,8 @@ from __future__ import annotations
 import nnabla as nn
 
 from hwnas.arch import Arch
-from hwnas.supernet._ops import ConvBNReLU, Head, Op, build_option
-from hwnas.supernet._space import BaseSearchSpace, Supernet, register_space
+from hwnas.supernet._ops import ConvBNReLU, Head, Op, build_option, parse_option
+from hwnas.supernet._space import BaseSearchSpace, Supernet, Unit, register_space
 
 
 class MixedOp(Op):
@@ -141,5 +141,70 @@ class ChainSpace(BaseSearchSpace):
                 self.choices[name] = ir + (("skip",) if skip and s == 1 and cin == channels else ())
                 cin = channels
 
+    def extremes(self) -> list[Arch]:
+        """``skip`` (or the smallest block) everywhere, and the largest block everywhere."""
+        def cost(option: str) -> tuple[int, int]:
+            decoded = parse_option(option)
+            return (0, 0) if decoded is None else decoded
+        return [Arch({n: min(o, key=cost) for n, o in self.choices.items()}),
+                Arch({n: max(o, key=cost) for n, o in self.choices.items()})]
+
     def supernet(self) -> ChainSupernet:
         return ChainSupernet(self, self.choices)
+
+    def units(self, arch: Arch | None = None) -> list[Unit]:
+        """Stem, the option of every block at the shape it sees, head; ``skip`` has no unit.
+
+        Args:
+            arch: a subnet; None for every distinct unit of the space.
+
+        Returns:
+            ``arch``'s units in forward order, or each distinct unit of the space once.
+        """
+        if arch is not None:
+            self.validate(arch)
+            blocks = [self._block_unit(name, option) for name, option in arch.items()]
+            return [self._stem_unit(), *[u for u in blocks if u is not None], self._head_unit()]
+        distinct: dict[str, Unit] = {}
+        for unit in [self._stem_unit(),
+                     *[self._block_unit(name, option)
+                       for name, options in self.choices.items() for option in options],
+                     self._head_unit()]:
+            if unit is not None:
+                distinct.setdefault(unit.key, unit)
+        return list(distinct.values())
+
+    def _feature_shapes(self) -> dict[str, tuple[int, int, int]]:
+        """(C, H, W) entering every block, and the head (key ``head``)."""
+        _, h, w = self.input_shape
+        c = self.stem_channels
+        shapes = {}
+        for name, (cin, cout, stride) in self.block_shapes.items():
+            shapes[name] = (c, h, w)
+            # Odd kernels with padding k // 2: only the stride changes the size.
+            c, h, w = cout, (h - 1) // stride + 1, (w - 1) // stride + 1
+        shapes["head"] = (c, h, w)
+        return shapes
+
+    def _stem_unit(self) -> Unit:
+        out = self.stem_channels
+        return Unit(f"stem_k3|in={_dims(self.input_shape)}|out={out}|s=1", self.input_shape,
+                    lambda: ConvBNReLU(out, 3))
+
+    def _block_unit(self, name: str, option: str) -> Unit | None:
+        if parse_option(option) is None:
+            return None
+        cin, cout, stride = self.block_shapes[name]
+        shape = self._feature_shapes()[name]
+        return Unit(f"{option}|in={_dims(shape)}|out={cout}|s={stride}", shape,
+                    lambda: build_option(option, cin, cout, stride))
+
+    def _head_unit(self) -> Unit:
+        shape = self._feature_shapes()["head"]
+        channels, n_classes = self.head_channels, self.n_classes
+        return Unit(f"head|in={_dims(shape)}|out={channels}|classes={n_classes}", shape,
+                    lambda: Head(channels, n_classes))
+
+
+def _dims(shape: tuple[int, ...]) -> str:
+    return "x".join(str(v) for v in shape)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import fnmatch
 from collections.abc import Callable
 
@@ -46,6 +47,22 @@ class Supernet(Op):
         return {}
 
 
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    """One separately measurable piece of a subnet, as a latency table stores it.
+
+    Attributes:
+        key: what determines its latency, e.g. ``ir_k3_e6|in=16x8x8|out=24|s=2``
+            (operation, input shape (C, H, W), output channels, stride); equal
+            keys are the same computation wherever they occur in a space.
+        input_shape: (C, H, W) of the input it sees in the network.
+        build: a new module of the piece, with freshly initialised weights.
+    """
+
+    key: str
+    input_shape: tuple[int, int, int]
+    build: Callable[[], nn.Module] = dataclasses.field(compare=False, repr=False)
+
 
 class BaseSearchSpace(abc.ABC):
     """A search space: ordered choices, each with its options, and its supernet.
@@ -74,6 +91,15 @@ class BaseSearchSpace(abc.ABC):
                                  f"{list(self.choices[name])} for choice {name!r}")
         return arch
 
+    def extremes(self) -> list[Arch]:
+        """The cheapest and the most expensive subnets, which bound the front.
+
+        A search seeded with them spans the whole cost range from its start.
+        By default the first and the last option of every choice.
+        """
+        return [Arch({n: o[0] for n, o in self.choices.items()}),
+                Arch({n: o[-1] for n, o in self.choices.items()})]
+
     @property
     def size(self) -> int:
         """How many subnets the space holds."""
@@ -82,6 +108,23 @@ class BaseSearchSpace(abc.ABC):
     @abc.abstractmethod
     def supernet(self) -> Supernet:
         """A new supernet with freshly initialised weights for every option."""
+
+    @abc.abstractmethod
+    def units(self, arch: Arch | None = None) -> list[Unit]:
+        """The separately measurable pieces of the space, or of one subnet.
+
+        A subnet's latency is predicted as the sum of its units' latencies, so
+        a choice's units must not depend on the other choices, and every
+        computation of the subnet must belong to exactly one unit (an option
+        that computes nothing, such as ``skip``, has none).
+
+        Args:
+            arch: a subnet of the space; None for the whole space.
+
+        Returns:
+            With ``arch``: its units in forward order. Without: every distinct
+            unit of the space (by key), each once.
+        """
 
 
 _REGISTRY: dict[str, Callable[..., BaseSearchSpace]] = {}
