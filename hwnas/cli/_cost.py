@@ -24,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("profile", help="check the latency table against whole subnets",
                        description="Measure N random subnets whole (none of those the table "
                        "was calibrated on) and compare them with the table's predictions: "
-                       "share within 10 %%, Spearman correlation, RMSE and the worst cases. "
+                       "share within 10 %, Spearman correlation, RMSE and the worst cases. "
                        "Writes profile.json and profile.png (predicted against measured); "
                        "builds lut.json first when it is missing or does not fit.")
     p.add_argument("run", help="run directory")
