@@ -23,6 +23,19 @@ SMALL_SPACE = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
                    head_channels=16)
 
 
+def snapshot(net) -> dict:
+    """Copies of every weight of a supernet, by name."""
+    return {k: v.d.copy() for k, v in net.net_parameters().items()}
+
+
+def group_of(key: str) -> str:
+    """The parameter group a supernet parameter belongs to, from its scoped name."""
+    parts = key.split("/")
+    if parts[0] in ("@stem", "@head"):
+        return parts[0][1:]
+    return f"{parts[0][1:]}/{parts[1][1:]}"
+
+
 @pytest.fixture(autouse=True)
 def _fresh_parameters():
     """nnabla's global parameter scope starts and ends every test empty."""

@@ -6,7 +6,7 @@ import math
 import nnabla as nn
 import numpy as np
 import pytest
-from conftest import SMALL_SPACE
+from conftest import SMALL_SPACE, group_of, snapshot
 
 import hwnas.hwcost._profiler as profiler_module
 from hwnas.arch import Arch
@@ -56,17 +56,6 @@ def supernet(space):
 def make_evaluator(space, supernet, data, latency: LatencyConfig = LATENCY) -> Evaluator:
     return Evaluator(space=space, supernet=supernet, data=data, latency=latency,
                      bn_samples=BN_SAMPLES)
-
-
-def snapshot(net) -> dict[str, np.ndarray]:
-    return {k: v.d.copy() for k, v in net.net_parameters().items()}
-
-
-def group_of(key: str) -> str:
-    parts = key.split("/")
-    if parts[0] in ("@stem", "@head"):
-        return parts[0][1:]
-    return f"{parts[0][1:]}/{parts[1][1:]}"
 
 
 def logits(net, x: np.ndarray) -> np.ndarray:

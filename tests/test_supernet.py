@@ -9,7 +9,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_SPACE
+from conftest import SMALL_SPACE, group_of, snapshot
 
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, TrainConfig
@@ -79,18 +79,6 @@ def bn_statistics(y: nn.Variable) -> set[nn.Variable]:
 
     y.visit(visit)
     return stats
-
-
-def snapshot(net) -> dict[str, np.ndarray]:
-    return {k: v.d.copy() for k, v in net.net_parameters().items()}
-
-
-def group_of(key: str) -> str:
-    """The parameter group a supernet parameter belongs to, from its scoped name."""
-    parts = key.split("/")
-    if parts[0] in ("@stem", "@head"):
-        return parts[0][1:]
-    return f"{parts[0][1:]}/{parts[1][1:]}"
 
 
 # ---------------------------------------------------------------- registry
