@@ -4,8 +4,8 @@ from __future__ import annotations
 from hwnas.supernet import _mobilenet  # noqa: F401  (registers "mobilenet")
 from hwnas.arch import Arch
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
-from hwnas.supernet._space import (BaseSearchSpace, Supernet, create_space, list_spaces,
+from hwnas.supernet._space import (BaseSearchSpace, Supernet, Unit, create_space, list_spaces,
                                    register_space)
 
-__all__ = ["Arch", "BaseSearchSpace", "ChainSpace", "ChainSupernet", "Supernet",
+__all__ = ["Arch", "BaseSearchSpace", "ChainSpace", "ChainSupernet", "Supernet", "Unit",
            "create_space", "list_spaces", "register_space"]
