@@ -13,6 +13,7 @@ import pytest
 from hwnas.cli import main  # noqa: I001
 
 import nnabla as nn
+import numpy as np
 
 import hwnas.hwcost._gated as gated
 from hwnas.config import DataConfig
@@ -31,6 +32,18 @@ SMALL_SPACE = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
 def snapshot(net) -> dict:
     """Copies of every weight of a supernet, by name."""
     return {k: v.d.copy() for k, v in net.net_parameters().items()}
+
+
+def randomize(net, seed: int = 0) -> None:
+    """Random weights and stale BN statistics, so that every path computes something
+    different (fresh residual blocks start as the identity) and recalibration has
+    something to replace."""
+    rng = np.random.default_rng(seed)
+    for key, param in net.net_parameters().items():
+        if key.endswith("/var"):
+            param.d = rng.uniform(0.5, 2.0, param.shape)
+        else:
+            param.d = rng.normal(0.0, 0.5, param.shape)
 
 
 def group_of(key: str) -> str:

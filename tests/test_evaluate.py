@@ -6,7 +6,7 @@ import math
 import nnabla as nn
 import numpy as np
 import pytest
-from conftest import SMALL_SPACE, group_of, snapshot
+from conftest import SMALL_SPACE, group_of, randomize, snapshot
 
 import hwnas.hwcost._profiler as profiler_module
 from hwnas.arch import Arch
@@ -34,16 +34,6 @@ BIGGEST = Arch({"b0": "ir_k5_e3", "b1": "ir_k5_e3", "b2": "ir_k5_e3"})
 @pytest.fixture
 def space():
     return create_space("mobilenet", **SMALL)
-
-
-def randomize(net, seed: int = 0) -> None:
-    """Random weights and stale BN statistics: recalibration has something to replace."""
-    rng = np.random.default_rng(seed)
-    for key, param in net.net_parameters().items():
-        if key.endswith("/var"):
-            param.d = rng.uniform(0.5, 2.0, param.shape)
-        else:
-            param.d = rng.normal(0.0, 0.5, param.shape)
 
 
 @pytest.fixture

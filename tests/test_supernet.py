@@ -9,7 +9,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_SPACE, group_of, snapshot
+from conftest import SMALL_SPACE, group_of, randomize, snapshot
 
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, TrainConfig
@@ -37,20 +37,6 @@ TINY = dict(stages=[(8, 1, 1), (16, 1, 2)], expansions=[2])
 
 def make_space(**overrides) -> ChainSpace:
     return create_space("mobilenet", **{**SMALL, **overrides})
-
-
-def randomize(net, seed: int = 0) -> None:
-    """Random weights and BN statistics, so that every path computes something different.
-
-    Fresh supernets start residual blocks as the identity (zero BN scale), which
-    would let a wrongly routed path produce the same output as the right one.
-    """
-    rng = np.random.default_rng(seed)
-    for key, param in net.net_parameters().items():
-        if key.endswith("/var"):
-            param.d = rng.uniform(0.5, 2.0, param.shape)
-        else:
-            param.d = rng.normal(0.0, 0.5, param.shape)
 
 
 def forward(net, x: np.ndarray) -> np.ndarray:

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+from pathlib import Path
 
 from hwnas import pipeline
 from hwnas.arch import Arch
@@ -81,7 +84,6 @@ def _budgets(args: argparse.Namespace) -> dict[str, float] | None:
 
 
 def _run_for(config: str | None, out: str | None) -> pipeline.RunDir:
-    from pathlib import Path
     if config is not None and Path(config).is_dir():
         if out is not None:
             raise HwnasError("give either a run directory or a config with --out, not both")
@@ -109,7 +111,6 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def _with_trials(config, trials: int):
-    import dataclasses
     return dataclasses.replace(config, search=dataclasses.replace(config.search, trials=trials))
 
 
@@ -162,7 +163,6 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _print_measured(run: pipeline.RunDir) -> None:
-    import json
     record = json.loads((run / "selected.json").read_text())
     if "latency_ms_measured" in record:
         print(f"  latency predicted {record['latency_ms_predicted']:.4f} ms, measured whole "
