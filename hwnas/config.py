@@ -80,6 +80,13 @@ class SpaceConfig:
         expansions: expansion ratios offered to every inverted-residual block.
         skip: whether blocks whose input and output shapes match may be skipped.
         head_channels: channels of the final 1x1 convolution before pooling.
+        operations: candidate operations besides inverted residuals (``mobilenet``:
+            offered to every block, e.g. ``sep_k3``, ``conv_k3``, ``dil_k3``,
+            ``grp_k3_g2``, ``max_k3``, ``affine``) or on every cell edge (``darts``;
+            empty: the eight DARTS operations).
+        cells: cells of the ``darts`` space (reduction cells at 1/3 and 2/3 of the depth).
+        channels: initial channels of the ``darts`` space (doubled at every reduction).
+        nodes: intermediate nodes per ``darts`` cell.
     """
 
     name: str = "mobilenet"
@@ -90,8 +97,18 @@ class SpaceConfig:
     expansions: list[int] = dataclasses.field(default_factory=lambda: [3, 6])
     skip: bool = True
     head_channels: int = 64
+    operations: list[str] = dataclasses.field(default_factory=list)
+    cells: int = 8
+    channels: int = 16
+    nodes: int = 4
 
     def _check(self, err) -> None:
+        from hwnas.supernet import list_spaces
+        if self.name not in list_spaces():
+            err("name", f"unknown search space {self.name!r}; known: {', '.join(list_spaces())}")
+        for key in ("cells", "channels", "nodes"):
+            if getattr(self, key) < 1:
+                err(key, f"must be >= 1, got {getattr(self, key)}")
         if not self.stages:
             err("stages", "needs at least one stage")
         if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
@@ -104,16 +121,53 @@ class SpaceConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegularizerConfig:
+    """A hardware constraint on the learned architecture (DARTS and ProxylessNAS).
+
+    Attributes:
+        objective: ``latency_ms`` (from the run's latency table), ``params`` or ``macs``.
+        budget: the target value of the objective.
+        form: ``additive`` (loss + weight * max(0, E[cost]/budget - 1)) or
+            ``multiplicative`` (loss * (E[cost]/budget) ** weight, MnasNet).
+        weight: penalty weight (additive) or exponent (multiplicative).
+    """
+
+    objective: str
+    budget: float
+    form: str = "additive"
+    weight: float = 1.0
+
+    def _check(self, err) -> None:
+        if self.objective not in ("latency_ms", "params", "macs"):
+            err("objective", f"must be latency_ms, params or macs, got {self.objective!r}")
+        if self.budget <= 0:
+            err("budget", f"must be > 0, got {self.budget}")
+        if self.form not in ("additive", "multiplicative"):
+            err("form", f"must be additive or multiplicative, got {self.form!r}")
+        if self.weight <= 0:
+            err("weight", f"must be > 0, got {self.weight}")
+
+
+@dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Supernet training.
 
     Attributes:
-        learner: ``uniform`` (uniform path sampling).
+        learner: ``uniform`` (uniform path sampling), ``darts`` or ``proxyless``.
         epochs: passes over the weight-training split.
         batch_size: examples per step.
         lr: initial learning rate (cosine-annealed to 0).
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
+        order: DARTS: 1 (first order) or 2 (the unrolled step, with the
+            finite-difference Hessian-vector product).
+        estimator: ProxylessNAS: ``binary_gate`` or ``reinforce``.
+        arch_lr: Adam learning rate of the architecture parameters.
+        arch_weight_decay: L2 weight decay of the architecture parameters.
+        arch_fraction: share of the training split kept apart for architecture
+            updates (gradient learners; weights train on the rest).
+        warmup_epochs: first epochs that train weights only (paths sampled uniformly).
+        regularizer: a hardware constraint on the learned architecture, or none.
     """
 
     learner: str = "uniform"
@@ -122,10 +176,32 @@ class TrainConfig:
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 4e-5
+    order: int = 1
+    estimator: str = "binary_gate"
+    arch_lr: float = 0.003
+    arch_weight_decay: float = 0.001
+    arch_fraction: float = 0.5
+    warmup_epochs: int = 0
+    regularizer: Optional[RegularizerConfig] = None
 
     def _check(self, err) -> None:
-        if self.learner != "uniform":
-            err("learner", f"unknown learner {self.learner!r}; known: uniform")
+        if self.learner not in ("uniform", "darts", "proxyless"):
+            err("learner", f"unknown learner {self.learner!r}; known: uniform, darts, proxyless")
+        if self.order not in (1, 2):
+            err("order", f"must be 1 or 2, got {self.order}")
+        if self.estimator not in ("binary_gate", "reinforce"):
+            err("estimator", f"must be binary_gate or reinforce, got {self.estimator!r}")
+        if self.arch_lr <= 0:
+            err("arch_lr", f"must be > 0, got {self.arch_lr}")
+        if self.arch_weight_decay < 0:
+            err("arch_weight_decay", f"must be >= 0, got {self.arch_weight_decay}")
+        if not 0 < self.arch_fraction < 1:
+            err("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
+        if not 0 <= self.warmup_epochs <= self.epochs:
+            err("warmup_epochs", f"must be in [0, epochs], got {self.warmup_epochs}")
+        if self.regularizer is not None and self.learner == "uniform":
+            err("regularizer", "needs a gradient learner (darts or proxyless); uniform "
+                "sampling has no architecture parameters; use budgets for selection")
         for key in ("epochs", "batch_size"):
             if getattr(self, key) < 1:
                 err(key, f"must be >= 1, got {getattr(self, key)}")

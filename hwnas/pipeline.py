@@ -25,8 +25,8 @@ from hwnas.pareto import ParetoFront, Selection, plot_front, select as select_su
 from hwnas.records import Evaluation
 from hwnas.strategies import STRATEGIES
 from hwnas.studies import evaluations, fail_stale_trials, n_complete, open_study
-from hwnas.supernet import Arch, BaseSearchSpace, Supernet, create_space
-from hwnas.supernet.learners import LEARNERS, load_weights
+from hwnas.supernet import Arch, BaseSearchSpace, Supernet, create_space, space_arguments
+from hwnas.supernet.learners import load_weights
 from hwnas.supernet.learners._base import CHECKPOINT, WEIGHTS
 
 CONFIG = "config.yaml"
@@ -134,11 +134,12 @@ def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Wo
     data = load_dataset(cfg.data, seed=cfg.seed)
     space_cfg = cfg.space
     try:
-        space = create_space(space_cfg.name, input_shape=data.input_shape,
-                             n_classes=data.n_classes, stem_channels=space_cfg.stem_channels,
-                             stages=[(s.channels, s.blocks, s.stride) for s in space_cfg.stages],
-                             kernels=space_cfg.kernels, expansions=space_cfg.expansions,
-                             skip=space_cfg.skip, head_channels=space_cfg.head_channels)
+        given = {**dataclasses.asdict(space_cfg), "input_shape": data.input_shape,
+                 "n_classes": data.n_classes,
+                 "stages": [(s.channels, s.blocks, s.stride) for s in space_cfg.stages]}
+        # Each space takes the keys it knows (darts: cells, channels, nodes, operations).
+        space = create_space(space_cfg.name, **{k: v for k, v in given.items()
+                                                if k in space_arguments(space_cfg.name)})
     except ValueError as exc:
         raise ConfigError(f"{run / CONFIG}: 'space' {exc}") from None
     nn.seed(cfg.seed)
@@ -164,16 +165,6 @@ def _check_trained(run: RunDir) -> None:
                           f"{run.config.train.epochs} epochs; rerun 'hwnas train {run.path}'")
 
 
-def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
-    """Trains (or resumes training) the supernet; writes supernet.h5 and train_log.csv."""
-    ws = workspace(run, trained=False)
-    cfg = run.config
-    learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
-                                          config=cfg.train, seed=cfg.seed, run_dir=run.path,
-                                          progress=progress)
-    return learner.fit()
-
-
 def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -> list[Evaluation]:
     """Runs (or resumes) the search until the study holds ``search.trials`` evaluations."""
     ws = ws or workspace(run, progress=progress)
@@ -191,7 +182,10 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -
                             objectives=cfg.search.objectives, budgets=cfg.budgets, seed=cfg.seed)
     done = n_complete(study)
     if not study.trials:
-        strategy.enqueue(ws.space.extremes())
+        from hwnas.training import derived_arch
+        derived = derived_arch(run)
+        strategy.enqueue(([ws.space.validate(derived)] if derived is not None else [])
+                         + ws.space.extremes())
     bar = tqdm(total=cfg.search.trials, initial=min(done, cfg.search.trials), desc="search",
                disable=not progress)
     failures = 0

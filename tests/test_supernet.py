@@ -348,7 +348,11 @@ def test_parameter_groups_partition_the_trainable_parameters() -> None:
     assert set(members) == set(trainable.values())
     for key, param in trainable.items():
         assert param in set(groups[group_of(key)].values())
-    assert net.arch_parameters() == {}
+    # Architecture parameters are apart from the weights: one logit per option of each block.
+    alphas = net.arch_parameters()
+    assert set(alphas) == set(space.choices)
+    assert not set(alphas.values()) & set(members)
+    assert all(alphas[n].shape == (len(o),) for n, o in space.choices.items())
 
 
 @pytest.mark.parametrize("training", [False, True])

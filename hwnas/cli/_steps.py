@@ -6,7 +6,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from hwnas import pipeline
+from hwnas import pipeline, training
 from hwnas.arch import Arch
 from hwnas.cli._common import describe, print_front
 from hwnas.errors import HwnasError
@@ -26,8 +26,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train (or resume training) the supernet",
-                       description="Train the supernet of an experiment by uniform path "
-                       "sampling; writes supernet.h5, train_state.npz and train_log.csv.")
+                       description="Train the supernet of an experiment with the config's "
+                       "learner (uniform path sampling, DARTS or ProxylessNAS) and regularizer; "
+                       "writes supernet.h5, train_state.npz and train_log.csv, and for DARTS "
+                       "and ProxylessNAS arch_log.csv, derived.json, arch_params.png and "
+                       "derived.png.")
     p.add_argument("config", nargs="?", help="experiment YAML, or an existing run directory")
     p.add_argument("--out", help="run directory (default: runs/NAME)")
     _quiet(p)
@@ -93,7 +96,7 @@ def _run_for(config: str | None, out: str | None) -> pipeline.RunDir:
 
 def cmd_train(args: argparse.Namespace) -> None:
     run = _run_for(args.config, args.out)
-    history = pipeline.train(run, progress=not args.quiet)
+    history = training.train(run, progress=not args.quiet)
     last = history[-1] if history else None
     if last:
         print(f"trained {last['epoch']} epochs: loss {last['loss']:.4f}, "
@@ -149,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     run = pipeline.configure_run(args.config, args.out)
     print(f"run directory: {run.path}")
     progress = not args.quiet
-    pipeline.train(run, progress=progress)
+    training.train(run, progress=progress)
     ws = pipeline.workspace(run, progress=progress)
     pipeline.search(run, progress=progress, ws=ws)
     print_front(pipeline.front(run, ws=ws))

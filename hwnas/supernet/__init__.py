@@ -5,7 +5,7 @@ from hwnas.supernet import _mobilenet  # noqa: F401  (registers "mobilenet")
 from hwnas.arch import Arch
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
 from hwnas.supernet._space import (BaseSearchSpace, Supernet, Unit, create_space, list_spaces,
-                                   register_space)
+                                   register_space, space_arguments)
 
 __all__ = ["Arch", "BaseSearchSpace", "ChainSpace", "ChainSupernet", "Supernet", "Unit",
-           "create_space", "list_spaces", "register_space"]
+           "create_space", "list_spaces", "register_space", "space_arguments"]

@@ -2,27 +2,21 @@
 from __future__ import annotations
 
 import nnabla as nn
+import numpy as np
 
 from hwnas.arch import Arch
-from hwnas.supernet._ops import ConvBNReLU, Head, Op, build_option, parse_option
+from hwnas.supernet._candidates import (build_candidate, complexity, computes_nothing,
+                                         parse_candidate)
+from hwnas.supernet._mixed import MixedOp
+from hwnas.supernet._ops import ConvBNReLU, Head
 from hwnas.supernet._space import BaseSearchSpace, Supernet, Unit, register_space
-
-
-class MixedOp(Op):
-    """The candidates of one searchable block; one of them is active at a time."""
-
-    def __init__(self, options: dict[str, Op]) -> None:
-        self.options = tuple(options)
-        for name, module in options.items():
-            setattr(self, name, module)
-        self.active = self.options[0]
-
-    def call(self, x: nn.Variable) -> nn.Variable:
-        return self.submodules[self.active](x)
 
 
 class ChainSupernet(Supernet):
     """Stem, one MixedOp per searchable block, head.
+
+    Every block with more than one option has its own architecture parameters
+    (zero-initialised logits, so that all options start equally likely).
 
     Args:
         space: the space whose choices this network covers.
@@ -34,8 +28,12 @@ class ChainSupernet(Supernet):
         self.input_shape = space.input_shape
         self.stem = ConvBNReLU(space.stem_channels, 3)
         for name, (cin, cout, stride) in space.block_shapes.items():
-            setattr(self, name, MixedOp({o: build_option(o, cin, cout, stride)
-                                         for o in choices[name]}))
+            options = choices[name]
+            alpha = (nn.Variable.from_numpy_array(np.zeros(len(options), np.float32),
+                                                  need_grad=True)
+                     if len(options) > 1 else None)
+            setattr(self, name, MixedOp({o: build_candidate(o, cin, cout, stride) for o in options},
+                                        alpha))
         self.head = Head(space.head_channels, space.n_classes)
         self._materialize(choices)
 
@@ -83,8 +81,21 @@ class ChainSupernet(Supernet):
         return groups
 
     def active_groups(self) -> list[str]:
-        return ["stem", "head"] + [f"{name}/{self.submodules[name].active}"
-                                   for name in self.space.block_shapes]
+        return ["stem", "head"] + [f"{name}/{option}" for name in self.space.block_shapes
+                                   for option in self.submodules[name].used()]
+
+    def mixed_ops(self) -> dict[str, list[MixedOp]]:
+        return {name: [self.submodules[name]] for name in self.space.block_shapes
+                if self.submodules[name].alpha is not None}
+
+    def derive(self) -> Arch:
+        """The most likely option of every block."""
+        if not self.mixed_ops():
+            raise ValueError("this network has no architecture parameters to derive from")
+        blocks = {name: self.submodules[name] for name in self.space.block_shapes}
+        return Arch({name: block.options[0] if block.alpha is None
+                     else block.options[int(np.argmax(block.alpha.d))]
+                     for name, block in blocks.items()})
 
     def extract(self, arch: Arch) -> ChainSupernet:
         self.space.validate(arch)
@@ -99,8 +110,8 @@ class ChainSupernet(Supernet):
 
 @register_space("mobilenet")
 class ChainSpace(BaseSearchSpace):
-    """ProxylessNAS-style chain: every block picks an inverted residual (kernel x expansion)
-    or, where its input and output shapes match, ``skip``.
+    """ProxylessNAS-style chain: every block picks an inverted residual (kernel x expansion),
+    one of the extra ``operations``, or, where its input and output shapes match, ``skip``.
 
     Args:
         input_shape: (C, H, W) of the input images.
@@ -111,13 +122,17 @@ class ChainSpace(BaseSearchSpace):
         expansions: expansion ratios offered to every block.
         skip: offer ``skip`` where shapes allow.
         head_channels: channels of the 1x1 conv before pooling.
+        operations: further candidates offered to every block (see
+            ``hwnas.supernet._candidates``: ``sep_k3``, ``conv_k3_bias``, ``dil_k3``,
+            ``grp_k3_g2``, ``max_k3``, ``affine``, ...); ``bn`` only where shapes match.
     """
 
     def __init__(self, *, input_shape: tuple[int, int, int], n_classes: int,
                  stem_channels: int = 16,
                  stages: list[tuple[int, int, int]] | None = None,
                  kernels: list[int] | None = None, expansions: list[int] | None = None,
-                 skip: bool = True, head_channels: int = 64) -> None:
+                 skip: bool = True, head_channels: int = 64,
+                 operations: list[str] | None = None) -> None:
         stages = stages if stages is not None else [(16, 2, 1), (24, 2, 2), (32, 2, 2)]
         kernels = kernels if kernels is not None else [3, 5, 7]
         expansions = expansions if expansions is not None else [3, 6]
@@ -130,6 +145,13 @@ class ChainSpace(BaseSearchSpace):
         self.stem_channels = stem_channels
         self.head_channels = head_channels
         ir = tuple(f"ir_k{k}_e{e}" for k in kernels for e in expansions)
+        extra = tuple(operations or ())
+        for option in extra:
+            parse_candidate(option)  # an unknown name raises, listing the known forms
+            if option in ("zero", "skip") or option in ir or extra.count(option) > 1:
+                raise ValueError(f"operations: {option!r} is not an extra candidate of a chain "
+                                 "block (zero would cut the chain; skip, inverted residuals "
+                                 "and repeats are offered otherwise)")
         self.block_shapes: dict[str, tuple[int, int, int]] = {}
         self.choices = {}
         cin = stem_channels
@@ -138,19 +160,25 @@ class ChainSpace(BaseSearchSpace):
                 name = f"b{len(self.block_shapes)}"
                 s = stride if i == 0 else 1
                 self.block_shapes[name] = (cin, channels, s)
-                self.choices[name] = ir + (("skip",) if skip and s == 1 and cin == channels else ())
+                same = s == 1 and cin == channels
+                self.choices[name] = (ir + tuple(o for o in extra if o != "bn" or same)
+                                      + (("skip",) if skip and same else ()))
                 cin = channels
 
     def extremes(self) -> list[Arch]:
-        """``skip`` (or the smallest block) everywhere, and the largest block everywhere."""
-        def cost(option: str) -> tuple[int, int]:
-            decoded = parse_option(option)
-            return (0, 0) if decoded is None else decoded
-        return [Arch({n: min(o, key=cost) for n, o in self.choices.items()}),
-                Arch({n: max(o, key=cost) for n, o in self.choices.items()})]
+        """The cheapest option (``skip`` where offered) everywhere, and the most expensive."""
+        return [Arch({n: min(o, key=complexity) for n, o in self.choices.items()}),
+                Arch({n: max(o, key=complexity) for n, o in self.choices.items()})]
 
     def supernet(self) -> ChainSupernet:
         return ChainSupernet(self, self.choices)
+
+    def arch_units(self) -> tuple[list[Unit], dict[str, dict[str, list[Unit]]], dict[str, float]]:
+        """Stem and head are fixed; every block's option adds its own unit (``skip`` none)."""
+        edges = {name: {o: [u for u in [self._block_unit(name, o)] if u is not None]
+                        for o in options}
+                 for name, options in self.choices.items() if len(options) > 1}
+        return [self._stem_unit(), self._head_unit()], edges, {name: 1.0 for name in edges}
 
     def units(self, arch: Arch | None = None) -> list[Unit]:
         """Stem, the option of every block at the shape it sees, head; ``skip`` has no unit.
@@ -174,7 +202,7 @@ class ChainSpace(BaseSearchSpace):
                 distinct.setdefault(unit.key, unit)
         return list(distinct.values())
 
-    def _feature_shapes(self) -> dict[str, tuple[int, int, int]]:
+    def feature_shapes(self) -> dict[str, tuple[int, int, int]]:
         """(C, H, W) entering every block, and the head (key ``head``)."""
         _, h, w = self.input_shape
         c = self.stem_channels
@@ -192,15 +220,15 @@ class ChainSpace(BaseSearchSpace):
                     lambda: ConvBNReLU(out, 3))
 
     def _block_unit(self, name: str, option: str) -> Unit | None:
-        if parse_option(option) is None:
-            return None
         cin, cout, stride = self.block_shapes[name]
-        shape = self._feature_shapes()[name]
+        if computes_nothing(option, cin, cout, stride):
+            return None
+        shape = self.feature_shapes()[name]
         return Unit(f"{option}|in={_dims(shape)}|out={cout}|s={stride}", shape,
-                    lambda: build_option(option, cin, cout, stride))
+                    lambda: build_candidate(option, cin, cout, stride))
 
     def _head_unit(self) -> Unit:
-        shape = self._feature_shapes()["head"]
+        shape = self.feature_shapes()["head"]
         channels, n_classes = self.head_channels, self.n_classes
         return Unit(f"head|in={_dims(shape)}|out={channels}|classes={n_classes}", shape,
                     lambda: Head(channels, n_classes))

@@ -4,12 +4,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import fnmatch
+import inspect
 from collections.abc import Callable
 
 import nnabla as nn
 import numpy as np
 
 from hwnas.arch import Arch
+from hwnas.supernet._mixed import MODES, MixedOp
 from hwnas.supernet._ops import Op
 
 
@@ -18,8 +20,11 @@ class Supernet(Op):
 
     ``set_active(arch)`` selects one path; the shared weights stay in place.
     ``extract(arch)`` gives a standalone network holding copies of the
-    weights that path uses. Architecture parameters (none for uniform path
-    sampling) are kept apart from network weights.
+    weights that path uses. Architecture parameters (one vector of logits
+    per searchable block or edge type, see ``mixed_ops``) are kept apart from
+    network weights; ``set_mode`` switches every mixed operation between one
+    active path, the DARTS weighted sum and ProxylessNAS gates, and
+    ``derive`` reads the most likely subnet off the architecture parameters.
     """
 
     @abc.abstractmethod
@@ -42,9 +47,35 @@ class Supernet(Op):
         """Every network weight, trainable or not (BN running statistics included)."""
         return self.get_parameters(grad_only=False)
 
-    def arch_parameters(self) -> dict[str, nn.Variable]:
-        """Architecture parameters; none for spaces trained by path sampling."""
+    def mixed_ops(self) -> dict[str, list[MixedOp]]:
+        """Mixed operations by the architecture parameters they share; empty for a subnet."""
         return {}
+
+    def arch_parameters(self) -> dict[str, nn.Variable]:
+        """Architecture parameters (candidate logits) by block or edge type."""
+        return {name: ops[0].alpha for name, ops in self.mixed_ops().items()}
+
+    def arch_options(self) -> dict[str, tuple[str, ...]]:
+        """The candidate names that the entries of each architecture parameter stand for."""
+        return {name: ops[0].options for name, ops in self.mixed_ops().items()}
+
+    def probabilities(self) -> dict[str, np.ndarray]:
+        """softmax of every architecture parameter."""
+        return {name: ops[0].probabilities() for name, ops in self.mixed_ops().items()}
+
+    def set_mode(self, mode: str) -> None:
+        """Puts every mixed operation in ``mode`` (one of ``MODES``)."""
+        if mode not in MODES:
+            raise ValueError(f"unknown mode {mode!r}; known: {', '.join(MODES)}")
+        if mode != "single" and not self.mixed_ops():
+            raise ValueError(f"mode {mode!r} needs architecture parameters; this network has none")
+        for ops in self.mixed_ops().values():
+            for op in ops:
+                op.mode = mode
+
+    @abc.abstractmethod
+    def derive(self) -> Arch:
+        """The subnet the architecture parameters favour."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,6 +141,18 @@ class BaseSearchSpace(abc.ABC):
         """A new supernet with freshly initialised weights for every option."""
 
     @abc.abstractmethod
+    def arch_units(self) -> tuple[list[Unit], dict[str, dict[str, list[Unit]]], dict[str, float]]:
+        """The units behind the supernet's architecture parameters, for expected costs.
+
+        Returns:
+            (fixed, edges, share): the units every subnet has; per architecture
+            parameter and candidate, the units that candidate adds (summed over
+            every mixed operation sharing the parameter); and per architecture
+            parameter the share of those operations a derived subnet keeps
+            (1 for a chain block, 2/inputs for a DARTS node's edges).
+        """
+
+    @abc.abstractmethod
     def units(self, arch: Arch | None = None) -> list[Unit]:
         """The separately measurable pieces of the space, or of one subnet.
 
@@ -143,6 +186,13 @@ def register_space(name: str) -> Callable[[type], type]:
 def list_spaces(pattern: str = "*") -> list[str]:
     """Registered space names matching a shell-style wildcard."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def space_arguments(name: str) -> set[str]:
+    """The keyword arguments the registered space ``name`` takes."""
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown search space {name!r}; known: {', '.join(list_spaces())}")
+    return set(inspect.signature(_REGISTRY[name]).parameters)
 
 
 def create_space(name: str, **kwargs) -> BaseSearchSpace:

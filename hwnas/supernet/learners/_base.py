@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import itertools
 import time
 from pathlib import Path
 from typing import Any
@@ -17,49 +18,89 @@ from tqdm import tqdm
 
 from hwnas._io import atomic_write, atomic_write_text
 from hwnas.config import TrainConfig
-from hwnas.data import Dataset, batches
+from hwnas.data import Dataset, Split, batches
 from hwnas.errors import RunDirError
 from hwnas.supernet._space import BaseSearchSpace, Supernet
+from hwnas.supernet.learners._regularizer import Regularizer
 
 CHECKPOINT = "train_state.npz"
 WEIGHTS = "supernet.h5"
 LOG = "train_log.csv"
+ARCH_LOG = "arch_log.csv"
+#: Prefix of the architecture parameters in supernet.h5.
+ALPHA = "alpha/"
+#: Architecture-parameter snapshots per epoch in arch_log.csv.
+SNAPSHOTS_PER_EPOCH = 10
 
 
 class BaseLearner(abc.ABC):
-    """Trains a supernet's weights on the train split, one epoch at a time.
+    """Trains a supernet's weights (and architecture parameters), one epoch at a time.
 
-    Each epoch ends with a checkpoint (weights, solver states, log) in
-    ``run_dir``; ``fit`` resumes from it. Epoch ``e`` draws its batches and
-    paths from a generator seeded by ``(seed, e)``, so a resumed run sees the
-    same data and paths as an uninterrupted one.
+    Every step is ``arch_step`` (learners that learn the architecture, after
+    ``warmup_epochs``) on a batch of the architecture split, then
+    ``before_batch`` (which sets up the supernet's paths or mode) and a
+    weight update on a batch of the weight split. The two splits are
+    disjoint parts of ``data.train``. Each epoch ends with a checkpoint
+    (weights, architecture parameters, solver states, logs) in ``run_dir``;
+    ``fit`` resumes from it. Epoch ``e`` draws its batches and paths from
+    generators seeded by ``(seed, e)``, so a resumed run computes what an
+    uninterrupted one does.
 
     Args:
         space: the search space.
         supernet: its supernet (trained in place).
-        data: the dataset; only ``data.train`` is used for weights.
-        config: epochs, batch size and SGD settings.
+        data: the dataset; only ``data.train`` is used.
+        config: epochs, batch size, SGD and architecture-optimiser settings.
         seed: seeds batches and path sampling.
         run_dir: where checkpoints go; None keeps nothing on disk.
         progress: show a tqdm bar.
+        regularizer: the hardware constraint of the architecture loss, if any.
     """
+
+    #: Whether the learner updates architecture parameters.
+    learns_arch = False
+    #: (beta1, beta2) of the architecture parameters' Adam optimiser.
+    arch_betas = (0.5, 0.999)
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  config: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
-                 progress: bool = True) -> None:
-        if len(data.train) < config.batch_size:
-            raise ValueError(f"batch_size {config.batch_size} exceeds the {len(data.train)} "
-                             "training examples")
+                 progress: bool = True, regularizer: Regularizer | None = None) -> None:
         self.space, self.supernet, self.data, self.config = space, supernet, data, config
         self.seed = seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
         self.progress = progress
+        self.regularizer = regularizer
+        if regularizer is not None and not self.learns_arch:
+            raise ValueError(f"{type(self).__name__} has no architecture loss to regularize")
+        self.weight_split, self.arch_split = self._split(data.train)
+        for split in (self.weight_split, self.arch_split):
+            if split is not None and len(split) < config.batch_size:
+                raise ValueError(f"batch_size {config.batch_size} exceeds the {len(split)} "
+                                 "training examples of a split")
         self.solvers = {group: self._make_solver(params)
                         for group, params in supernet.parameter_groups().items()}
+        self.alphas = supernet.arch_parameters() if self.learns_arch else {}
+        if self.learns_arch and not self.alphas:
+            raise ValueError(f"{type(self).__name__} needs a supernet with architecture parameters")
+        self.arch_solver = None
+        if self.alphas:
+            self.arch_solver = S.Adam(config.arch_lr, *self.arch_betas)
+            self.arch_solver.set_parameters(self.alphas)
         self.history: list[dict[str, Any]] = []
+        self.arch_log: list[dict[str, Any]] = []
         shape = (config.batch_size,) + tuple(data.input_shape)
-        self._x = nn.Variable(shape)
-        self._y = nn.Variable((config.batch_size, 1))
+        self._x, self._xa = nn.Variable(shape), nn.Variable(shape)
+        self._y, self._ya = nn.Variable((config.batch_size, 1)), nn.Variable((config.batch_size, 1))
+        self._graphs: dict[str, tuple[nn.Variable, nn.Variable]] = {}
+
+    def _split(self, train: Split) -> tuple[Split, Split | None]:
+        """The weight split and the (disjoint) architecture split of the training data."""
+        if not self.learns_arch:
+            return train, None
+        order = np.random.default_rng([self.seed, 7]).permutation(len(train))
+        n_arch = int(round(len(train) * self.config.arch_fraction))
+        arch, weight = np.sort(order[:n_arch]), np.sort(order[n_arch:])
+        return Split(train.x[weight], train.y[weight]), Split(train.x[arch], train.y[arch])
 
     def _make_solver(self, params: dict[str, nn.Variable]) -> S.Solver:
         solver = S.Momentum(self.config.lr, self.config.momentum)
@@ -68,16 +109,53 @@ class BaseLearner(abc.ABC):
 
     @abc.abstractmethod
     def before_batch(self, rng: np.random.Generator) -> None:
-        """Prepares the supernet for the next batch (for example, samples its path)."""
+        """Prepares the supernet for the next weight update (samples its path, sets its mode)."""
+
+    def arch_step(self, xa: np.ndarray, ya: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  rng: np.random.Generator, lr: float) -> dict[str, float]:
+        """One architecture update on ``(xa, ya)``; ``(x, y)`` is the next weight batch.
+
+        Returns numbers worth logging (e.g. the architecture loss).
+        """
+        raise NotImplementedError(f"{type(self).__name__} does not learn the architecture")
+
+    def graph(self, x: nn.Variable, y: nn.Variable, cache: str | None = None
+              ) -> tuple[nn.Variable, nn.Variable]:
+        """(loss, logits) of the supernet in its current mode, in training mode.
+
+        A graph that does not change between batches (the DARTS weighted sum)
+        is built once under the name ``cache`` and reused.
+        """
+        if cache is not None and cache in self._graphs:
+            return self._graphs[cache]
+        self.supernet.training = True
+        logits = self.supernet(x)
+        logits.persistent = True
+        loss = F.mean(F.softmax_cross_entropy(logits, y))
+        if cache is not None:
+            self._graphs[cache] = (loss, logits)
+        return loss, logits
+
+    #: Name under which ``train_step`` caches its graph (None: rebuilt per batch).
+    weight_graph: str | None = None
+
+    def warming_up(self, epoch: int) -> bool:
+        """Whether epoch ``epoch`` (from 0) trains weights only."""
+        return epoch < self.config.warmup_epochs
 
     def train_step(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
-                   lr: float) -> tuple[float, float]:
-        """One weight update on one batch; returns (loss, accuracy) of the batch."""
-        self.before_batch(rng)
-        self.supernet.training = True
-        logits = self.supernet(self._x)
-        logits.persistent = True
-        loss = F.mean(F.softmax_cross_entropy(logits, self._y))
+                   lr: float, warmup: bool = False) -> tuple[float, float]:
+        """One weight update on one batch; returns (loss, accuracy) of the batch.
+
+        During warm-up every learner trains uniformly sampled single paths.
+        """
+        if warmup:
+            self.supernet.set_mode("single")
+            self.supernet.set_active(self.space.sample(rng))
+            loss, logits = self.graph(self._x, self._y)
+        else:
+            self.before_batch(rng)
+            loss, logits = self.graph(self._x, self._y, self.weight_graph)
         self._x.d, self._y.d = x, y
         loss.forward(clear_no_need_grad=True)
         active = [self.solvers[g] for g in self.supernet.active_groups()]
@@ -95,24 +173,38 @@ class BaseLearner(abc.ABC):
         """Trains to ``config.epochs``, resuming from a checkpoint when there is one."""
         cfg = self.config
         start = self._restore()
-        steps = len(self.data.train) // cfg.batch_size
+        steps = len(self.weight_split) // cfg.batch_size
         scheduler = CosineScheduler(cfg.lr, cfg.epochs * steps)
+        every = max(1, steps // SNAPSHOTS_PER_EPOCH)
         for epoch in range(start, cfg.epochs):
             rng = np.random.default_rng([self.seed, epoch])
+            searching = self.learns_arch and not self.warming_up(epoch)
+            arch_batches = (itertools.cycle(list(batches(
+                self.arch_split, cfg.batch_size, np.random.default_rng([self.seed, epoch, 1]),
+                drop_last=True))) if searching else None)
             began = time.perf_counter()
-            losses, accuracies = [], []
-            bar = tqdm(batches(self.data.train, cfg.batch_size, rng, drop_last=True),
+            losses, accuracies, arch_stats = [], [], []
+            bar = tqdm(batches(self.weight_split, cfg.batch_size, rng, drop_last=True),
                        total=steps, desc=f"train epoch {epoch + 1}/{cfg.epochs}",
                        disable=not self.progress, leave=False)
             for i, (x, y) in enumerate(bar):
-                loss, acc = self.train_step(x, y, rng, scheduler.get_learning_rate(epoch * steps + i))
+                lr = scheduler.get_learning_rate(epoch * steps + i)
+                if searching:
+                    xa, ya = next(arch_batches)
+                    arch_stats.append(self.arch_step(xa, ya, x, y, rng, lr))
+                loss, acc = self.train_step(x, y, rng, lr,
+                                             warmup=self.learns_arch and not searching)
                 losses.append(loss)
                 accuracies.append(acc)
+                if self.alphas and (i + 1) % every == 0:
+                    self._snapshot(epoch * steps + i + 1, epoch + 1)
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}", acc=f"{np.mean(accuracies):.3f}")
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                    "train_accuracy": float(np.mean(accuracies)),
                    "lr": float(scheduler.get_learning_rate((epoch + 1) * steps - 1)),
                    "seconds": round(time.perf_counter() - began, 3)}
+            for key in (arch_stats[0] if arch_stats else {}):
+                row[key] = float(np.mean([s[key] for s in arch_stats]))
             self.history.append(row)
             if self.progress:
                 tqdm.write(f"epoch {row['epoch']:3d}  loss {row['loss']:.4f}  "
@@ -120,6 +212,70 @@ class BaseLearner(abc.ABC):
                            f"{row['seconds']:.1f}s")
             self._checkpoint(epoch + 1)
         return self.history
+
+    def _snapshot(self, step: int, epoch: int) -> None:
+        """Appends softmax(alpha) of every architecture parameter to the architecture log."""
+        options = self.supernet.arch_options()
+        for edge, probs in self.supernet.probabilities().items():
+            self.arch_log.extend({"step": step, "epoch": epoch, "edge": edge, "option": o,
+                                  "prob": float(p)} for o, p in zip(options[edge], probs))
+
+    # -- architecture gradients ------------------------------------------------------
+
+    def zero_arch_grads(self) -> None:
+        for alpha in self.alphas.values():
+            alpha.grad.zero()
+
+    def arch_grads(self) -> dict[str, np.ndarray]:
+        return {name: alpha.g.copy() for name, alpha in self.alphas.items()}
+
+    def regularized(self, loss: float, grads: dict[str, np.ndarray]) -> tuple[float, dict]:
+        """The regularized architecture loss and its gradient, given the task loss's gradient.
+
+        By the chain rule through ``R(loss, alphas)``: ``dR/dalpha = dR/dloss *
+        dloss/dalpha + partial R / partial alpha``; so any estimate of the task
+        loss's gradient (first order, unrolled, gated) gets the same regularizer.
+        """
+        if self.regularizer is None:
+            return loss, grads
+        c = nn.Variable.from_numpy_array(np.array(loss, np.float32), need_grad=True)
+        total = self.regularizer.apply(c, self.alphas)
+        self.zero_arch_grads()
+        c.grad.zero()
+        total.forward()
+        total.backward()
+        dc = float(c.g)
+        return float(total.d), {n: dc * g + self.alphas[n].g for n, g in grads.items()}
+
+    def save_statistics(self) -> dict[str, np.ndarray]:
+        """Copies of the BN running statistics.
+
+        Architecture steps put them back afterwards: the weight step owns them,
+        and an architecture step is then a function of the weights alone.
+        """
+        trainable = self.supernet.get_parameters(grad_only=True)
+        return {k: v.d.copy() for k, v in self.supernet.net_parameters().items()
+                if k not in trainable}
+
+    def restore_statistics(self, saved: dict[str, np.ndarray]) -> None:
+        params = self.supernet.net_parameters()
+        for key, value in saved.items():
+            params[key].d = value
+
+    def update_arch(self, grads: dict[str, np.ndarray]) -> None:
+        """One Adam step of the architecture parameters along ``grads``."""
+        for name, alpha in self.alphas.items():
+            alpha.g = grads[name]
+        self.arch_solver.weight_decay(self.config.arch_weight_decay)
+        self.arch_solver.update()
+
+    def arch_stats(self, loss: float) -> dict[str, float]:
+        """What the train log records of an architecture step."""
+        stats = {"arch_loss": loss}
+        if self.regularizer is not None:
+            stats[f"expected_{self.regularizer.objective}"] = self.regularizer.expected_value(
+                self.supernet.probabilities())
+        return stats
 
     # -- checkpoints ---------------------------------------------------------------
 
@@ -129,14 +285,31 @@ class BaseLearner(abc.ABC):
         arrays = {"epochs_done": np.array(epochs_done)}
         for key, param in self.supernet.net_parameters().items():
             arrays[f"w:{key}"] = param.d
-        for group, solver in self.solvers.items():
+        for name, alpha in self.alphas.items():
+            arrays[f"a:{name}"] = alpha.d
+        for group, solver in self._all_solvers().items():
             for pname, state in solver.get_states().items():
                 arrays[f"t:{group}:{pname}"] = np.array(state.t)
                 for sname, var in state.pstate.items():
                     arrays[f"s:{group}:{pname}:{sname}"] = var.d
+        arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
         atomic_write(self.run_dir / CHECKPOINT, lambda tmp: np.savez(tmp, **arrays))
         save_weights(self.supernet, self.run_dir / WEIGHTS)
         atomic_write_text(self.run_dir / LOG, pd.DataFrame(self.history).to_csv(index=False))
+        if self.arch_log:
+            atomic_write_text(self.run_dir / ARCH_LOG,
+                              pd.DataFrame(self.arch_log).to_csv(index=False))
+
+    def _all_solvers(self) -> dict[str, S.Solver]:
+        # "#arch" cannot clash with a parameter group (groups are scoped names).
+        return {**self.solvers, **({"#arch": self.arch_solver} if self.arch_solver else {})}
+
+    def extra_state(self) -> dict[str, float]:
+        """Learner state beyond parameters and solvers that a checkpoint must keep."""
+        return {}
+
+    def set_extra_state(self, state: dict[str, float]) -> None:
+        """Restores what ``extra_state`` returned."""
 
     def _restore(self) -> int:
         if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
@@ -153,9 +326,15 @@ class BaseLearner(abc.ABC):
         if set(weights) != set(params):
             raise RunDirError(f"{path}: checkpoint holds a different supernet; "
                               "delete it to train from scratch")
+        alphas = {k[2:]: v for k, v in arrays.items() if k.startswith("a:")}
+        if set(alphas) != set(self.alphas):
+            raise RunDirError(f"{path}: checkpoint holds other architecture parameters; "
+                              "delete it to train from scratch")
         for key, value in weights.items():
             params[key].d = value
-        for group, solver in self.solvers.items():
+        for key, value in alphas.items():
+            self.alphas[key].d = value
+        for group, solver in self._all_solvers().items():
             states = {}
             for pname in solver.get_parameters():
                 state = nn_solver.SolverState()
@@ -165,14 +344,23 @@ class BaseLearner(abc.ABC):
                                 for k, v in arrays.items() if k.startswith(prefix)}
                 states[pname] = state
             solver.set_states(states)
+        self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
         if (self.run_dir / LOG).exists():
             self.history = pd.read_csv(self.run_dir / LOG).to_dict("records")
+        if (self.run_dir / ARCH_LOG).exists():
+            self.arch_log = pd.read_csv(self.run_dir / ARCH_LOG).to_dict("records")
         return int(arrays["epochs_done"])
 
 
+def _stored(supernet: Supernet) -> dict[str, nn.Variable]:
+    """Network weights and, under ``alpha/``, architecture parameters."""
+    return {**supernet.net_parameters(),
+            **{ALPHA + k: v for k, v in supernet.arch_parameters().items()}}
+
+
 def save_weights(supernet: Supernet, path: str | Path) -> None:
-    """Writes every network weight to an nnabla .h5 file, atomically."""
-    params = supernet.net_parameters()
+    """Writes every network weight and architecture parameter to an nnabla .h5 file, atomically."""
+    params = _stored(supernet)
     atomic_write(path, lambda tmp: nn.save_parameters(tmp, params=params))
 
 
@@ -181,7 +369,7 @@ def load_weights(supernet: Supernet, path: str | Path) -> None:
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"{path}: no trained supernet; run 'hwnas train' first")
-    params = supernet.net_parameters()
+    params = _stored(supernet)
     try:
         import h5py
         with h5py.File(path, "r") as f:

@@ -1,0 +1,109 @@
+"""The training step: learner and regularizer from the config, and the derived architecture."""
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+
+from hwnas._io import atomic_write_json
+from hwnas.config import RegularizerConfig
+from hwnas.hwcost import count_graph_params, count_macs, inference_output
+from hwnas.supernet import Arch, Supernet, Unit
+from hwnas.supernet.learners import LEARNERS, Regularizer
+from hwnas.supernet.learners._base import ARCH_LOG
+
+DERIVED = "derived.json"
+ARCH_PLOT = "arch_params.png"
+DERIVED_PLOT = "derived.png"
+
+
+def train(run, *, progress: bool = True) -> list[dict[str, Any]]:
+    """Trains (or resumes training) the supernet; writes supernet.h5 and train_log.csv.
+
+    A gradient learner (DARTS, ProxylessNAS) also writes arch_log.csv, the
+    architecture it derives (derived.json, which the search evaluates first)
+    and two plots: architecture-parameter trajectories and the derived subnet.
+    """
+    from hwnas.pipeline import workspace
+    ws = workspace(run, trained=False, progress=progress)
+    cfg = run.config
+    regularizer = (make_regularizer(run, ws, cfg.train.regularizer)
+                   if cfg.train.regularizer is not None else None)
+    learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
+                                          config=cfg.train, seed=cfg.seed, run_dir=run.path,
+                                          progress=progress, regularizer=regularizer)
+    history = learner.fit()
+    if learner.learns_arch:
+        write_derived(run, ws.space, ws.supernet, regularizer)
+    return history
+
+
+def unit_cost(objective: str, table=None):
+    """The cost of one unit for a regularizer: its latency share from the table, params or MACs."""
+    if objective == "latency_ms":
+        a = table.calibration.a
+        return lambda unit: a * table.entries[unit.key]
+
+    def count(unit: Unit) -> float:
+        import nnabla as nn
+        x = nn.Variable((1,) + tuple(unit.input_shape))
+        y = inference_output(unit.build(), x)
+        return float(count_graph_params(y, inputs=[x]) if objective == "params" else count_macs(y))
+    return count
+
+
+def make_regularizer(run, ws, config: RegularizerConfig) -> Regularizer:
+    """The configured regularizer; a latency one builds (or reuses) the run's latency table."""
+    extra, table = 0.0, None
+    if config.objective == "latency_ms":
+        from hwnas import profiling
+        table = profiling.ensure_table(run, ws, progress=ws.progress)
+        extra = table.calibration.a * table.overhead_ms + table.calibration.b
+    return Regularizer.for_supernet(ws.supernet, unit_cost(config.objective, table),
+                                    fixed_extra=extra, objective=config.objective,
+                                    budget=config.budget, form=config.form,
+                                    weight=config.weight)
+
+
+def write_derived(run, space, supernet: Supernet,
+                  regularizer: Regularizer | None = None) -> Arch:
+    """Derives the architecture and writes derived.json and its plots."""
+    from hwnas.supernet._viz import draw_arch, plot_arch_trajectories
+    arch = space.validate(supernet.derive())
+    probs = supernet.probabilities()
+    options = supernet.arch_options()
+    record = {"key": arch.key, "choices": dict(arch), "learner": run.config.train.learner,
+              "probabilities": {e: dict(zip(options[e], map(float, p)))
+                                for e, p in probs.items()}}
+    if regularizer is not None:
+        record["regularizer"] = {"objective": regularizer.objective,
+                                 "budget": regularizer.budget,
+                                 "expected": regularizer.expected_value(probs)}
+    atomic_write_json(run / DERIVED, record)
+    log_path = run / ARCH_LOG
+    if log_path.exists():
+        log = pd.read_csv(log_path)
+        if len(log):
+            plot_arch_trajectories(log, run / ARCH_PLOT,
+                                   title=f"{run.config.name}: architecture parameters")
+    shapes = getattr(space, "feature_shapes", None)
+    draw_arch(arch, run / DERIVED_PLOT, shapes=shapes() if shapes else None,
+              title=f"derived by {run.config.train.learner}")
+    return arch
+
+
+def derived_arch(run) -> Arch | None:
+    """The architecture the learner derived, or None (uniform sampling derives none)."""
+    import json
+    from hwnas.errors import RunDirError
+    path = run / DERIVED
+    if not path.exists():
+        return None
+    try:
+        return Arch(json.loads(path.read_text())["choices"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path}: unreadable derived architecture ({exc}); "
+                          "rerun 'hwnas train' to derive it again") from None
+
+
+
