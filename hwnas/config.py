@@ -109,6 +109,12 @@ class SpaceConfig:
         for key in ("cells", "channels", "nodes"):
             if getattr(self, key) < 1:
                 err(key, f"must be >= 1, got {getattr(self, key)}")
+        from hwnas.supernet._candidates import parse_candidate
+        for option in self.operations:
+            try:
+                parse_candidate(option)
+            except ValueError as exc:
+                err("operations", str(exc))
         if not self.stages:
             err("stages", "needs at least one stage")
         if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):

@@ -1,0 +1,390 @@
+"""Conformance tests every registered search space and its supernet must pass."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import nnabla as nn
+import nnabla.functions as F
+import numpy as np
+import pytest
+from conftest import SMALL_SPACE, randomize, snapshot
+
+from hwnas.arch import Arch
+from hwnas.export import export_module_nnp, run_nnp
+from hwnas.hwcost import count_macs, inference_output
+from hwnas.supernet import BaseSearchSpace, Supernet, create_space, list_spaces
+
+#: A small configuration of every registered space (a new space must add one).
+CONFIGS = {
+    "mobilenet": SMALL_SPACE,
+    "darts": dict(input_shape=(1, 8, 8), n_classes=10, cells=3, channels=4, nodes=2),
+}
+BATCH = 2
+
+
+def forward(net, x: np.ndarray) -> np.ndarray:
+    y = net(nn.Variable.from_numpy_array(x))
+    y.forward(clear_buffer=True)
+    return y.d.copy()
+
+
+def graph_leaves(y: nn.Variable) -> set[nn.Variable]:
+    leaves: set[nn.Variable] = set()
+
+    def visit(function) -> None:
+        leaves.update(v for v in function.inputs if v.parent is None)
+
+    y.visit(visit)
+    return leaves
+
+
+def used_weights(net: Supernet, y: nn.Variable) -> set[nn.Variable]:
+    """The trainable leaves the graph ending at ``y`` reads, architecture parameters aside."""
+    alphas = set(net.arch_parameters().values())
+    return {v for v in graph_leaves(y) if v.need_grad} - alphas
+
+
+def declared_weights(net: Supernet) -> set[nn.Variable]:
+    groups = net.parameter_groups()
+    return {p for g in net.active_groups() for p in groups[g].values()}
+
+
+def inputs(space: BaseSearchSpace, seed: int = 1) -> np.ndarray:
+    shape = (BATCH,) + tuple(space.input_shape)
+    return np.random.default_rng(seed).normal(size=shape).astype(np.float32)
+
+
+def random_alphas(net: Supernet, seed: int = 0) -> None:
+    rng = np.random.default_rng(seed)
+    for alpha in net.arch_parameters().values():
+        alpha.d = rng.normal(0.0, 1.0, alpha.shape)
+
+
+def _favour_chain(net: Supernet, arch: Arch, rng: np.random.Generator) -> None:
+    for name, alpha in net.arch_parameters().items():
+        d = rng.uniform(-1.0, 1.0, alpha.shape)
+        d[net.arch_options()[name].index(arch[name])] = 3.0
+        alpha.d = d
+
+
+def _favour_cells(net: Supernet, arch: Arch, rng: np.random.Generator) -> None:
+    # The chosen edges' operations get 3, every other logit less; ``zero`` gets
+    # the largest logit of all, which derive must ignore.
+    chosen = {}
+    for kind, edges in net.space.edges(arch).items():
+        for (i, j), (option,) in edges.items():
+            chosen[f"{kind}/n{i}/in{j}"] = option
+    for name, alpha in net.arch_parameters().items():
+        options = net.arch_options()[name]
+        d = rng.uniform(-1.0, 1.0, alpha.shape)
+        if name in chosen:
+            d[options.index(chosen[name])] = 3.0
+        if "zero" in options:
+            d[options.index("zero")] = 6.0
+        alpha.d = d
+
+
+#: Per space: sets the architecture parameters so that ``derive`` must give ``arch``.
+FAVOUR: dict[str, Callable[[Supernet, Arch, np.random.Generator], None]] = {
+    "mobilenet": _favour_chain, "darts": _favour_cells}
+
+
+@pytest.fixture(params=list_spaces())
+def name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+@pytest.fixture
+def space(name: str) -> BaseSearchSpace:
+    assert name in CONFIGS, f"search space {name!r} has no small config in tests/test_spaces.py"
+    return create_space(name, **CONFIGS[name])
+
+
+@pytest.fixture
+def net(space: BaseSearchSpace) -> Supernet:
+    net = space.supernet()
+    randomize(net)
+    return net
+
+
+def archs(space: BaseSearchSpace, n: int, seed: int = 0) -> list[Arch]:
+    rng = np.random.default_rng(seed)
+    return space.extremes() + [space.sample(rng) for _ in range(n)]
+
+
+# ---------------------------------------------------------------- the space
+
+
+def test_sample_and_validate_round_trip(space: BaseSearchSpace) -> None:
+    a = [space.sample(np.random.default_rng(3)) for _ in range(2)]
+    assert a[0] == a[1]
+    rng = np.random.default_rng(0)
+    sampled = [space.sample(rng) for _ in range(30)]
+    assert len(set(sampled)) > 10
+    for arch in sampled + space.extremes():
+        assert list(arch) == list(space.choices)
+        assert space.validate(arch) is arch
+        assert space.validate(Arch.from_key(arch.key)) == arch
+        assert Arch.from_json(arch.to_json()) == arch
+    assert space.size == int(np.prod([len(o) for o in space.choices.values()], dtype=object))
+    assert all(len(o) == len(set(o)) >= 1 for o in space.choices.values())
+
+
+def test_validate_rejects_bad_archs(space: BaseSearchSpace) -> None:
+    good = dict(space.sample(np.random.default_rng(0)))
+    first = next(iter(space.choices))
+    with pytest.raises(ValueError, match="no_such_option"):
+        space.validate(Arch({**good, first: "no_such_option"}))
+    missing = dict(good)
+    del missing[first]
+    with pytest.raises(ValueError, match=first):
+        space.validate(Arch(missing))
+    with pytest.raises(ValueError, match="zz_extra"):
+        space.validate(Arch({**good, "zz_extra": "x"}))
+    with pytest.raises(ValueError):
+        space.validate(Arch(dict(reversed(list(good.items())))))  # the order is part of an Arch
+
+
+def test_extremes_are_two_valid_distinct_archs(space: BaseSearchSpace) -> None:
+    cheapest, priciest = space.extremes()
+    assert cheapest != priciest
+    space.validate(cheapest)
+    space.validate(priciest)
+
+
+# ---------------------------------------------------------------- weight sharing
+
+
+def test_extracted_subnet_computes_what_the_active_supernet_computes(
+        space: BaseSearchSpace, net: Supernet) -> None:
+    x = inputs(space)
+    net.training = False
+    outputs = {}
+    for arch in archs(space, 3):
+        net.set_active(arch)
+        expected = forward(net, x)
+        subnet = net.extract(arch)
+        assert subnet.training is False
+        np.testing.assert_allclose(forward(subnet, x), expected, atol=1e-6, rtol=0)
+        outputs[arch.key] = expected
+    values = list(outputs.values())
+    assert all(not np.allclose(values[0], v, atol=1e-3) for v in values[1:])
+
+
+def test_extracted_subnet_holds_copies_of_its_path_only(space: BaseSearchSpace,
+                                                        net: Supernet) -> None:
+    arch = space.sample(np.random.default_rng(4))
+    x = inputs(space)
+    subnet = net.extract(arch)
+    mine, theirs = net.net_parameters(), subnet.net_parameters()
+    assert set(theirs) < set(mine)
+    for key, param in theirs.items():
+        assert param.shape == mine[key].shape and param.need_grad == mine[key].need_grad
+        assert param is not mine[key] and np.array_equal(param.d, mine[key].d)
+    assert subnet.mixed_ops() == {} and subnet.arch_parameters() == {}
+    with pytest.raises(ValueError):
+        subnet.derive()
+    with pytest.raises(ValueError):
+        subnet.set_mode("darts")
+    subnet.set_active(arch)  # its own path is fine ...
+    other = next(a for a in archs(space, 20, seed=5) if a != arch)
+    with pytest.raises(ValueError):  # ... another is not there
+        subnet.set_active(other)
+    before = forward(subnet, x)
+    for param in mine.values():
+        param.d = param.d + 1.0
+    np.testing.assert_array_equal(forward(subnet, x), before)
+    snap = snapshot(net)
+    for param in theirs.values():
+        param.d = np.zeros(param.shape)
+    after = snapshot(net)
+    assert all(np.array_equal(v, after[k]) for k, v in snap.items())
+
+
+def test_set_active_rejects_invalid_archs(space: BaseSearchSpace, net: Supernet) -> None:
+    good = dict(space.sample(np.random.default_rng(0)))
+    first = next(iter(space.choices))
+    with pytest.raises(ValueError):
+        net.set_active(Arch({**good, first: "no_such_option"}))
+
+
+def test_parameter_groups_partition_the_trainable_parameters(space: BaseSearchSpace,
+                                                             net: Supernet) -> None:
+    groups = net.parameter_groups()
+    members = [p for g in groups.values() for p in g.values()]
+    trainable = net.get_parameters(grad_only=True)
+    assert len(members) == len(set(members)) == len(trainable)
+    assert set(members) == set(trainable.values())
+    alphas = net.arch_parameters()
+    assert alphas and not set(alphas.values()) & set(members)
+    options = net.arch_options()
+    assert set(options) == set(alphas) == set(net.mixed_ops()) == set(net.probabilities())
+    for key, alpha in alphas.items():
+        assert alpha.shape == (len(options[key]),) and alpha.need_grad
+        assert alpha.d.dtype == np.float32
+        assert all(op.alpha is alpha and op.options == options[key]
+                   for op in net.mixed_ops()[key])
+    # Zero-initialised: every candidate starts equally likely.
+    assert all(np.all(a.d == 0) for a in space.supernet().arch_parameters().values())
+
+
+def _check_active_groups(net: Supernet, x: nn.Variable) -> None:
+    y = net(x)
+    assert set(net.active_groups()) <= set(net.parameter_groups())
+    assert len(net.active_groups()) == len(set(net.active_groups()))
+    assert used_weights(net, y) == declared_weights(net)
+
+
+@pytest.mark.parametrize("training", [False, True])
+def test_active_groups_are_what_the_single_path_graph_reads(space: BaseSearchSpace,
+                                                            net: Supernet,
+                                                            training: bool) -> None:
+    x = nn.Variable((BATCH,) + tuple(space.input_shape))
+    net.training = training
+    for arch in archs(space, 3, seed=5):
+        net.set_active(arch)
+        _check_active_groups(net, x)
+    # The single paths ProxylessNAS trains: every mixed operation at a random candidate.
+    rng = np.random.default_rng(2)
+    for _ in range(3):
+        for ops in net.mixed_ops().values():
+            for op in ops:
+                op.active = op.options[rng.integers(len(op.options))]
+        _check_active_groups(net, x)
+
+
+def test_active_groups_are_what_the_weighted_graphs_read(space: BaseSearchSpace,
+                                                         net: Supernet) -> None:
+    x = nn.Variable((BATCH,) + tuple(space.input_shape))
+    net.set_mode("darts")
+    _check_active_groups(net, x)
+    groups = net.parameter_groups()
+    assert {g for g in net.active_groups() if groups[g]} == {g for g, p in groups.items() if p}
+    net.set_mode("proxyless")
+    rng = np.random.default_rng(0)
+    for _ in range(3):
+        for ops in net.mixed_ops().values():
+            for op in ops:
+                op.sample_gates(rng)
+        _check_active_groups(net, x)
+
+
+# ---------------------------------------------------------------- architecture parameters
+
+
+def _record(op) -> dict[str, nn.Variable]:
+    """Remembers the input and output of ``op``'s next call."""
+    seen: dict[str, nn.Variable] = {}
+    original = op.call
+
+    def call(x):
+        seen["x"], seen["y"] = x, original(x)
+        return seen["y"]
+
+    op.call = call
+    return seen
+
+
+def test_darts_mode_is_the_softmax_weighted_sum_of_the_candidates(space: BaseSearchSpace,
+                                                                  net: Supernet) -> None:
+    random_alphas(net)
+    net.set_mode("darts")
+    net.training = False
+    mixed = net.mixed_ops()
+    ops = [mixed[min(mixed)][0], mixed[max(mixed)][-1]]
+    seen = [_record(op) for op in ops]
+    y = net(nn.Variable.from_numpy_array(inputs(space)))
+    y.forward(clear_buffer=False)
+    for op, s in zip(ops, seen):
+        p = op.probabilities()
+        x = nn.Variable.from_numpy_array(s["x"].d.copy())
+        want = np.zeros(s["y"].shape)
+        for k, option in enumerate(op.options):
+            alone = op.submodules[option](x)
+            if alone.parent is not None:  # skip returns its input
+                alone.forward()
+            want += p[k] * alone.d
+        np.testing.assert_allclose(s["y"].d, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["darts", "proxyless"])
+def test_gradients_reach_every_architecture_parameter(space: BaseSearchSpace, net: Supernet,
+                                                      mode: str) -> None:
+    random_alphas(net)
+    net.set_mode(mode)
+    if mode == "proxyless":
+        rng = np.random.default_rng(0)
+        for ops in net.mixed_ops().values():
+            for op in ops:
+                op.sample_gates(rng)
+    net.training = True
+    loss = F.mean(net(nn.Variable.from_numpy_array(inputs(space))))
+    for alpha in net.arch_parameters().values():
+        alpha.grad.zero()
+    loss.forward()
+    loss.backward()
+    for name, alpha in net.arch_parameters().items():
+        assert np.all(np.isfinite(alpha.g)) and np.abs(alpha.g).max() > 0, name
+
+
+def test_derive_follows_the_architecture_parameters(name: str, space: BaseSearchSpace,
+                                                    net: Supernet) -> None:
+    rng = np.random.default_rng(0)
+    for target in archs(space, 4, seed=9):
+        FAVOUR[name](net, target, rng)
+        assert net.derive() == target
+    random_alphas(net, seed=3)
+    derived = net.derive()
+    assert space.validate(derived) is derived
+    assert net.derive() == derived
+
+
+def test_derived_subnet_exports_and_runs_the_same(space: BaseSearchSpace, net: Supernet,
+                                                  tmp_path: Path) -> None:
+    random_alphas(net, seed=1)
+    subnet = net.extract(net.derive())
+    x = inputs(space)
+    subnet.training = False
+    want = forward(subnet, x)
+    path = tmp_path / "subnet.nnp"
+    export_module_nnp(subnet, space.input_shape, path)
+    np.testing.assert_allclose(run_nnp(path, x), want, atol=1e-4, rtol=1e-4)
+
+
+# ---------------------------------------------------------------- units
+
+
+def _macs(module, shape: tuple[int, ...]) -> int:
+    return count_macs(inference_output(module, nn.Variable((1,) + tuple(shape))))
+
+
+def test_units_of_a_subnet_are_units_of_the_space(space: BaseSearchSpace) -> None:
+    every = space.units()
+    keys = [u.key for u in every]
+    assert len(keys) == len(set(keys))
+    for arch in archs(space, 5):
+        assert {u.key for u in space.units(arch)} <= set(keys)
+
+
+def test_units_cover_every_multiply_accumulate(space: BaseSearchSpace, net: Supernet) -> None:
+    for arch in space.extremes():
+        units = space.units(arch)
+        subnet = net.extract(arch)
+        total = sum(_macs(unit.build(), unit.input_shape) for unit in units)
+        assert total == _macs(subnet, space.input_shape)
+
+
+def test_arch_units_name_every_architecture_parameter_and_option(space: BaseSearchSpace,
+                                                                 net: Supernet) -> None:
+    fixed, edges, share = space.arch_units()
+    options = net.arch_options()
+    assert set(edges) == set(share) == set(net.arch_parameters())
+    keys = {u.key for u in space.units()}
+    assert {u.key for u in fixed} <= keys
+    for name, per_option in edges.items():
+        assert set(per_option) == set(options[name])
+        assert 0 < share[name] <= 1
+        for units in per_option.values():
+            assert {u.key for u in units} <= keys
+            assert len(units) in (0, len(net.mixed_ops()[name]))

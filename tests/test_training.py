@@ -1,0 +1,126 @@
+"""End to end: ``hwnas run`` with DARTS and ProxylessNAS, a latency regularizer, and derivation."""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import shutil
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+import yaml
+from conftest import TINY_CONFIG
+
+from hwnas.arch import Arch
+from hwnas.cli import main
+from hwnas.pipeline import RunDir, workspace
+from hwnas.studies import evaluations, open_study
+from hwnas.supernet.learners._base import ARCH_LOG
+from hwnas.training import ARCH_PLOT, DERIVED, DERIVED_PLOT, derived_arch, make_regularizer
+
+#: Learner sections of the tiny experiment: DARTS with a latency budget, and a
+#: ProxylessNAS search of the DARTS cell space.
+RUNS = {
+    "darts": ({"learner": "darts", "epochs": 2, "batch_size": 16, "arch_lr": 0.05,
+               "regularizer": {"objective": "latency_ms", "budget": 0.2, "weight": 2.0}},
+              None),
+    "proxyless-cells": ({"learner": "proxyless", "epochs": 1, "batch_size": 16,
+                         "warmup_epochs": 0},
+                        {"name": "darts", "cells": 3, "channels": 4, "nodes": 2,
+                         "operations": ["max_k3", "skip", "sep_k3"]}),
+}
+
+
+def _config(tmp: Path, name: str) -> Path:
+    cfg = yaml.safe_load(TINY_CONFIG)
+    train, space = RUNS[name]
+    cfg["train"] = train
+    if space is not None:
+        cfg["space"] = space
+    cfg["search"]["trials"] = 4
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _run(argv: list[str]) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = main(argv)
+    return status, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="module", params=list(RUNS))
+def gradient_run(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp(request.param)
+    run = tmp / "run"
+    status, out, err = _run(["run", str(_config(tmp, request.param)), "--out", str(run),
+                             "--quiet"])
+    assert status == 0, f"stdout:\n{out}\nstderr:\n{err}"
+    return run
+
+
+def test_a_gradient_run_writes_the_derived_architecture_and_its_plots(gradient_run: Path) -> None:
+    for name in (DERIVED, ARCH_LOG, ARCH_PLOT, DERIVED_PLOT, "model.nnp", "selected.json"):
+        assert (gradient_run / name).stat().st_size > 0, name
+    record = json.loads((gradient_run / DERIVED).read_text())
+    run = RunDir.open(gradient_run)
+    ws = workspace(run, progress=False)
+    arch = ws.space.validate(Arch(record["choices"]))
+    assert arch.key == record["key"]
+    # The derived Arch is what the trained architecture parameters favour.
+    assert ws.supernet.derive() == arch
+    for edge, probs in record["probabilities"].items():
+        assert sum(probs.values()) == pytest.approx(1.0, abs=1e-6)
+        assert list(probs) == list(ws.supernet.arch_options()[edge])
+
+
+def test_the_search_evaluates_the_derived_architecture_first(gradient_run: Path) -> None:
+    run = RunDir.open(gradient_run)
+    study = open_study(run.path, run.config.search.objectives, create=False)
+    first = min((t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE),
+                key=lambda t: t.number)
+    assert first.user_attrs["key"] == derived_arch(run).key
+    keys = {e.arch.key for e in evaluations(study)}
+    assert derived_arch(run).key in keys
+
+
+def test_the_derived_architecture_exports(gradient_run: Path, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(gradient_run, tmp_path / "run"))
+    key = derived_arch(RunDir.open(run_dir)).key
+    status, out, err = _run(["export", str(run_dir), "--arch", key])
+    assert status == 0, err
+    info = json.loads((run_dir / "export.json").read_text())
+    assert info["key"] == key
+
+
+def test_the_regularized_run_logs_its_expected_latency(gradient_run: Path) -> None:
+    run = RunDir.open(gradient_run)
+    reg_cfg = run.config.train.regularizer
+    if reg_cfg is None:
+        pytest.skip("this run has no regularizer")
+    log = pd.read_csv(gradient_run / "train_log.csv")
+    assert "expected_latency_ms" in log and (log["expected_latency_ms"] > 0).all()
+    record = json.loads((gradient_run / DERIVED).read_text())
+    assert record["regularizer"]["objective"] == "latency_ms"
+    # The latency regularizer prices units with the run's latency table: the
+    # expected latency of a one-hot distribution is the table's prediction.
+    ws = workspace(run, progress=False)
+    reg = make_regularizer(run, ws, reg_cfg)
+    table_arch = derived_arch(run)
+    from hwnas.profiling import load_table, make_profiler
+    table = load_table(run, ws.space, make_profiler(run.config.latency))
+    counts = {n: (pd.Series(opts) == table_arch[n]).to_numpy(float)
+              for n, opts in ws.supernet.arch_options().items()}
+    assert reg.path_cost(counts) == pytest.approx(table.predict(table_arch)[0], rel=1e-6)
+
+
+def test_a_corrupt_derived_file_is_one_clear_error(gradient_run: Path, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(gradient_run, tmp_path / "run"))
+    (run_dir / DERIVED).write_text("{not json")
+    (run_dir / "study.journal").unlink()
+    status, out, err = _run(["search", str(run_dir), "--quiet"])
+    assert status == 2
+    assert DERIVED in err and "Traceback" not in err
