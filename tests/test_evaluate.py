@@ -10,8 +10,7 @@ from conftest import SMALL_SPACE, group_of, randomize, snapshot
 
 import hwnas.hwcost._profiler as profiler_module
 from hwnas.arch import Arch
-from hwnas.config import DataConfig, LatencyConfig
-from hwnas.data import Dataset, load_dataset
+from hwnas.config import LatencyConfig
 from hwnas.errors import MeasurementError
 from hwnas.evaluate import Evaluator, split_accuracy
 from hwnas.hwcost import LatencyProtocol, count_graph_params, describe_device, inference_output

@@ -14,8 +14,7 @@ import pytest
 from conftest import SMALL_SPACE
 
 import hwnas.export as export_module
-from hwnas.config import DataConfig
-from hwnas.data import Dataset, load_dataset
+from hwnas.data import Dataset
 from hwnas.export import export_nnp, inference_graph, pixels, run_nnp
 from hwnas.supernet import Arch, create_space
 

@@ -138,8 +138,10 @@ class _Interrupt(Exception):
     pass
 
 
-@pytest.mark.parametrize("space_name,variant", [("mobilenet", "darts2"), ("mobilenet", "gate"),
-                                                ("mobilenet", "reinforce"), ("darts", "darts1")])
+@pytest.mark.parametrize("space_name,variant", [
+    ("mobilenet", "darts1"), ("mobilenet", "darts2"), ("mobilenet", "gate"),
+    ("mobilenet", "reinforce"), ("darts", "darts1"), ("darts", "darts2"), ("darts", "gate"),
+    ("darts", "reinforce")])
 def test_resumed_search_equals_straight_search(space_name: str, variant: str,
                                                small_data: Dataset, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:

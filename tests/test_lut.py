@@ -1,7 +1,6 @@
 """Tests for the latency table: units, gated measurement, calibration, persistence, commands."""
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import json
 import math
