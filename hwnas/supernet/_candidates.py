@@ -151,7 +151,7 @@ class ProjectionShortcut(Op):
 
     def call(self, x: nn.Variable) -> nn.Variable:
         h = PF.convolution(relu(x), self.out_channels, (1, 1), stride=(self.stride,) * 2,
-                           with_bias=False, name="conv")
+                           with_bias=False, name="conv", fix_parameters=self.frozen)
         return self.bn(h, "bn")
 
 
@@ -169,7 +169,8 @@ class Pool(Op):
             h = F.average_pooling(x, window, stride, pad=pad, including_pad=False)
         if h.shape[1] != self.out_channels:
             # One BN after the projection, not one before and one after: it folds into it.
-            h = PF.convolution(h, self.out_channels, (1, 1), with_bias=False, name="proj")
+            h = PF.convolution(h, self.out_channels, (1, 1), with_bias=False, name="proj",
+                               fix_parameters=self.frozen)
         return self.bn(h, "bn")
 
 
@@ -187,10 +188,12 @@ class ReLUConvBN(Op):
         if self.groups > 1 and self.groups == x.shape[1] == self.out_channels:
             # nnabla's CPU grouped convolution is an order of magnitude slower than depthwise.
             h = PF.depthwise_convolution(h, kernel, pad=pad, stride=stride,
-                                         with_bias=self.bias, name="conv")
+                                         with_bias=self.bias, name="conv",
+                                         fix_parameters=self.frozen)
         else:
             h = PF.convolution(h, self.out_channels, kernel, pad=pad, stride=stride,
-                               group=self.groups, with_bias=self.bias, name="conv")
+                               group=self.groups, with_bias=self.bias, name="conv",
+                               fix_parameters=self.frozen)
         return h if self.bias else self.bn(h, "bn")
 
 
@@ -205,8 +208,9 @@ class DilConv(Op):
         pad = self.dilation * (self.kernel // 2)
         h = PF.depthwise_convolution(relu(x), (self.kernel,) * 2, pad=(pad, pad),
                                      stride=(self.stride,) * 2, dilation=(self.dilation,) * 2,
-                                     with_bias=False, name="depthwise")
-        h = PF.convolution(h, self.out_channels, (1, 1), with_bias=False, name="pointwise")
+                                     with_bias=False, name="depthwise", fix_parameters=self.frozen)
+        h = PF.convolution(h, self.out_channels, (1, 1), with_bias=False, name="pointwise",
+                           fix_parameters=self.frozen)
         return self.bn(h, "bn")
 
 
@@ -242,7 +246,7 @@ class PositionwiseAffine(Op):
 
     def call(self, x: nn.Variable) -> nn.Variable:
         return PF.convolution(x, self.out_channels, (1, 1), stride=(self.stride,) * 2,
-                              with_bias=True, name="fc")
+                              with_bias=True, name="fc", fix_parameters=self.frozen)
 
 
 def build_candidate(option: str, in_channels: int, out_channels: int, stride: int) -> Op:

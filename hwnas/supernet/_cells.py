@@ -54,7 +54,8 @@ class PoolHead(Op):
         self.n_classes = n_classes
 
     def call(self, x: nn.Variable) -> nn.Variable:
-        return PF.affine(F.global_average_pooling(x), self.n_classes, name="fc")
+        return PF.affine(F.global_average_pooling(x), self.n_classes, name="fc",
+                         fix_parameters=self.frozen)
 
 
 class Cell(Op):
@@ -81,6 +82,9 @@ class Cell(Op):
         self.zeros = build_candidate(_ZERO, c, c, plan.stride(0))
         for (i, j), options in edges.items():
             ops = {o: build_candidate(o, c, c, plan.stride(j)) for o in options}
+            for op in ops.values():
+                # As in DARTS: no learnable BN scale that would rescale a candidate's weight.
+                op.affine_bn = False
             zero = [_ZERO] if _ZERO in ops else []
             setattr(self, _edge(i, j), MixedOp(ops, alphas[i, j], zero=zero))
 

@@ -119,17 +119,22 @@ class BaseLearner(abc.ABC):
         """
         raise NotImplementedError(f"{type(self).__name__} does not learn the architecture")
 
-    def graph(self, x: nn.Variable, y: nn.Variable, cache: str | None = None
-              ) -> tuple[nn.Variable, nn.Variable]:
+    def graph(self, x: nn.Variable, y: nn.Variable, cache: str | None = None,
+              frozen: bool = False) -> tuple[nn.Variable, nn.Variable]:
         """(loss, logits) of the supernet in its current mode, in training mode.
 
         A graph that does not change between batches (the DARTS weighted sum)
-        is built once under the name ``cache`` and reused.
+        is built once under the name ``cache`` and reused. A ``frozen`` graph
+        computes no weight gradients (architecture steps need only the alphas').
         """
         if cache is not None and cache in self._graphs:
             return self._graphs[cache]
         self.supernet.training = True
-        logits = self.supernet(x)
+        self.supernet.frozen = frozen
+        try:
+            logits = self.supernet(x)
+        finally:
+            self.supernet.frozen = False
         logits.persistent = True
         loss = F.mean(F.softmax_cross_entropy(logits, y))
         if cache is not None:

@@ -47,15 +47,18 @@ class DartsLearner(BaseLearner):
         return self._unrolled(xa, ya, x, y, lr)
 
     def _val_loss(self, xa: np.ndarray, ya: np.ndarray) -> float:
-        loss, _ = self.graph(self._xa, self._ya, "darts-val")
+        # First order needs the alphas' gradient only; second order also dL_val/dw'.
+        frozen = self.config.order == 1
+        loss, _ = self.graph(self._xa, self._ya, f"darts-val{'-frozen' * frozen}", frozen)
         self._xa.d, self._ya.d = xa, ya
         self._zero_all()
         loss.forward(clear_no_need_grad=True)
         loss.backward(clear_buffer=True)
         return float(loss.d)
 
-    def _train_grads(self, x: np.ndarray, y: np.ndarray) -> None:
-        loss, _ = self.graph(self._x, self._y, self.weight_graph)
+    def _train_grads(self, x: np.ndarray, y: np.ndarray, frozen: bool = False) -> None:
+        loss, _ = (self.graph(self._x, self._y, "darts-frozen", frozen=True) if frozen
+                   else self.graph(self._x, self._y, self.weight_graph))
         self._x.d, self._y.d = x, y
         self._zero_all()
         loss.forward(clear_no_need_grad=True)
@@ -78,7 +81,7 @@ class DartsLearner(BaseLearner):
         for sign in (1.0, -1.0):
             for key, w in weights.items():
                 w.d = saved[key] + sign * eps * v[key]
-            self._train_grads(x, y)
+            self._train_grads(x, y, frozen=True)
             sides.append(self.arch_grads())
         for key, p in self.supernet.net_parameters().items():
             p.d = saved[key]

@@ -1,4 +1,4 @@
-"""ProxylessNAS: sampled single paths for weights; binary gates or REINFORCE for the architecture."""
+"""ProxylessNAS: sampled paths train the weights; binary gates or REINFORCE the architecture."""
 from __future__ import annotations
 
 import numpy as np
@@ -72,7 +72,7 @@ class ProxylessLearner(BaseLearner):
 
     def _forward_backward(self, xa: np.ndarray, ya: np.ndarray) -> float:
         statistics = self.save_statistics()
-        loss, _ = self.graph(self._xa, self._ya)
+        loss, _ = self.graph(self._xa, self._ya, frozen=True)
         self._xa.d, self._ya.d = xa, ya
         self.zero_arch_grads()
         loss.forward(clear_no_need_grad=True)

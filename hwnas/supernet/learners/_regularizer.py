@@ -41,7 +41,8 @@ class Regularizer:
                  share: Mapping[str, float], instances: Mapping[str, int], budget: float,
                  form: str = "additive", weight: float = 1.0) -> None:
         if objective not in COST_OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; known: {', '.join(COST_OBJECTIVES)}")
+            raise ValueError(f"unknown objective {objective!r}; "
+                             f"known: {', '.join(COST_OBJECTIVES)}")
         if form not in FORMS:
             raise ValueError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
         if not budget > 0:
