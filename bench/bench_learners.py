@@ -270,6 +270,8 @@ def main() -> int:
                         help="timed steps per configuration (second-order DARTS: 1; the "
                              "headline: twice this, around nnabla-nas's)")
     parser.add_argument("--only", choices=sorted(SPACES), action="append")
+    parser.add_argument("--variant", choices=list(VARIANTS), action="append",
+                        help="measure only these variants (repeatable)")
     parser.add_argument("--no-nnas", action="store_true", help="skip nnabla-nas")
     parser.add_argument("--profile-batch", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
@@ -293,7 +295,7 @@ def main() -> int:
         shown = {k: v for k, v in spaces[space_name].items()
                  if k not in ("input_shape", "n_classes")}
         print(f"-- {space_name} {shown}, input {'x'.join(map(str, INPUT_SHAPE))}", flush=True)
-        for variant in VARIANTS:
+        for variant in args.variant or list(VARIANTS):
             steps = 1 if variant == "darts2" else args.steps
             nnas = (args.steps if (space_name, variant) == HEADLINE and not args.no_nnas else 0)
             try:
