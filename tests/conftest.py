@@ -54,6 +54,24 @@ def group_of(key: str) -> str:
     return f"{parts[0][1:]}/{parts[1][1:]}"
 
 
+def forward(net, x: np.ndarray) -> np.ndarray:
+    """``net``'s output for the input array ``x``."""
+    y = net(nn.Variable.from_numpy_array(x))
+    y.forward(clear_buffer=True)
+    return y.d.copy()
+
+
+def graph_leaves(y: nn.Variable) -> set[nn.Variable]:
+    """The variables without parent that the graph of ``y`` reads (weights, inputs)."""
+    leaves: set[nn.Variable] = set()
+
+    def visit(function) -> None:
+        leaves.update(v for v in function.inputs if v.parent is None)
+
+    y.visit(visit)
+    return leaves
+
+
 @pytest.fixture(autouse=True)
 def _fresh_parameters():
     """nnabla's global parameter scope starts and ends every test empty."""

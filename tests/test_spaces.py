@@ -8,7 +8,7 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 import pytest
-from conftest import SMALL_SPACE, randomize, snapshot
+from conftest import SMALL_SPACE, forward, graph_leaves, randomize, snapshot
 
 from hwnas.arch import Arch
 from hwnas.export import export_module_nnp, run_nnp
@@ -21,22 +21,6 @@ CONFIGS = {
     "darts": dict(input_shape=(1, 8, 8), n_classes=10, cells=3, channels=4, nodes=2),
 }
 BATCH = 2
-
-
-def forward(net, x: np.ndarray) -> np.ndarray:
-    y = net(nn.Variable.from_numpy_array(x))
-    y.forward(clear_buffer=True)
-    return y.d.copy()
-
-
-def graph_leaves(y: nn.Variable) -> set[nn.Variable]:
-    leaves: set[nn.Variable] = set()
-
-    def visit(function) -> None:
-        leaves.update(v for v in function.inputs if v.parent is None)
-
-    y.visit(visit)
-    return leaves
 
 
 def used_weights(net: Supernet, y: nn.Variable) -> set[nn.Variable]:

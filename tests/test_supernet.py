@@ -9,7 +9,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import SMALL_SPACE, group_of, randomize, snapshot
+from conftest import SMALL_SPACE, forward, graph_leaves, group_of, randomize, snapshot
 
 from hwnas.arch import Arch
 from hwnas.config import DataConfig, TrainConfig
@@ -37,23 +37,6 @@ TINY = dict(stages=[(8, 1, 1), (16, 1, 2)], expansions=[2])
 
 def make_space(**overrides) -> ChainSpace:
     return create_space("mobilenet", **{**SMALL, **overrides})
-
-
-def forward(net, x: np.ndarray) -> np.ndarray:
-    v = nn.Variable.from_numpy_array(x)
-    y = net(v)
-    y.forward(clear_buffer=True)
-    return y.d.copy()
-
-
-def graph_leaves(y: nn.Variable) -> set[nn.Variable]:
-    leaves: set[nn.Variable] = set()
-
-    def visit(function) -> None:
-        leaves.update(v for v in function.inputs if v.parent is None)
-
-    y.visit(visit)
-    return leaves
 
 
 def bn_statistics(y: nn.Variable) -> set[nn.Variable]:

@@ -155,13 +155,7 @@ class CellSupernet(Supernet):
         return Arch(choices)
 
     def extract(self, arch: Arch) -> CellSupernet:
-        subnet = CellSupernet(self.space, self.space.validate(arch))
-        mine = self.net_parameters()
-        subnet.set_parameters({
-            key: nn.Variable.from_numpy_array(mine[key].d.copy(), need_grad=p.need_grad)
-            for key, p in subnet.net_parameters().items()}, raise_if_missing=True)
-        subnet.training = False
-        return subnet
+        return self._with_my_weights(CellSupernet(self.space, self.space.validate(arch)))
 
 
 @register_space("darts")

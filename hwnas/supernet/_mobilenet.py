@@ -99,13 +99,8 @@ class ChainSupernet(Supernet):
 
     def extract(self, arch: Arch) -> ChainSupernet:
         self.space.validate(arch)
-        subnet = ChainSupernet(self.space, {name: (option,) for name, option in arch.items()})
-        mine = self.net_parameters()
-        subnet.set_parameters({
-            key: nn.Variable.from_numpy_array(mine[key].d.copy(), need_grad=p.need_grad)
-            for key, p in subnet.net_parameters().items()}, raise_if_missing=True)
-        subnet.training = False
-        return subnet
+        return self._with_my_weights(
+            ChainSupernet(self.space, {name: (option,) for name, option in arch.items()}))
 
 
 @register_space("mobilenet")

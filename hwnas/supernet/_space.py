@@ -43,6 +43,16 @@ class Supernet(Op):
     def active_groups(self) -> list[str]:
         """The groups the active path uses."""
 
+    def _with_my_weights(self, subnet: Supernet) -> Supernet:
+        """``subnet`` (built from this network's modules' names) holding copies of my weights,
+        in inference mode: what ``extract`` returns."""
+        mine = self.net_parameters()
+        subnet.set_parameters({
+            key: nn.Variable.from_numpy_array(mine[key].d.copy(), need_grad=p.need_grad)
+            for key, p in subnet.net_parameters().items()}, raise_if_missing=True)
+        subnet.training = False
+        return subnet
+
     def net_parameters(self) -> dict[str, nn.Variable]:
         """Every network weight, trainable or not (BN running statistics included)."""
         return self.get_parameters(grad_only=False)
