@@ -47,6 +47,7 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
 import nnabla as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
+from _common import code_version  # noqa: E402
 from hwnas._io import atomic_write_json  # noqa: E402
 from hwnas.config import TrainConfig  # noqa: E402
 from hwnas.data import Dataset, Split  # noqa: E402
@@ -145,15 +146,6 @@ def run_nnas(batch: int, cells: int, channels: int, steps: int) -> dict:
     result["command"] = " ".join([str(NNAS_PYTHON.relative_to(ROOT)),
                                   str(NNAS_SCRIPT.relative_to(ROOT)), *command[2:]])
     return result
-
-
-def code_version() -> dict:
-    """The commit and the files changed since, of the code measured (read when the run starts)."""
-    def git(*args: str) -> str:
-        done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True)
-        return done.stdout if done.returncode == 0 else ""
-    return {"commit": git("rev-parse", "HEAD").strip(),
-            "modified": git("status", "--porcelain", "--untracked-files=no").splitlines()}
 
 
 def bench_config(space_name: str, settings: dict, variant: str, batch: int, steps: int,

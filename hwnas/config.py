@@ -224,21 +224,30 @@ class SearchConfig:
     """Black-box search over the trained supernet.
 
     Attributes:
-        strategy: ``tpe`` (Optuna's TPE sampler).
-        trials: evaluations in total (a resumed search stops there too).
+        strategy: a registered strategy (``hwnas.strategies.STRATEGIES``): ``tpe-ls``
+            (Optuna's TPE with Pareto local search, the default), ``tpe``, ``nsga2``, ``nsga3``, ``optuna-random``,
+            ``qmc``, ``deap-nsga2``, ``deap-nsga3``, ``deap-spea2``, ``random``.
+        trials: distinct subnets to evaluate in total (a resumed search stops
+            there too; a repeated proposal is answered from the study and not
+            counted).
         objectives: what the front trades off, all minimised.
         bn_samples: training examples used to recalibrate batch norm per subnet.
+        batch: subnets proposed at once and evaluated together (by the
+            ``--workers`` processes or a Dask cluster); what is proposed depends
+            on the seed and the batch, never on how many workers evaluate.
     """
 
-    strategy: str = "tpe"
+    strategy: str = "tpe-ls"
     trials: int = 60
     objectives: list[str] = dataclasses.field(
         default_factory=lambda: ["error", "latency_ms", "params"])
     bn_samples: int = 512
+    batch: int = 4
 
     def _check(self, err) -> None:
-        if self.strategy != "tpe":
-            err("strategy", f"unknown strategy {self.strategy!r}; known: tpe")
+        from hwnas.strategies import STRATEGIES
+        if self.strategy not in STRATEGIES:
+            err("strategy", f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
         if self.trials < 1:
             err("trials", f"must be >= 1, got {self.trials}")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
@@ -250,6 +259,8 @@ class SearchConfig:
             err("objectives", "must include 'error'")
         if self.bn_samples < 1:
             err("bn_samples", f"must be >= 1, got {self.bn_samples}")
+        if self.batch < 1:
+            err("batch", f"must be >= 1, got {self.batch}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,6 @@ import dataclasses
 import functools
 import json
 import math
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -21,18 +20,24 @@ from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.evaluate import Evaluator
 from hwnas.export import export_nnp, pixels, run_nnp
 from hwnas.hwcost import measure_gated
-from hwnas.pareto import ParetoFront, Selection, plot_front, select as select_subnet
+from hwnas.pareto import (ParetoFront, Selection, hypervolume_history, plot_front,
+                          plot_hypervolume, reference_point, select as select_subnet)
+from hwnas.pareto._sorting import objective_matrix
 from hwnas.records import Evaluation
-from hwnas.strategies import STRATEGIES
-from hwnas.studies import evaluations, fail_stale_trials, n_complete, open_study
+from hwnas.strategies import drive, strategy_class
+from hwnas.strategies._driver import MAX_REPEATS
+from hwnas.studies import evaluations, fail_stale_trials, known_evaluations, open_study
+from hwnas.studies._parallel import DaskPool, ProcessPool
+from hwnas.studies._storage import storage_of
+from hwnas.studies._workers import work_on
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet, create_space, space_arguments
 from hwnas.supernet.learners import load_weights
 from hwnas.supernet.learners._base import CHECKPOINT, WEIGHTS
 
 CONFIG = "config.yaml"
 MEASURED = "measured.json"
-#: Consecutive failed measurements after which a search stops.
-MAX_FAILURES = 3
+#: What the last search call did: counts and wall times.
+SEARCH_STATS = "search_stats.json"
 
 
 class RunDir:
@@ -165,59 +170,82 @@ def _check_trained(run: RunDir) -> None:
                           f"{run.config.train.epochs} epochs; rerun 'hwnas train {run.path}'")
 
 
-def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None) -> list[Evaluation]:
-    """Runs (or resumes) the search until the study holds ``search.trials`` evaluations."""
+def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
+           strategy: str | None = None, workers: int = 1,
+           dask: str | None = None) -> list[Evaluation]:
+    """Runs (or resumes) the search until the study holds ``search.trials`` distinct subnets.
+
+    Args:
+        strategy: a registered strategy name instead of the config's; a study
+            may hold trials of several strategies, each recorded as such.
+        workers: local processes evaluating each batch (1: this process).
+        dask: a Dask scheduler address; its workers evaluate instead.
+    """
+    if storage_of(run.path) is not None:  # a database study: this process is one worker
+        if workers != 1 or dask:
+            raise HwnasError("this run's study is in a database: start more 'hwnas worker' "
+                             "processes instead of --workers or --dask")
+        work_on(run, strategy=strategy, progress=progress, ws=ws)
+        return evaluations(open_study(run.path, run.config.search.objectives, create=False))
     ws = ws or workspace(run, progress=progress)
     cfg = run.config
-    strategy_cls = STRATEGIES[cfg.search.strategy]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # Optuna's ExperimentalWarning for multivariate TPE
-        study = open_study(run.path, cfg.search.objectives,
-                           sampler=strategy_cls.sampler(cfg.seed))
+    name = strategy or cfg.search.strategy
+    try:
+        strategy_cls = strategy_class(name)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    study = open_study(run.path, cfg.search.objectives, sampler=strategy_cls.sampler(cfg.seed))
     fail_stale_trials(study)
     evaluator = ws.evaluator
-    for evaluation in evaluations(study):
-        evaluator.cache.setdefault(evaluation.arch.key, evaluation)
-    strategy = strategy_cls(study=study, choices=ws.space.choices,
+    known = known_evaluations(study)
+    for key, evaluation in known.items():
+        evaluator.cache.setdefault(key, evaluation)
+    searcher = strategy_cls(study=study, choices=ws.space.choices,
                             objectives=cfg.search.objectives, budgets=cfg.budgets, seed=cfg.seed)
-    done = n_complete(study)
-    if not study.trials:
-        from hwnas.training import derived_arch
-        derived = derived_arch(run)
-        strategy.enqueue(([ws.space.validate(derived)] if derived is not None else [])
-                         + ws.space.extremes())
-    bar = tqdm(total=cfg.search.trials, initial=min(done, cfg.search.trials), desc="search",
-               disable=not progress)
-    failures = 0
-    while done < cfg.search.trials:
-        (arch,) = strategy.ask(1)
-        cached = arch.key in evaluator.cache
+    from hwnas.training import derived_arch
+    derived = derived_arch(run)
+    searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
+                     + ws.space.extremes())
+    pool = (DaskPool(run.path, dask) if dask else
+            ProcessPool(run.path, workers) if workers > 1 else None)
+    bar = tqdm(total=cfg.search.trials, initial=min(len(known), cfg.search.trials),
+               desc=f"search ({name})", disable=not progress)
+
+    def show(evaluation: Evaluation, cached: bool) -> None:
+        if not cached:
+            bar.update(1)
+            bar.set_postfix(error=f"{evaluation.metrics['error']:.3f}",
+                            latency_ms=f"{evaluation.costs.latency_ms:.3f}")
+
+    def warn_and_evaluate(arch: Arch) -> Evaluation:
         try:
-            evaluation = evaluator(arch)
+            return evaluator(arch)
         except MeasurementError as exc:
-            # The trial is recorded as failed (never as a zero cost); a run of
-            # failures means the machine cannot measure reliably, so stop.
-            strategy.abandon(arch, reason=str(exc))
-            failures += 1
-            if failures >= MAX_FAILURES:
-                raise MeasurementError(f"{failures} measurements in a row failed; last: {exc}") from None
-            tqdm.write(f"warning: {exc}; the trial is marked failed and another subnet is tried")
-            continue
-        except BaseException:
-            strategy.abandon(arch, reason="interrupted")
+            tqdm.write(f"warning: {exc}; the trial is marked failed")
             raise
-        failures = 0
-        strategy.tell(arch, evaluation, cached=cached)
-        done += 1
-        bar.update(1)
-        bar.set_postfix(error=f"{evaluation.metrics['error']:.3f}",
-                        latency_ms=f"{evaluation.costs.latency_ms:.3f}")
+
+    try:
+        result = drive(searcher, warn_and_evaluate, cfg.search.trials, known=known,
+                       on_result=show, batch=cfg.search.batch, evaluate_batch=pool)
+    finally:
+        if pool is not None:
+            pool.close()
     bar.close()
+    if result.evaluated or result.cached or result.failed:  # a finished search stays as it was
+        atomic_write_json(run / SEARCH_STATS, {**dataclasses.asdict(result), "strategy": name,
+                                               "batch": cfg.search.batch, "workers": workers,
+                                               "dask": dask})
+    if result.exhausted:
+        tqdm.write(f"note: the space holds only {len(known)} subnets; all are evaluated")
+    elif result.stalled:
+        tqdm.write(f"warning: the {name} strategy proposed only subnets already evaluated "
+                   f"{MAX_REPEATS} times in a row; stopping at {len(known)} subnets "
+                   "(the space may be exhausted)")
     return evaluations(study)
 
 
 def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
-    """The feasible Pareto front of the study; writes front.csv and front.png.
+    """The feasible Pareto front of the study; writes front.csv, front.png and hv.png.
 
     When latencies were predicted from the table, every subnet on the front
     is also measured whole; front.csv gains ``latency_ms_measured``.
@@ -233,7 +261,23 @@ def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
         table["latency_ms_measured"] = [measured[k]["latency_ms"] for k in table["key"]]
     atomic_write_text(run / "front.csv", table.to_csv(index=False))
     plot_front(evs, cfg.search.objectives, cfg.budgets, run / "front.png")
+    ref = reference_point(objective_matrix(evs, cfg.search.objectives))
+    history = hypervolume_history(evs, cfg.search.objectives, cfg.budgets, ref)
+    plot_hypervolume({" then ".join(strategies_of(run)): history}, run / "hv.png",
+                     title="Hypervolume of the feasible front (reference: 10% beyond "
+                     "the worst evaluation)")
     return pareto
+
+
+def strategies_of(run: RunDir) -> list[str]:
+    """The strategies that proposed the run's trials, in the order they first appear."""
+    study = open_study(run.path, run.config.search.objectives, create=False)
+    names: list[str] = []
+    for trial in study.get_trials(deepcopy=False):
+        name = trial.user_attrs.get("strategy")
+        if name and name not in names:
+            names.append(name)
+    return names or [run.config.search.strategy]
 
 
 def remeasure(run: RunDir, ws: Workspace, archs: list[Arch]) -> dict[str, dict[str, Any]]:

@@ -85,7 +85,7 @@ def data() -> Dataset:
     """The synthetic dataset at 8x8 (600 images, 10 classes)."""
     return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
-#: A tiny experiment that runs end to end in seconds: synthetic data, 6 subnets in the space.
+#: A tiny experiment that runs end to end in seconds: synthetic data, 20 subnets in the space.
 #: ``max_spread`` is loose because a loaded test machine makes 0.2 ms timings noisy, and
 #: these tests are about the pipeline, not about measurement reliability.
 TINY_CONFIG = """\
@@ -96,7 +96,7 @@ space:
   stem_channels: 8
   stages: [{channels: 8, blocks: 1, stride: 1}, {channels: 16, blocks: 1, stride: 2}]
   kernels: [3, 5]
-  expansions: [2]
+  expansions: [2, 3]
   head_channels: 16
 train: {epochs: 1, batch_size: 32}
 search: {trials: 6, bn_samples: 64}
@@ -148,3 +148,54 @@ def run_copy(finished_run: Path, tmp_path: Path) -> Path:
     """A private copy of the finished run, free to change."""
     return Path(shutil.copytree(finished_run, tmp_path / "run"))
 
+
+# Servers for tests of multi-machine search: started on first request, stopped at session end.
+# Outside CI a missing program skips the test; in CI (CI=true) it fails it, as does a
+# server that does not start.
+
+
+@contextlib.contextmanager
+def _serving(server):
+    """Enters ``server``, turning a missing program into a skip (or a failure in CI)."""
+    import servers
+
+    with contextlib.ExitStack() as stack:
+        try:
+            value = stack.enter_context(server)
+        except servers.MissingProgram as exc:
+            missing = str(exc)
+        else:
+            missing = None
+        if missing:  # outside the except block, so that the report shows one clear line
+            servers.skip_or_fail(missing)
+        yield value
+
+
+# Module scope: idle servers still wake up now and then, which would disturb the
+# latency measurements of the tests that follow; each module that needs one starts it.
+@pytest.fixture(scope="module")
+def postgres_url():
+    """The SQLAlchemy URL of database ``hwnas`` on a PostgreSQL server on 127.0.0.1, shared by
+    the module; take a private database from it with ``servers.fresh_database(url)``."""
+    import servers
+
+    with _serving(servers.postgres_server()) as url:
+        yield url
+
+
+@pytest.fixture
+def fresh_postgres_url(postgres_url: str) -> str:
+    """The SQLAlchemy URL of a new, empty database of its own on the session's server."""
+    import servers
+
+    return servers.fresh_database(postgres_url)
+
+
+@pytest.fixture(scope="module")
+def dask_address():
+    """The address (``tcp://127.0.0.1:PORT``) of a Dask scheduler with 2 single-threaded
+    workers from this environment, shared by the module."""
+    import servers
+
+    with _serving(servers.dask_cluster(workers=2)) as address:
+        yield address

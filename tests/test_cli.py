@@ -92,7 +92,8 @@ def brute_force_front(trials) -> set[str]:
             if not any(np.all(g <= f) and np.any(g < f) for g in points.values())}
 
 
-def check_trial(trial: optuna.trial.FrozenTrial, choices: dict[str, list[str]]) -> None:
+def check_trial(trial: optuna.trial.FrozenTrial, choices: dict[str, list[str]],
+                strategy: str = "tpe-ls") -> None:
     """One trial records one evaluation the way DESIGN.md says."""
     assert trial.state == TrialState.COMPLETE
     attrs = trial.user_attrs
@@ -102,7 +103,7 @@ def check_trial(trial: optuna.trial.FrozenTrial, choices: dict[str, list[str]]) 
         assert option in choices[name]
     assert attrs["arch"] == trial.params
     assert attrs["key"] == "|".join(f"{n}={trial.params[n]}" for n in choices)
-    assert attrs["strategy"] == "tpe"
+    assert attrs["strategy"] == strategy
     metrics, costs = attrs["metrics"], attrs["costs"]
     assert 0.0 <= metrics["accuracy"] <= 1.0
     assert metrics["error"] == pytest.approx(1.0 - metrics["accuracy"])
@@ -148,7 +149,14 @@ def test_run_prints_front_and_selected_key(finished, finished_run):
 
 def test_study_holds_one_complete_trial_per_evaluation(finished_run):
     trials = load_trials(finished_run)
-    assert len(trials) == 6
+    fresh = [t for t in trials if not t.user_attrs["cached"]]
+    assert len(fresh) == len({t.user_attrs["key"] for t in trials}) == 6
+    # A repeated proposal is answered from the study: a trial marked cached,
+    # with the values of the subnet's first trial.
+    first = {t.user_attrs["key"]: t for t in reversed(fresh)}
+    for trial in trials:
+        if trial.user_attrs["cached"]:
+            assert trial.values == first[trial.user_attrs["key"]].values
     choices = space_choices(finished_run)
     for trial in trials:
         check_trial(trial, choices)
@@ -216,12 +224,12 @@ def test_search_with_more_trials_adds_exactly_the_difference(run_copy, capfd):
     status, out, err = cli(capfd, "search", run_copy, "--trials", 8, "--quiet")
     assert status == 0, err
     trials = load_trials(run_copy)
-    assert len(trials) == 8
-    assert [(t.number, t.params, t.values) for t in trials[:6]] == before
+    assert len({t.user_attrs["key"] for t in trials}) == 8
+    assert [(t.number, t.params, t.values) for t in trials[:len(before)]] == before
     choices = space_choices(run_copy)
     for trial in trials:
         check_trial(trial, choices)
-    assert "8 evaluations" in out
+    assert f"8 subnets evaluated ({len(trials)} trials)" in out
 
 
 # --- 3. selection ---------------------------------------------------------------------

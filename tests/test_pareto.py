@@ -11,7 +11,8 @@ import pytest
 from hwnas.errors import BudgetError
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import (ParetoFront, Selection, evaluations_table, feasible_mask,
-                          non_dominated, parse_budgets, plot_front, reference_point, select,
+                          hypervolume_history, non_dominated, objective_pairs, parse_budgets,
+                          plot_front, reference_point, select,
                           violation)
 from hwnas.records import OBJECTIVES, Evaluation
 from hwnas.arch import Arch
@@ -304,8 +305,32 @@ def test_plot_front_writes_png(tmp_path: pathlib.Path):
     image = matplotlib.image.imread(path)
     assert image.ndim == 3 and image.shape[0] > 0 and image.shape[1] > image.shape[0]
     assert os.listdir(tmp_path) == ["front.png"]
-    with pytest.raises(ValueError, match="'error' and at least one other"):
+    with pytest.raises(ValueError, match="at least two objectives"):
         plot_front(evals, ["latency_ms"], None, tmp_path / "x.png")
+
+
+def test_every_pair_of_objectives_gets_a_panel_with_error_upright():
+    assert objective_pairs(["error", "latency_ms", "params"]) == [
+        ("error", "latency_ms"), ("error", "params"), ("latency_ms", "params")]
+    assert objective_pairs(["params", "macs", "error"]) == [
+        ("params", "macs"), ("error", "params"), ("error", "macs")]
+
+
+def test_hypervolume_history_grows_only_with_feasible_improvements():
+    evals = [make("a", 0.5, 2.0), make("b", 0.5, 2.0), make("c", 0.9, 0.5),
+             make("a", 0.5, 2.0), make("d", 0.99, 0.1), make("e", 0.999, 1.0),
+             make("f", 0.7, 1.2)]
+    ref = [1.0, 3.0]
+    hv = hypervolume_history(evals, ["error", "latency_ms"], {"latency_ms": 1.5}, ref)
+    # the repeat of "a" is no new evaluation; "a" and "b" are over the budget.
+    assert len(hv) == 6
+    assert hv[0] == hv[1] == 0.0
+    assert hv[2] == pytest.approx((1.0 - 0.1) * (3.0 - 0.5))
+    assert hv[3] == pytest.approx((1.0 - 0.01) * (3.0 - 0.1))  # "d" dominates "c"
+    assert hv[4] == pytest.approx(hv[3] + (0.01 - 0.001) * (3.0 - 1.0))
+    assert hv[5] == hv[4]  # "f" is dominated
+    hand = ParetoFront(evals, ["error", "latency_ms"], {"latency_ms": 1.5}).hypervolume(ref)
+    assert hv[-1] == pytest.approx(hand)
 
 
 def test_pareto_sources_do_not_import_nnabla():

@@ -78,4 +78,4 @@ def test_search_starts_from_the_extremes_of_the_space(finished_run: Path) -> Non
     trials = sorted(_trials(finished_run), key=lambda t: t.number)
     first = [t.user_attrs["arch"] for t in trials[:2]]
     assert first[0] == {"b0": "skip", "b1": "ir_k3_e2"}
-    assert first[1] == {"b0": "ir_k5_e2", "b1": "ir_k5_e2"}
+    assert first[1] == {"b0": "ir_k5_e3", "b1": "ir_k5_e3"}  # kernels [3, 5], expansions [2, 3]

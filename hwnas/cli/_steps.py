@@ -11,6 +11,7 @@ from hwnas.arch import Arch
 from hwnas.cli._common import describe, print_front
 from hwnas.errors import HwnasError
 from hwnas.pareto import parse_budgets
+from optuna.trial import TrialState
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -22,6 +23,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="run directory (default: runs/NAME)")
     _budget_arg(p, "budget for the final selection only, e.g. latency_ms=1.5 (repeatable; "
                 "default: the config's budgets, which also mark the front and the trials)")
+    _parallel_args(p)
     _quiet(p)
     p.set_defaults(func=cmd_run)
 
@@ -41,9 +43,46 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "holds search.trials evaluations; each is one Optuna trial in "
                        "study.journal.")
     p.add_argument("run", help="run directory")
-    p.add_argument("--trials", type=int, help="total evaluations wanted (default: the config's)")
+    p.add_argument("--trials", type=int,
+                   help="distinct subnets to evaluate in total (default: the config's)")
+    p.add_argument("--strategy", metavar="NAME",
+                   help="search strategy instead of the config's: " + _strategy_names())
+    _parallel_args(p)
     _quiet(p)
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("study", help="create the run's study in a database for workers",
+                       description="Create (or reopen) the run's study in an Optuna RDB "
+                       "storage such as PostgreSQL and record it in storage.json; then start "
+                       "'hwnas worker RUN' on every machine that reaches the database and reads "
+                       "the run directory. Prints the study's trial counts.")
+    p.add_argument("run", help="run directory (its supernet trained)")
+    p.add_argument("--storage", required=True, metavar="URL",
+                   help="e.g. postgresql+psycopg2://user@db-host:5432/hwnas")
+    p.set_defaults(func=cmd_study)
+
+    p = sub.add_parser("worker", help="evaluate subnets for a study in a database",
+                       description="One worker of a study created with 'hwnas study': asks its "
+                       "own sampler (its own --seed) for subnets and evaluates them until the "
+                       "study holds search.trials distinct ones. A heartbeat keeps its running "
+                       "trial alive; the trial of a worker that died is retried by another.")
+    p.add_argument("run", help="run directory (the same files on every machine)")
+    p.add_argument("--storage", metavar="URL",
+                   help="the database, when this copy of the run directory does not record it")
+    p.add_argument("--seed", type=int, help="this worker's seed (default: the config's); "
+                   "give every worker its own")
+    p.add_argument("--strategy", metavar="NAME", help="an Optuna strategy instead of the config's")
+    _quiet(p)
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("compare", help="compare the searches of several runs",
+                       description="Lay runs (strategies, seeds) side by side: hypervolume "
+                       "with one shared reference point, the share of the best front known, "
+                       "evaluations to reach 95% of it. Writes compare.csv and compare.png.")
+    p.add_argument("runs", nargs="+", metavar="RUN", help="run directories")
+    p.add_argument("--out", default="runs/compare",
+                   help="where compare.csv and compare.png go (default: runs/compare)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("front", help="write and print the Pareto front",
                        description="Write front.csv and front.png from the study and print "
@@ -71,6 +110,23 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def _budget_arg(p: argparse.ArgumentParser, text: str) -> None:
     p.add_argument("--budget", action="append", default=None, metavar="OBJECTIVE=VALUE",
                    help=text)
+
+
+def _parallel_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="evaluate each batch of search.batch subnets with N local processes "
+                   "(default 1; results do not depend on N)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="evaluate on a Dask cluster, e.g. tcp://10.0.0.5:8786 (the run "
+                   "directory must be at the same path on its workers)")
+
+
+def _parallel(args: argparse.Namespace) -> dict:
+    if args.workers < 1:
+        raise HwnasError(f"--workers must be >= 1, got {args.workers}")
+    if args.dask is not None and args.workers != 1:
+        raise HwnasError("give either --workers or --dask, not both")
+    return {"workers": args.workers, "dask": args.dask}
 
 
 def _quiet(p: argparse.ArgumentParser) -> None:
@@ -109,8 +165,52 @@ def cmd_search(args: argparse.Namespace) -> None:
         if args.trials < 1:
             raise HwnasError(f"--trials must be >= 1, got {args.trials}")
         run = pipeline.RunDir(run.path, _with_trials(run.config, args.trials))
-    evs = pipeline.search(run, progress=not args.quiet)
-    print(f"{len(evs)} evaluations in {run / 'study.journal'}")
+    parallel = _parallel(args)
+    if args.strategy is not None and args.strategy not in _strategies():
+        raise HwnasError(f"--strategy: unknown strategy {args.strategy!r}; known: "
+                         f"{_strategy_names()}")
+    evs = pipeline.search(run, progress=not args.quiet, strategy=args.strategy, **parallel)
+    print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials) in "
+          f"{run / 'study.journal'}")
+
+
+def _strategies() -> dict:
+    from hwnas.strategies import STRATEGIES
+    return STRATEGIES
+
+
+def _strategy_names() -> str:
+    return ", ".join(_strategies())
+
+
+def cmd_study(args: argparse.Namespace) -> None:
+    from hwnas.studies._storage import masked
+    from hwnas.studies._workers import create
+    run = pipeline.RunDir.open(args.run)
+    study, created = create(run, args.storage)
+    counts = {state.name.lower(): 0 for state in TrialState}
+    for trial in study.get_trials(deepcopy=False):
+        counts[trial.state.name.lower()] += 1
+    print(f"{'created' if created else 'reopened'} study {study.study_name!r} in "
+          f"{masked(args.storage)} (recorded in {run / 'storage.json'})")
+    print("trials: " + (", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"))
+    print(f"start workers with: hwnas worker {run.path} --seed N")
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    from hwnas.studies._workers import work_on
+    run = pipeline.RunDir.open(args.run)
+    n = work_on(run, url=args.storage, seed=args.seed, strategy=args.strategy,
+                progress=not args.quiet)
+    print(f"this worker evaluated {n} subnets; the study holds {run.config.search.trials}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from hwnas.compare import compare
+    table = compare(args.runs, args.out)
+    shown = table.drop(columns=["hypervolume"])
+    print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    print(f"wrote {Path(args.out) / 'compare.csv'} and {Path(args.out) / 'compare.png'}")
 
 
 def _with_trials(config, trials: int):
@@ -149,12 +249,13 @@ def cmd_export(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     budgets = _budgets(args)  # before anything is written
+    parallel = _parallel(args)
     run = pipeline.configure_run(args.config, args.out)
     print(f"run directory: {run.path}")
     progress = not args.quiet
     training.train(run, progress=progress)
     ws = pipeline.workspace(run, progress=progress)
-    pipeline.search(run, progress=progress, ws=ws)
+    pipeline.search(run, progress=progress, ws=ws, **parallel)
     print_front(pipeline.front(run, ws=ws))
     selection = pipeline.select(run, budgets, ws=ws)
     print(f"\nselected (budgets {selection.budgets or 'none'}):")

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
-from hwnas.pareto._plot import plot_front
+from hwnas.pareto._history import hypervolume_history, plot_hypervolume
+from hwnas.pareto._plot import objective_pairs, plot_front
 from hwnas.pareto._select import Selection, parse_budgets, select
 from hwnas.pareto._sorting import feasible_mask, non_dominated, violation
 
@@ -11,9 +12,12 @@ __all__ = [
     "Selection",
     "evaluations_table",
     "feasible_mask",
+    "hypervolume_history",
     "non_dominated",
+    "objective_pairs",
     "parse_budgets",
     "plot_front",
+    "plot_hypervolume",
     "reference_point",
     "select",
     "violation",

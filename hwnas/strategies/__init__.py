@@ -1,9 +1,40 @@
-"""Search strategies behind one ask/tell contract."""
+"""Search strategies behind one ask/tell contract, and the loop that drives them."""
 from __future__ import annotations
 
+import optuna
+
 from hwnas.strategies._base import BaseStrategy
-from hwnas.strategies._optuna import OptunaStrategy, TPEStrategy
+from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
+from hwnas.strategies._driver import DriveResult, drive
+from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
+                                      OptunaStrategy, QMCStrategy, TPELocalStrategy, TPEStrategy)
+from hwnas.strategies._random import RandomSearch
 
-STRATEGIES = {"tpe": TPEStrategy}
+#: name -> strategy class, in the order the CLI lists them; the first is the default.
+STRATEGIES: dict[str, type[BaseStrategy]] = {
+    cls.name: cls for cls in (TPELocalStrategy, TPEStrategy, NSGAIIStrategy, NSGAIIIStrategy, OptunaRandomStrategy,
+                              QMCStrategy, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch)
+}
 
-__all__ = ["BaseStrategy", "OptunaStrategy", "STRATEGIES", "TPEStrategy"]
+
+def strategy_class(name: str) -> type[BaseStrategy]:
+    """The registered strategy called ``name``.
+
+    Raises:
+        ValueError: no strategy has that name; the message lists the known ones.
+    """
+    try:
+        return STRATEGIES[name]
+    except KeyError:
+        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+
+
+def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy:
+    """The strategy ``name`` over ``study`` (open the study with ``strategy_class(name).sampler(seed)``)."""
+    return strategy_class(name)(study=study, **kwargs)
+
+
+__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2", "DriveResult",
+           "NSGAIIIStrategy", "NSGAIIStrategy", "OptunaRandomStrategy", "OptunaStrategy",
+           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy", "create_strategy", "drive",
+           "strategy_class"]

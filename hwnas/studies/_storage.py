@@ -1,7 +1,8 @@
-"""The study store: one Optuna trial per evaluated subnet, in a journal file."""
+"""The study store: one Optuna trial per evaluated subnet, in a journal file or an RDB."""
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import optuna
@@ -18,40 +19,157 @@ JOURNAL = "study.journal"
 STUDY_NAME = "hwnas"
 
 
-def open_study(run_dir: str | Path, objectives: list[str], *,
-               sampler: optuna.samplers.BaseSampler | None = None,
-               create: bool = True) -> optuna.Study:
-    """Opens (or creates) the run's study in ``run_dir/study.journal``.
+#: In a run directory: the RDB storage its study lives in (written by ``hwnas study``).
+STORAGE = "storage.json"
+#: Seconds between a worker's heartbeats, and without one before its trial is failed and retried.
+HEARTBEAT_INTERVAL, GRACE_PERIOD = 5, 20
+#: Times a trial whose worker died is retried.
+MAX_RETRY = 3
+
+
+def storage_of(run_dir: str | Path) -> tuple[str, str] | None:
+    """The RDB storage URL and study name recorded for a run; None: the journal file."""
+    path = Path(run_dir) / STORAGE
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+        return str(data["url"]), str(data["study"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path} is damaged ({exc})") from None
+
+
+def masked(url: str) -> str:
+    """``url`` with its password, if any, replaced by ``***``."""
+    try:
+        from sqlalchemy.engine import make_url
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+    """Optuna's RDB storage at ``url`` with heartbeats: the trial of a worker that died is
+    failed after ``GRACE_PERIOD`` seconds and retried (up to ``MAX_RETRY`` times).
 
     Raises:
-        RunDirError: the journal is corrupt, holds another study, or its
-            objectives differ from ``objectives``.
+        RunDirError: the URL is malformed or the database cannot be reached.
     """
-    path = Path(run_dir) / JOURNAL
-    if not create and not path.exists():
-        raise RunDirError(f"{path}: no study yet; run 'hwnas search' first")
-    if not path.parent.is_dir():
-        raise RunDirError(f"{path.parent}: no such run directory")
+    from optuna.storages import RetryHeartbeatStaleTrialCallback
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.storages.RDBStorage(
+                url, heartbeat_interval=HEARTBEAT_INTERVAL, grace_period=GRACE_PERIOD,
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(
+                    max_retry=MAX_RETRY),
+                engine_kwargs={"pool_pre_ping": True})
+    except Exception as exc:  # sqlalchemy's errors: ArgumentError, OperationalError, ...
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise RunDirError(f"cannot open the study storage {masked(url)} ({reason})") from None
+
+
+def repair_journal(path: Path) -> bool:
+    """Drops a record half-written by a process killed while appending to the journal.
+
+    Optuna appends one JSON line per operation; a last line that is neither
+    ended by a newline nor valid JSON was never completed, so the operation
+    did not happen and the line is dropped; a valid last record only missing
+    its newline gets it. A file without one complete line is left alone (it
+    is no journal; opening it fails with a clear message). Left in place, the next
+    append would glue a new record to it and make the journal unreadable.
+
+    Returns:
+        whether the file was changed.
+    """
+    if not path.exists() or path.stat().st_size == 0:
+        return False
+    with open(path, "rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return False
+        f.seek(0)
+        data = f.read()
+        end = data.rfind(b"\n") + 1
+        if end == 0:
+            return False  # not one complete record: not a journal to repair
+        try:
+            json.loads(data[end:])
+        except ValueError:
+            f.truncate(end)  # torn: the operation never happened
+        else:
+            f.write(b"\n")  # whole, only its newline missing: complete it
+    return True
+
+
+def open_study(run_dir: str | Path, objectives: list[str], *,
+               sampler: optuna.samplers.BaseSampler | None = None,
+               create: bool = True, storage: tuple[str, str] | None = None) -> optuna.Study:
+    """Opens (or creates) the run's study: ``run_dir/study.journal``, or the study in the
+    RDB storage recorded in ``run_dir/storage.json`` (or given as ``(url, study name)``).
+
+    Raises:
+        RunDirError: the study is unreadable or missing (with ``create=False``),
+            holds another study, or its objectives differ from ``objectives``.
+    """
+    target = storage or storage_of(run_dir)
+    url, name = target if target is not None else (None, STUDY_NAME)
+    if url is not None:
+        where = f"study {name!r} in {masked(url)}"
+        backend = rdb_storage(url)
+        exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(backend)}
+        if not exists and not create:
+            raise RunDirError(f"{where} does not exist; create it with "
+                              f"'hwnas study {run_dir} --storage URL'")
+    else:
+        path = Path(run_dir) / JOURNAL
+        where = str(path)
+        if not create and not path.exists():
+            raise RunDirError(f"{path}: no study yet; run 'hwnas search' first")
+        if not path.parent.is_dir():
+            raise RunDirError(f"{path.parent}: no such run directory")
+        repair_journal(path)
+        exists = path.exists() and path.stat().st_size > 0
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
-        storage = JournalStorage(JournalFileBackend(str(path)))
-        if path.exists() and path.stat().st_size > 0:
+        if url is None:
+            backend = JournalStorage(JournalFileBackend(str(path)))
+        if exists:
             # load_study only reads; create_study(load_if_exists=True) would
             # append a record to the journal even when the study exists.
-            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=sampler)
+            study = optuna.load_study(study_name=name, storage=backend, sampler=sampler)
         else:
-            study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=sampler,
-                                        directions=["minimize"] * len(objectives))
+            study = optuna.create_study(study_name=name, storage=backend, sampler=sampler,
+                                        directions=["minimize"] * len(objectives),
+                                        load_if_exists=url is not None)
     except (ValueError, KeyError, TypeError, AssertionError, json.JSONDecodeError) as exc:
         # Optuna's journal replay asserts on operations it does not know.
-        raise RunDirError(f"{path}: not a readable hwnas study ({exc or type(exc).__name__})") from None
+        raise RunDirError(f"{where}: not a readable hwnas study ({exc or type(exc).__name__})") from None
     stored = study.user_attrs.get("objectives")
     if stored is None:
         study.set_user_attr("objectives", list(objectives))
     elif stored != list(objectives):
-        raise RunDirError(f"{path}: the study's objectives are {stored}, "
+        raise RunDirError(f"{where}: the study's objectives are {stored}, "
                           f"the config asks for {list(objectives)}")
     return study
+
+
+def memory_study(objectives: list[str], *,
+                 sampler: optuna.samplers.BaseSampler | None = None) -> optuna.Study:
+    """A study held in memory only (benchmarks and tests), set up like a run's."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study = optuna.create_study(study_name=STUDY_NAME, sampler=sampler,
+                                directions=["minimize"] * len(objectives))
+    study.set_user_attr("objectives", list(objectives))
+    return study
+
+
+def known_evaluations(study: optuna.Study) -> dict[str, Evaluation]:
+    """Arch key -> the first completed evaluation of that subnet in the study."""
+    known: dict[str, Evaluation] = {}
+    for evaluation in evaluations(study):
+        known.setdefault(evaluation.arch.key, evaluation)
+    return known
 
 
 def record(study: optuna.Study, trial: Trial, evaluation: Evaluation,

@@ -1,0 +1,152 @@
+"""The search loop shared by the pipeline and the benchmarks: ask, answer, tell."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, MutableMapping
+from typing import Union
+
+from hwnas.errors import MeasurementError
+from hwnas.records import Evaluation
+from hwnas.strategies._base import BaseStrategy
+from hwnas.supernet import Arch
+
+#: Consecutive failed evaluations after which a search stops.
+MAX_FAILURES = 3
+#: Consecutive proposals of already evaluated subnets after which a search
+#: stops: the strategy has converged or the space is exhausted.
+MAX_REPEATS = 200
+
+
+@dataclasses.dataclass
+class DriveResult:
+    """What one call of :func:`drive` did.
+
+    Attributes:
+        evaluated: distinct subnets evaluated (the budget counts these).
+        cached: proposals answered from the study without evaluating again.
+        failed: evaluations that raised MeasurementError (trial marked failed).
+        stalled: the loop stopped early because the strategy only repeated itself.
+        exhausted: the space holds fewer subnets than asked for; all were evaluated.
+        seconds: wall time of the whole loop.
+        evaluating_seconds: wall time spent waiting for evaluations; the rest
+            went to the strategy, the study and bookkeeping.
+    """
+
+    evaluated: int = 0
+    cached: int = 0
+    failed: int = 0
+    stalled: bool = False
+    exhausted: bool = False
+    seconds: float = 0.0
+    evaluating_seconds: float = 0.0
+
+
+Outcome = Union[Evaluation, MeasurementError]
+
+
+def serial(evaluate: Callable[[Arch], Evaluation]) -> Callable[[list[Arch]], list[Outcome]]:
+    """Evaluates a batch one subnet after the other in this process."""
+    def run(archs: list[Arch]) -> list[Outcome]:
+        outcomes: list[Outcome] = []
+        for arch in archs:
+            try:
+                outcomes.append(evaluate(arch))
+            except MeasurementError as exc:
+                outcomes.append(exc)
+        return outcomes
+    return run
+
+
+def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
+          evaluations: int, *, known: MutableMapping[str, Evaluation],
+          on_result: Callable[[Evaluation, bool], None] | None = None,
+          max_repeats: int = MAX_REPEATS, batch: int = 1,
+          evaluate_batch: Callable[[list[Arch]], list[Outcome]] | None = None) -> DriveResult:
+    """Runs ``strategy`` until ``known`` holds ``evaluations`` distinct subnets
+    (or every subnet of a smaller space).
+
+    Proposals come ``batch`` at a time; the new ones of a batch are evaluated
+    together (by ``evaluate_batch``, for example in worker processes), then
+    every proposal is told in the order it was asked. What is proposed thus
+    depends on the seed and the batch size, never on how many workers
+    evaluate or which finishes first.
+
+    A proposal already in ``known`` is answered from it (its trial is marked
+    ``cached``) and not evaluated again; it does not count against the budget.
+    Before the loop the strategy replays ``known``, so a resumed search goes
+    on where it stopped.
+
+    Args:
+        strategy: proposes subnets; its trials go to its study.
+        evaluate: scores one subnet; raises MeasurementError when it cannot.
+        evaluations: the number of distinct evaluated subnets to reach.
+        known: key -> evaluation of every subnet evaluated so far (the study's);
+            new evaluations are added.
+        on_result: called with each evaluation and whether it was cached.
+        max_repeats: stop after this many cached answers in a row.
+        batch: proposals asked at once.
+        evaluate_batch: scores a list of distinct subnets, returning an
+            Evaluation or the MeasurementError of each, in order; default:
+            ``evaluate`` on each in turn.
+
+    Raises:
+        MeasurementError: ``MAX_FAILURES`` evaluations in a row failed.
+    """
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    if evaluate_batch is None:
+        if evaluate is None:
+            raise ValueError("drive needs evaluate or evaluate_batch")
+        evaluate_batch = serial(evaluate)
+    size = math.prod(len(options) for options in strategy.choices.values())
+    target = min(evaluations, size)
+    result = DriveResult(exhausted=size < evaluations)
+    start = time.perf_counter()
+    strategy.replay(known)
+    repeats = failures = 0
+    while len(known) < target:
+        archs = strategy.ask(min(batch, target - len(known)))
+        if not archs:
+            result.stalled = True
+            break
+        todo = list({a.key: a for a in archs if a.key not in known}.values())
+        told = 0
+        try:
+            began = time.perf_counter()
+            outcomes = dict(zip((a.key for a in todo), evaluate_batch(todo))) if todo else {}
+            result.evaluating_seconds += time.perf_counter() - began
+            for arch in archs:
+                outcome = known.get(arch.key) or outcomes[arch.key]
+                told += 1
+                if isinstance(outcome, MeasurementError):
+                    # Recorded as failed, never as a zero cost; a run of
+                    # failures means the machine cannot measure reliably.
+                    strategy.abandon(arch, reason=str(outcome))
+                    result.failed += 1
+                    failures += 1
+                    if failures >= MAX_FAILURES:
+                        raise MeasurementError(f"{failures} measurements in a row failed; "
+                                               f"last: {outcome}")
+                    continue
+                cached = arch.key in known
+                if cached:
+                    repeats += 1
+                    result.cached += 1
+                else:
+                    repeats = failures = 0
+                    known[arch.key] = outcome
+                    result.evaluated += 1
+                strategy.tell(arch, outcome, cached=cached)
+                if on_result is not None:
+                    on_result(outcome, cached)
+        except BaseException:
+            for arch in reversed(archs[told:]):
+                strategy.abandon(arch, reason="interrupted")
+            raise
+        if repeats >= max_repeats:
+            result.stalled = True
+            break
+    result.seconds = time.perf_counter() - start
+    return result
