@@ -1,0 +1,109 @@
+"""Workers sharing a study in PostgreSQL: exact counts, heartbeats, retries of dead workers."""
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pandas as pd
+import pytest
+from optuna.trial import TrialState
+
+from tests.test_cli import (HWNAS, assert_changed_nothing, assert_usage_error, cli, snapshot,
+                            space_choices)
+
+pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),
+              pytest.mark.filterwarnings("ignore:Heartbeat of storage is supposed")]
+
+STUDY_FILES = ("study.journal", "front.csv", "front.png", "hv.png", "selected.json", "model.nnp",
+               "export.json", "measured.json")
+
+
+@pytest.fixture
+def trained(run_copy: Path) -> Path:
+    """A trained run without a study yet."""
+    for name in STUDY_FILES:
+        (run_copy / name).unlink(missing_ok=True)
+    return run_copy
+
+
+def study_of(run: Path) -> optuna.Study:
+    from hwnas.studies import open_study
+    return open_study(run, ["error", "latency_ms", "params"], create=False)
+
+
+def distinct_complete(study: optuna.Study) -> set[str]:
+    return {t.user_attrs["key"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
+
+
+def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url, capfd):
+    status, out, err = cli(capfd, "study", trained, "--storage", fresh_postgres_url)
+    assert status == 0, err
+    assert "created study" in out and (trained / "storage.json").is_file()
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    workers = [subprocess.Popen([str(HWNAS), "worker", str(trained), "--seed", str(seed),
+                                 "--quiet"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err
+    study = study_of(trained)
+    trials = study.get_trials()
+    assert len(distinct_complete(study)) == 6  # the tiny config's search.trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    fresh = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs["cached"]]
+    assert len(fresh) == 6  # none evaluated twice
+    # Both workers took part, each recorded as the strategy that proposed it.
+    assert sum(int(out.split("evaluated ")[1].split()[0]) for out, _ in outputs) == 6
+    # The reading commands follow the study into the database.
+    status, out, err = cli(capfd, "compare", trained, "--out", trained / "cmp")
+    assert status == 0, err
+    assert pd.read_csv(trained / "cmp" / "compare.csv")["evaluated"].tolist() == [6]
+
+
+def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capfd, monkeypatch):
+    from hwnas import pipeline
+    from hwnas.studies import _storage, _workers
+    monkeypatch.setattr(_storage, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(_storage, "GRACE_PERIOD", 2)
+    assert cli(capfd, "study", trained, "--storage", fresh_postgres_url)[0] == 0
+    # A worker starts a trial, beats once, then dies without a word.
+    study = study_of(trained)
+    params = {"b0": "skip", "b1": "ir_k3_e2"}
+    study.enqueue_trial(params)
+    dead = study.ask()
+    for name, options in space_choices(trained).items():
+        dead.suggest_categorical(name, options)
+    study._storage.record_heartbeat(dead._trial_id)
+    time.sleep(3)
+    run = pipeline.RunDir.open(trained)
+    assert _workers.work_on(run, seed=3, progress=False) == 6
+    trials = study_of(trained).get_trials()
+    assert trials[dead.number].state == TrialState.FAIL
+    retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]
+    assert len(retried) == 1 and retried[0].state == TrialState.COMPLETE
+    assert retried[0].params == {**trials[dead.number].params}
+    assert len(distinct_complete(study_of(trained))) == 6
+
+
+def test_workers_need_a_study_in_a_database(trained, run_copy, fresh_postgres_url, capfd):
+    before = snapshot(trained)
+    status, _, err = cli(capfd, "worker", trained)
+    assert_usage_error(status, err, "study.journal", "hwnas study")
+    assert_changed_nothing(before, trained)
+    status, _, err = cli(capfd, "worker", trained, "--storage", fresh_postgres_url)
+    assert_usage_error(status, err, "does not exist", "hwnas study")
+    status, _, err = cli(capfd, "study", trained, "--storage",
+                         "postgresql+psycopg2://nobody@127.0.0.1:1/none")
+    assert_usage_error(status, err, "cannot open the study storage", "127.0.0.1:1")
+    assert_changed_nothing(before, trained)
+
+
+def test_a_run_with_a_journal_study_stays_on_it(run_copy, fresh_postgres_url, capfd):
+    before = snapshot(run_copy)
+    status, _, err = cli(capfd, "study", run_copy, "--storage", fresh_postgres_url)
+    assert_usage_error(status, err, "study.journal", "new run directory")
+    assert_changed_nothing(before, run_copy)
