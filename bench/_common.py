@@ -14,3 +14,31 @@ def code_version() -> dict:
         return done.stdout if done.returncode == 0 else ""
     return {"commit": git("rev-parse", "HEAD").strip(),
             "modified": git("status", "--porcelain", "--untracked-files=no").splitlines()}
+
+
+def trained_digits(path: Path, trials: int, batch: int | None = None):
+    """The digits experiment trained for 1 epoch, with its latency table, in ``path``.
+
+    Evaluating a subnet takes the same time however well the supernet is
+    trained, so one epoch does for benchmarks of the search. The table gets a
+    few tries: a shared machine's busy spell can make a build fail.
+    """
+    import time
+
+    from hwnas import pipeline, profiling, training
+    from hwnas.errors import MeasurementError
+
+    overrides = {"train.epochs": 1, "search.trials": trials}
+    if batch is not None:
+        overrides["search.batch"] = batch
+    run = pipeline.configure_run(str(ROOT / "experiments" / "digits.yaml"), str(path), overrides)
+    training.train(run, progress=False)
+    for attempt in range(4):
+        try:
+            profiling.ensure_table(run, pipeline.workspace(run, progress=False), progress=False)
+            return run
+        except MeasurementError as exc:
+            if attempt == 3:
+                raise
+            print(f"latency table: {exc}; trying again in 30 s", flush=True)
+            time.sleep(30)

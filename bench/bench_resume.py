@@ -6,11 +6,12 @@ none evaluated twice, no trial left running, and (for a strategy that is
 deterministic given its seed, DEAP NSGA-II here) the same front as an
 uninterrupted run.
 
-    .venv/bin/python bench/bench_resume.py [--kills 20] [--trials 40]
+    .venv/bin/python bench/bench_resume.py [--kills 20] [--trials 70]
 
 Uses the digits experiment trained for 1 epoch (evaluation does not depend on
-how well it is trained); kills land between 1 and 8 s after each start,
-before, during and between evaluations. Writes bench/results/resume.json.
+how well it is trained); every other kill lands 1 to 8 s after the start
+(often during start-up or the first batch), the others 0 to 6 s after the
+search has evaluated another subnet (during or between batches). Writes bench/results/resume.json.
 """
 from __future__ import annotations
 
@@ -28,15 +29,14 @@ from pathlib import Path
 os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
-from _common import code_version  # noqa: E402
-from hwnas import pipeline, profiling, training  # noqa: E402
+from _common import code_version, trained_digits  # noqa: E402
+from hwnas import pipeline  # noqa: E402
 from hwnas._io import atomic_write_json  # noqa: E402
 from hwnas.pareto import ParetoFront  # noqa: E402
 from hwnas.studies import evaluations, open_study  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-EXPERIMENT = Path(__file__).resolve().parent.parent / "experiments" / "digits.yaml"
 HWNAS = Path(sys.executable).parent / "hwnas"
 STRATEGY = "deap-nsga2"
 
@@ -47,6 +47,8 @@ def command(run: Path) -> list[str]:
 
 def summary(run: Path) -> dict:
     cfg = pipeline.RunDir.open(run).config
+    if not (run / "study.journal").exists():
+        return {"fresh": [], "running": 0, "failed": 0, "front": []}
     study = open_study(run, cfg.search.objectives, create=False)
     trials = study.get_trials(deepcopy=False)
     fresh = [t.user_attrs["key"] for t in trials
@@ -60,27 +62,31 @@ def summary(run: Path) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--trials", type=int, default=40)
+    parser.add_argument("--trials", type=int, default=70)
     parser.add_argument("--seed", type=int, default=0, help="of the kill times")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     began = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         base = Path(tmp) / "base"
-        run = pipeline.configure_run(str(EXPERIMENT), str(base), {
-            "train.epochs": 1, "search.trials": args.trials})
-        training.train(run, progress=False)
-        profiling.ensure_table(run, pipeline.workspace(run, progress=False), progress=False)
+        trained_digits(base, args.trials)
         straight, killed = Path(tmp) / "straight", Path(tmp) / "killed"
         shutil.copytree(base, straight)
         shutil.copytree(base, killed)
         subprocess.run(command(straight), check=True)
         kills, finished_early = [], 0
         while len(kills) < args.kills:
+            before = len(set(summary(killed)["fresh"]))
             proc = subprocess.Popen(command(killed), start_new_session=True,
                                     stderr=subprocess.DEVNULL)
-            delay = rng.uniform(1.0, 8.0)
-            time.sleep(delay)
+            began_at = time.perf_counter()
+            if len(kills) % 2:  # at any moment, start-up included
+                time.sleep(rng.uniform(1.0, 8.0))
+            else:  # once it made progress, somewhere within the next batch
+                while proc.poll() is None and len(set(summary(killed)["fresh"])) <= before:
+                    time.sleep(0.2)
+                time.sleep(rng.uniform(0.0, 6.0))
+            delay = time.perf_counter() - began_at
             if proc.poll() is not None:
                 finished_early += 1
                 break

@@ -24,7 +24,7 @@ from hwnas.pareto import (ParetoFront, Selection, hypervolume_history, plot_fron
                           plot_hypervolume, reference_point, select as select_subnet)
 from hwnas.pareto._sorting import objective_matrix
 from hwnas.records import Evaluation
-from hwnas.strategies import drive, strategy_class
+from hwnas.strategies import OptunaStrategy, drive, strategy_class
 from hwnas.strategies._driver import MAX_REPEATS
 from hwnas.studies import evaluations, fail_stale_trials, known_evaluations, open_study
 from hwnas.studies._parallel import DaskPool, ProcessPool
@@ -58,13 +58,18 @@ class RunDir:
             RunDirError: ``path`` holds a different experiment or cannot be written.
         """
         path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise RunDirError(f"{path} is a file, not a directory; choose another --out")
         if (path / CONFIG).exists():
             stored = cls.open(path).config
             diff = _first_difference(stored.to_dict(), config.to_dict())
-            if diff is not None:
+            if diff is None:
+                return cls(path, stored)
+            # A directory holding only its config stopped before producing anything
+            # (say, at a missing dataset): nothing to lose, the corrected config replaces it.
+            if any(p.name != CONFIG for p in path.iterdir()):
                 raise RunDirError(f"{path} already holds a different experiment ({diff}); "
                                   "choose another --out or delete that directory")
-            return cls(path, stored)
         try:
             path.mkdir(parents=True, exist_ok=True)
             atomic_write_text(path / CONFIG, yaml.safe_dump(config.to_dict(), sort_keys=False))
@@ -81,13 +86,15 @@ class RunDir:
         """
         path = Path(path)
         if not path.is_dir():
-            raise RunDirError(f"{path}: no such run directory")
+            what = "is a file, not a run directory" if path.exists() else "no such run directory"
+            raise RunDirError(f"{path}: {what}")
         if not (path / CONFIG).exists():
             raise RunDirError(f"{path}: not a run directory (no {CONFIG})")
         try:
             return cls(path, load_config(path / CONFIG))
         except ConfigError as exc:
-            raise RunDirError(f"{path / CONFIG} is damaged: {exc}") from None
+            reason = str(exc).removeprefix(f"{path / CONFIG}: ")
+            raise RunDirError(f"{path / CONFIG} is damaged: {reason}") from None
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
@@ -124,12 +131,19 @@ class Workspace:
 
 
 def _set_context(context: str) -> None:
+    import logging
+
     from nnabla.ext_utils import get_extension_context
+    from nnabla.logger import logger
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # nnabla logs a missing extension: one line is ours
     try:
         nn.set_default_context(get_extension_context(context))
     except Exception as exc:  # the extension is not installed or no device
         raise ConfigError(f"latency.context {context!r} is not available here ({exc}); "
                           "install nnabla-ext-cuda for 'cudnn' or use 'cpu'") from None
+    finally:
+        logger.setLevel(level)
 
 
 def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Workspace:
@@ -195,7 +209,12 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     study = open_study(run.path, cfg.search.objectives, sampler=strategy_cls.sampler(cfg.seed))
-    fail_stale_trials(study)
+    stale = fail_stale_trials(study)
+    if issubclass(strategy_cls, OptunaStrategy):
+        # Re-queued: the sampler's next asks. (Other strategies propose them
+        # again by themselves when they replay the study.)
+        for params in stale:
+            study.enqueue_trial(params)
     evaluator = ws.evaluator
     known = known_evaluations(study)
     for key, evaluation in known.items():
@@ -226,7 +245,8 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
 
     try:
         result = drive(searcher, warn_and_evaluate, cfg.search.trials, known=known,
-                       on_result=show, batch=cfg.search.batch, evaluate_batch=pool)
+                       on_result=show, batch=cfg.search.batch,
+                       submit=pool.submit if pool is not None else None)
     finally:
         if pool is not None:
             pool.close()

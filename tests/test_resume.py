@@ -92,7 +92,37 @@ def test_a_half_written_journal_record_is_dropped(tmp_path):
     path.write_bytes(b"garbage without a newline")
     assert not repair_journal(path)
     assert path.read_bytes() == b"garbage without a newline"
+    # Nor is a file whose first line is no record (another program's file is never cut).
+    path.write_bytes(b"SQLite format 3\x00\n\x01\x02\n\x03")
+    assert not repair_journal(path)
+    assert path.read_bytes() == b"SQLite format 3\x00\n\x01\x02\n\x03"
     # A whole last record that only lacks its newline is completed, not dropped.
     path.write_bytes(b'{"op": 1}\n{"op": 2}')
     assert repair_journal(path)
     assert path.read_bytes() == b'{"op": 1}\n{"op": 2}\n'
+
+
+def test_a_trial_left_running_by_a_crash_is_failed_and_asked_again(run_copy, capfd):
+    from hwnas.strategies import create_strategy, strategy_class
+    from hwnas.studies import known_evaluations, open_study
+    from tests.test_cli import space_choices
+
+    choices = space_choices(run_copy)
+    study = open_study(run_copy, ["error", "latency_ms", "params"],
+                       sampler=strategy_class("random").sampler(0))
+    known = known_evaluations(study)
+    crashed = create_strategy("random", study=study, choices=choices,
+                              objectives=["error", "latency_ms", "params"], seed=99)
+    arch = next(a for a in crashed.ask(20) if a.key not in known)  # then the process died
+    status, _, err = cli(capfd, "search", run_copy, "--trials", 7, "--quiet")
+    assert status == 0, err
+    trials = load_trials(run_copy)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert len(failed) == 20 and all(t.user_attrs["fail_reason"] == "left running by a crash"
+                                      for t in failed)
+    # The default (Optuna) strategy evaluates the re-queued subnets first.
+    last = max(t.number for t in failed)
+    new = [t for t in trials if t.number > last and t.state == TrialState.COMPLETE
+           and not t.user_attrs["cached"]]
+    assert new[0].user_attrs["key"] == arch.key

@@ -167,14 +167,15 @@ def test_a_torn_last_line_loses_only_that_record(tmp_path: Path) -> None:
 def test_fail_stale_trials_fails_what_was_asked_and_never_told(tmp_path: Path) -> None:
     strategy = make_strategy(tmp_path)
     run(strategy, 2)
-    strategy.ask(2)  # the search dies here
+    asked = strategy.ask(2)  # the search dies here
     study = open_study(tmp_path, OBJECTIVES)
     assert len(study.get_trials(states=(TrialState.RUNNING,))) == 2
-    assert fail_stale_trials(study) == 2
+    assert fail_stale_trials(study) == [dict(a) for a in asked]
     reopened = open_study(tmp_path, OBJECTIVES)
     states = [t.state for t in reopened.trials]
     assert states == [TrialState.COMPLETE] * 2 + [TrialState.FAIL] * 2
-    assert fail_stale_trials(reopened) == 0
+    assert reopened.trials[-1].user_attrs["fail_reason"] == "left running by a crash"
+    assert fail_stale_trials(reopened) == []
     assert len(evaluations(reopened)) == 2
 
 

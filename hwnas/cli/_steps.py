@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import dataclasses
 import json
 from pathlib import Path
@@ -69,8 +70,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory (the same files on every machine)")
     p.add_argument("--storage", metavar="URL",
                    help="the database, when this copy of the run directory does not record it")
-    p.add_argument("--seed", type=int, help="this worker's seed (default: the config's); "
-                   "give every worker its own")
+    p.add_argument("--seed", type=int, help="this worker's seed, for a reproducible worker "
+                   "(default: the config's seed + 1 + the process id)")
     p.add_argument("--strategy", metavar="NAME", help="an Optuna strategy instead of the config's")
     _quiet(p)
     p.set_defaults(func=cmd_worker)
@@ -200,9 +201,12 @@ def cmd_study(args: argparse.Namespace) -> None:
 def cmd_worker(args: argparse.Namespace) -> None:
     from hwnas.studies._workers import work_on
     run = pipeline.RunDir.open(args.run)
-    n = work_on(run, url=args.storage, seed=args.seed, strategy=args.strategy,
+    # Each worker needs its own seed, or they would all propose the same subnets.
+    seed = args.seed if args.seed is not None else run.config.seed + 1 + os.getpid()
+    n = work_on(run, url=args.storage, seed=seed, strategy=args.strategy,
                 progress=not args.quiet)
-    print(f"this worker evaluated {n} subnets; the study holds {run.config.search.trials}")
+    print(f"this worker (seed {seed}) evaluated {n} subnets; the study holds "
+          f"{run.config.search.trials}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
+from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from hwnas.records import Evaluation
 from hwnas.studies._storage import record
@@ -118,13 +120,16 @@ class BaseStrategy(abc.ABC):
         """
         archs = self._next(n)
         for arch in archs:
-            self.study.enqueue_trial(dict(arch))
-            trial = self.study.ask()
-            for name, options in self.choices.items():
-                trial.suggest_categorical(name, list(options))
-            for key, value in self.trial_attrs(arch).items():
-                trial.set_user_attr(key, value)
-            self._pending.setdefault(arch.key, []).append(trial)
+            # A running trial with exactly these params. (study.ask() would pop
+            # the oldest waiting trial, which may be another strategy's.)
+            template = optuna.trial.create_trial(
+                state=TrialState.RUNNING, params=dict(arch),
+                distributions={name: CategoricalDistribution(list(options))
+                               for name, options in self.choices.items()},
+                user_attrs=self.trial_attrs(arch))
+            storage = self.study._storage
+            trial_id = storage.create_new_trial(self.study._study_id, template_trial=template)
+            self._pending.setdefault(arch.key, []).append(optuna.trial.Trial(self.study, trial_id))
         return archs
 
     def trial(self, arch: Arch) -> optuna.Trial:

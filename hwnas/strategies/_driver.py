@@ -1,6 +1,7 @@
 """The search loop shared by the pipeline and the benchmarks: ask, answer, tell."""
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import time
@@ -59,19 +60,31 @@ def serial(evaluate: Callable[[Arch], Evaluation]) -> Callable[[list[Arch]], lis
     return run
 
 
+def _deferred(evaluate_batch: Callable[[list[Arch]], list[Outcome]]
+              ) -> Callable[[list[Arch]], Callable[[], list[Outcome]]]:
+    """``submit`` for a synchronous evaluator: the work happens when the answer is wanted."""
+    def submit(archs: list[Arch]) -> Callable[[], list[Outcome]]:
+        return lambda: evaluate_batch(archs)
+    return submit
+
+
 def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
           evaluations: int, *, known: MutableMapping[str, Evaluation],
           on_result: Callable[[Evaluation, bool], None] | None = None,
           max_repeats: int = MAX_REPEATS, batch: int = 1,
-          evaluate_batch: Callable[[list[Arch]], list[Outcome]] | None = None) -> DriveResult:
+          evaluate_batch: Callable[[list[Arch]], list[Outcome]] | None = None,
+          submit: Callable[[list[Arch]], Callable[[], list[Outcome]]] | None = None,
+          depth: int = 2) -> DriveResult:
     """Runs ``strategy`` until ``known`` holds ``evaluations`` distinct subnets
     (or every subnet of a smaller space).
 
-    Proposals come ``batch`` at a time; the new ones of a batch are evaluated
-    together (by ``evaluate_batch``, for example in worker processes), then
-    every proposal is told in the order it was asked. What is proposed thus
-    depends on the seed and the batch size, never on how many workers
-    evaluate or which finishes first.
+    Proposals come ``batch`` at a time and up to ``depth`` batches are in
+    flight: batch k + 1 is asked (and handed to the workers) before batch k is
+    told, so the workers never wait for the strategy. The new subnets of a
+    batch are evaluated together (``submit``, for example by worker
+    processes); every proposal is told in the order it was asked. What is
+    proposed thus depends on the seed, the batch size and the depth, never on
+    how many workers evaluate or which finishes first.
 
     A proposal already in ``known`` is answered from it (its trial is marked
     ``cached``) and not evaluated again; it does not count against the budget.
@@ -90,39 +103,63 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
         evaluate_batch: scores a list of distinct subnets, returning an
             Evaluation or the MeasurementError of each, in order; default:
             ``evaluate`` on each in turn.
+        submit: starts scoring a list of distinct subnets and returns a
+            function that waits for ``evaluate_batch``'s answer (worker pools);
+            default: ``evaluate_batch``, run when its answer is wanted.
+        depth: batches in flight at once.
 
     Raises:
         MeasurementError: ``MAX_FAILURES`` evaluations in a row failed.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if evaluate_batch is None:
-        if evaluate is None:
-            raise ValueError("drive needs evaluate or evaluate_batch")
-        evaluate_batch = serial(evaluate)
+    if submit is None:
+        if evaluate_batch is None:
+            if evaluate is None:
+                raise ValueError("drive needs evaluate, evaluate_batch or submit")
+            evaluate_batch = serial(evaluate)
+        submit = _deferred(evaluate_batch)
     size = math.prod(len(options) for options in strategy.choices.values())
     target = min(evaluations, size)
     result = DriveResult(exhausted=size < evaluations)
     start = time.perf_counter()
     strategy.replay(known)
     repeats = failures = 0
-    while len(known) < target:
-        archs = strategy.ask(min(batch, target - len(known)))
-        if not archs:
-            result.stalled = True
-            break
-        todo = list({a.key: a for a in archs if a.key not in known}.values())
-        told = 0
-        try:
+    inflight: collections.deque = collections.deque()  # (archs, keys evaluated, result)
+    pending: set[str] = set()  # keys being evaluated by an in-flight batch
+    failed: dict[str, MeasurementError] = {}  # failures that in-flight repeats share
+    asking = True
+    archs: list[Arch] = []
+    told = 0
+    try:
+        while True:
+            while asking and len(inflight) < depth and len(known) + len(pending) < target:
+                archs = strategy.ask(min(batch, target - len(known) - len(pending)))
+                if not archs:
+                    break
+                todo = list({a.key: a for a in archs
+                             if a.key not in known and a.key not in pending}.values())
+                pending.update(a.key for a in todo)
+                began = time.perf_counter()
+                handle = submit(todo) if todo else (lambda: [])
+                result.evaluating_seconds += time.perf_counter() - began
+                inflight.append((archs, [a.key for a in todo], handle))
+            if not inflight:
+                result.stalled = len(known) < target
+                break
+            archs, keys, handle = inflight.popleft()
+            told = 0
             began = time.perf_counter()
-            outcomes = dict(zip((a.key for a in todo), evaluate_batch(todo))) if todo else {}
+            outcomes = dict(zip(keys, handle()))
             result.evaluating_seconds += time.perf_counter() - began
+            pending.difference_update(keys)
             for arch in archs:
-                outcome = known.get(arch.key) or outcomes[arch.key]
+                outcome = known.get(arch.key) or outcomes.get(arch.key) or failed.get(arch.key)
                 told += 1
                 if isinstance(outcome, MeasurementError):
                     # Recorded as failed, never as a zero cost; a run of
                     # failures means the machine cannot measure reliably.
+                    failed[arch.key] = outcome
                     strategy.abandon(arch, reason=str(outcome))
                     result.failed += 1
                     failures += 1
@@ -141,12 +178,15 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 strategy.tell(arch, outcome, cached=cached)
                 if on_result is not None:
                     on_result(outcome, cached)
-        except BaseException:
-            for arch in reversed(archs[told:]):
-                strategy.abandon(arch, reason="interrupted")
-            raise
-        if repeats >= max_repeats:
-            result.stalled = True
-            break
+            if not inflight:
+                failed.clear()
+            if repeats >= max_repeats:
+                result.stalled = True
+                asking = False  # tell what is in flight, then stop
+    except BaseException:
+        untold = archs[told:] + [a for batch_archs, _, _ in inflight for a in batch_archs]
+        for arch in reversed(untold):
+            strategy.abandon(arch, reason="interrupted")
+        raise
     result.seconds = time.perf_counter() - start
     return result

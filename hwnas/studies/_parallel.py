@@ -10,6 +10,7 @@ from __future__ import annotations
 import concurrent.futures
 import multiprocessing
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -78,12 +79,17 @@ class ProcessPool:
             workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_warm, initargs=(self.run_path,))
 
-    def __call__(self, archs: list[Arch]) -> list[Evaluation | MeasurementError]:
+    def submit(self, archs: list[Arch]) -> Callable[[], list[Evaluation | MeasurementError]]:
+        """Starts evaluating ``archs``; returns a function that waits for the answers in order."""
         futures = [self._pool.submit(evaluate_remote, self.run_path, dict(a)) for a in archs]
-        try:
-            return [_outcome(f.result()) for f in futures]
-        except concurrent.futures.process.BrokenProcessPool:
-            raise HwnasError("a worker process died; run the same command again to resume") from None
+
+        def answers() -> list[Evaluation | MeasurementError]:
+            try:
+                return [_outcome(f.result()) for f in futures]
+            except concurrent.futures.process.BrokenProcessPool:
+                raise HwnasError("a worker process died; run the same command again to "
+                                 "resume") from None
+        return answers
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -122,10 +128,11 @@ class DaskPool:
             self.client.close()
             raise HwnasError(f"--dask: the scheduler at {address} has no workers")
 
-    def __call__(self, archs: list[Arch]) -> list[Evaluation | MeasurementError]:
+    def submit(self, archs: list[Arch]) -> Callable[[], list[Evaluation | MeasurementError]]:
+        """Starts evaluating ``archs``; returns a function that waits for the answers in order."""
         futures = self.client.map(evaluate_remote, [self.run_path] * len(archs),
                                   [dict(a) for a in archs], pure=False)
-        return [_outcome(answer) for answer in self.client.gather(futures)]
+        return lambda: [_outcome(answer) for answer in self.client.gather(futures)]
 
     def close(self) -> None:
         self.client.close()

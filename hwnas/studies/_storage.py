@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import warnings
 from pathlib import Path
 
@@ -44,8 +45,8 @@ def masked(url: str) -> str:
     try:
         from sqlalchemy.engine import make_url
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
-        return "<unparseable URL>"
+    except Exception:  # not a URL: show it as given, less anything before an '@'
+        return re.sub(r"(?<=://)[^@/]*@", "***@", url)
 
 
 def rdb_storage(url: str) -> optuna.storages.RDBStorage:
@@ -66,6 +67,7 @@ def rdb_storage(url: str) -> optuna.storages.RDBStorage:
                 engine_kwargs={"pool_pre_ping": True})
     except Exception as exc:  # sqlalchemy's errors: ArgumentError, OperationalError, ...
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = re.sub(r"^\([\w.]+\) ", "", reason)  # sqlalchemy's "(psycopg2.Error) " prefix
         raise RunDirError(f"cannot open the study storage {masked(url)} ({reason})") from None
 
 
@@ -76,8 +78,10 @@ def repair_journal(path: Path) -> bool:
     ended by a newline nor valid JSON was never completed, so the operation
     did not happen and the line is dropped; a valid last record only missing
     its newline gets it. A file without one complete line is left alone (it
-    is no journal; opening it fails with a clear message). Left in place, the next
-    append would glue a new record to it and make the journal unreadable.
+    is no journal; opening it fails with a clear message), and so is a file whose
+    first line is not a journal record (another program's file is never cut).
+    Left in place, the next append would glue a new record to it and make the
+    journal unreadable.
 
     Returns:
         whether the file was changed.
@@ -91,8 +95,8 @@ def repair_journal(path: Path) -> bool:
         f.seek(0)
         data = f.read()
         end = data.rfind(b"\n") + 1
-        if end == 0:
-            return False  # not one complete record: not a journal to repair
+        if end == 0 or not _is_record(data[:data.find(b"\n")]):
+            return False  # not a journal to repair
         try:
             json.loads(data[end:])
         except ValueError:
@@ -100,6 +104,23 @@ def repair_journal(path: Path) -> bool:
         else:
             f.write(b"\n")  # whole, only its newline missing: complete it
     return True
+
+
+def _is_record(line: bytes) -> bool:
+    """Whether ``line`` can be a record of an Optuna journal: a JSON object."""
+    try:
+        return isinstance(json.loads(line), dict)
+    except ValueError:
+        return False
+
+
+def _bad_line(path: Path) -> str | None:
+    """Names the first line of a journal file that is not a journal record, if any."""
+    with open(path, "rb") as f:
+        for number, line in enumerate(f, 1):
+            if not _is_record(line):
+                return f"line {number} is not a journal record"
+    return None
 
 
 def open_study(run_dir: str | Path, objectives: list[str], *,
@@ -124,8 +145,9 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     else:
         path = Path(run_dir) / JOURNAL
         where = str(path)
-        if not create and not path.exists():
-            raise RunDirError(f"{path}: no study yet; run 'hwnas search' first")
+        if not create and (not path.exists() or path.stat().st_size == 0):
+            empty = " (the file is empty)" if path.exists() else ""
+            raise RunDirError(f"{path}: no study yet{empty}; run 'hwnas search' first")
         if not path.parent.is_dir():
             raise RunDirError(f"{path.parent}: no such run directory")
         repair_journal(path)
@@ -134,6 +156,10 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     try:
         if url is None:
             backend = JournalStorage(JournalFileBackend(str(path)))
+        names = optuna.get_all_study_names(backend) if exists and url is None else [name]
+        if name not in names:
+            raise RunDirError(f"{where} holds no study {name!r} (only {names}): "
+                              "not this run's study")
         if exists:
             # load_study only reads; create_study(load_if_exists=True) would
             # append a record to the journal even when the study exists.
@@ -144,7 +170,8 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
                                         load_if_exists=url is not None)
     except (ValueError, KeyError, TypeError, AssertionError, json.JSONDecodeError) as exc:
         # Optuna's journal replay asserts on operations it does not know.
-        raise RunDirError(f"{where}: not a readable hwnas study ({exc or type(exc).__name__})") from None
+        reason = (_bad_line(path) if url is None else None) or str(exc) or type(exc).__name__
+        raise RunDirError(f"{where}: not a readable hwnas study ({reason})") from None
     stored = study.user_attrs.get("objectives")
     if stored is None:
         study.set_user_attr("objectives", list(objectives))
@@ -200,12 +227,17 @@ def evaluations(study: optuna.Study) -> list[Evaluation]:
     return out
 
 
-def fail_stale_trials(study: optuna.Study) -> int:
-    """Marks trials left RUNNING by a crashed search as FAILED; returns how many."""
+def fail_stale_trials(study: optuna.Study) -> list[dict]:
+    """Marks trials left RUNNING by a crashed search as FAILED; returns their params.
+
+    Only for a study in the journal file, which one search process owns (a
+    database study has heartbeats instead: ``optuna.storages.fail_stale_trials``).
+    """
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
+        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "left running by a crash")
         study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-    return len(stale)
+    return [dict(trial.params) for trial in stale if trial.params]
 
 
 def n_complete(study: optuna.Study) -> int:
