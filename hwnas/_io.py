@@ -13,18 +13,27 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     """Calls ``write(tmp_path)`` on a temporary file beside ``path``, then renames it over ``path``.
 
     The temporary name keeps ``path``'s suffix, since some writers (nnabla's
-    savers) pick the format from it.
+    savers) pick the format from it. The data reaches the disk before the
+    rename, so that not even a power cut leaves ``path`` empty or half-written.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     os.close(fd)
     try:
         write(tmp)
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.filename in (None, tmp):
+            # Name the file the user knows, not the temporary one (or none: a full disk).
+            raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
         raise
 
 

@@ -106,7 +106,8 @@ def save_nnp(module: nn.Module, path: str | Path,
         for key, param in module.get_parameters(grad_only=False).items():
             nn.parameter.set_parameter(key, param)
         x, y = build(scope)
-        named = nn.get_parameters(grad_only=False)
+        # A module whose weights its first call creates keeps them in its own scope.
+        named = {**module.get_parameters(grad_only=False), **nn.get_parameters(grad_only=False)}
     saved = _read_weights(y, x, named)
     with nn.parameter_scope("", saved):
         contents = {

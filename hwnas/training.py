@@ -7,6 +7,7 @@ import pandas as pd
 
 from hwnas._io import atomic_write_json
 from hwnas.config import RegularizerConfig
+from hwnas.errors import ConfigError
 from hwnas.hwcost import count_graph_params, count_macs, inference_output
 from hwnas.supernet import Arch, Supernet, Unit
 from hwnas.supernet.learners import LEARNERS, Regularizer
@@ -29,9 +30,12 @@ def train(run, *, progress: bool = True) -> list[dict[str, Any]]:
     cfg = run.config
     regularizer = (make_regularizer(run, ws, cfg.train.regularizer)
                    if cfg.train.regularizer is not None else None)
-    learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
-                                          config=cfg.train, seed=cfg.seed, run_dir=run.path,
-                                          progress=progress, regularizer=regularizer)
+    try:
+        learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
+                                              config=cfg.train, seed=cfg.seed, run_dir=run.path,
+                                              progress=progress, regularizer=regularizer)
+    except ValueError as exc:  # settings the data or the space cannot meet
+        raise ConfigError(f"{run / 'config.yaml'}: cannot train: {exc}") from None
     history = learner.fit()
     if learner.learns_arch:
         write_derived(run, ws.space, ws.supernet, regularizer)

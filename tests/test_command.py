@@ -61,6 +61,14 @@ def test_local_script_end_to_end(subnet, tmp_path):
     assert 0.3 * local <= latency <= 3.0 * local, (latency, local)
 
 
+def test_probe_network_is_measured_by_a_command(tmp_path):
+    """The probe creates its weights on its first call; the exported file must keep them."""
+    from hwnas.hwcost import probe_network
+    from hwnas.hwcost._gated import PROBE_SHAPE
+    latency, _ = profiler(LOCAL, tmp_path, repeats=5).measure(probe_network(), PROBE_SHAPE)
+    assert latency > 0
+
+
 def test_path_with_spaces(subnet, tmp_path):
     workdir = tmp_path / "dir with 'spaces' and $dollar"
     workdir.mkdir()

@@ -76,7 +76,7 @@ class BaseLearner(abc.ABC):
         for split in (self.weight_split, self.arch_split):
             if split is not None and len(split) < config.batch_size:
                 raise ValueError(f"batch_size {config.batch_size} exceeds the {len(split)} "
-                                 "training examples of a split")
+                                 "training examples of a split; lower it or use more data")
         self.solvers = {group: self._make_solver(params)
                         for group, params in supernet.parameter_groups().items()}
         self.alphas = supernet.arch_parameters() if self.learns_arch else {}
@@ -298,12 +298,14 @@ class BaseLearner(abc.ABC):
                 for sname, var in state.pstate.items():
                     arrays[f"s:{group}:{pname}:{sname}"] = var.d
         arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
-        atomic_write(self.run_dir / CHECKPOINT, lambda tmp: np.savez(tmp, **arrays))
         save_weights(self.supernet, self.run_dir / WEIGHTS)
         atomic_write_text(self.run_dir / LOG, pd.DataFrame(self.history).to_csv(index=False))
         if self.arch_log:
             atomic_write_text(self.run_dir / ARCH_LOG,
                               pd.DataFrame(self.arch_log).to_csv(index=False))
+        # Last, since it says how many epochs are done: a crash before it repeats the
+        # epoch on resume, rather than pairing its count with the previous weights.
+        atomic_write(self.run_dir / CHECKPOINT, lambda tmp: np.savez(tmp, **arrays))
 
     def _all_solvers(self) -> dict[str, S.Solver]:
         # "#arch" cannot clash with a parameter group (groups are scoped names).
@@ -350,11 +352,22 @@ class BaseLearner(abc.ABC):
                 states[pname] = state
             solver.set_states(states)
         self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
-        if (self.run_dir / LOG).exists():
-            self.history = pd.read_csv(self.run_dir / LOG).to_dict("records")
-        if (self.run_dir / ARCH_LOG).exists():
-            self.arch_log = pd.read_csv(self.run_dir / ARCH_LOG).to_dict("records")
-        return int(arrays["epochs_done"])
+        done = int(arrays["epochs_done"])
+        self.history = _read_log(self.run_dir / LOG, done)
+        self.arch_log = _read_log(self.run_dir / ARCH_LOG, done)
+        return done
+
+
+def _read_log(path: Path, done: int) -> list[dict[str, Any]]:
+    """The rows of a training log up to epoch ``done``; a later epoch's rows belong to an
+    epoch whose checkpoint a crash prevented, which is trained again."""
+    if not path.exists():
+        return []
+    try:
+        return [r for r in pd.read_csv(path).to_dict("records") if r["epoch"] <= done]
+    except (ValueError, KeyError, TypeError) as exc:  # pandas' parser errors are ValueErrors
+        raise RunDirError(f"{path}: unreadable training log "
+                          f"({type(exc).__name__}: {exc})") from None
 
 
 def _stored(supernet: Supernet) -> dict[str, nn.Variable]:
@@ -384,9 +397,11 @@ def load_weights(supernet: Supernet, path: str | Path) -> None:
     except Exception as exc:
         raise RunDirError(f"{path}: unreadable or truncated weights file ({exc})") from None
     if set(stored) != set(params):
-        missing = sorted(set(params) - set(stored))[:3]
-        raise RunDirError(f"{path}: weights are for a different search space "
-                          f"(missing e.g. {missing}); retrain with 'hwnas train'")
+        missing, extra = sorted(set(params) - set(stored)), sorted(set(stored) - set(params))
+        what = (f"lacks {len(missing)} weights of this space, e.g. {missing[0]}" if missing else
+                f"holds {len(extra)} weights this space lacks, e.g. {extra[0]}")
+        raise RunDirError(f"{path}: weights are for a different search space (the file {what}); "
+                          "retrain with 'hwnas train'")
     for key, param in params.items():
         if stored[key].shape != param.shape:
             raise RunDirError(f"{path}: weight {key} has shape {stored[key].shape}, "
