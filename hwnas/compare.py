@@ -41,7 +41,7 @@ def compare(paths: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
         raise RunDirError("a run directory is named twice")
     runs = [RunDir.open(p) for p in paths]
     first = runs[0].config
-    evs = {}
+    evs, proposers = {}, {}
     for run in runs:
         cfg = run.config
         for what, mine, theirs in (("objectives", cfg.search.objectives, first.search.objectives),
@@ -50,11 +50,12 @@ def compare(paths: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
                 raise RunDirError(f"{run.path}: its {what} {mine} differ from {runs[0].path}'s "
                                   f"{theirs}; only runs over the same objectives and budgets "
                                   "compare")
-        found = unique_by_key(evaluations(open_study(run.path, cfg.search.objectives,
-                                                     create=False)))
+        study = open_study(run.path, cfg.search.objectives, create=False)
+        found = unique_by_key(evaluations(study))
         if not found:
             raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
         evs[run] = found
+        proposers[run] = strategies_of(study, cfg.search.strategy)
     objectives, budgets = first.search.objectives, first.budgets
     everything = [e for found in evs.values() for e in found]
     ref = reference_point(objective_matrix(everything, objectives))
@@ -65,9 +66,9 @@ def compare(paths: Sequence[str | Path], out: str | Path) -> pd.DataFrame:
         history = hypervolume_history(found, objectives, budgets, ref)
         share = history / best if best > 0 else np.zeros_like(history)
         reached = np.flatnonzero(share >= 0.95)
-        label = f"{run.path.name} ({' then '.join(strategies_of(run))}, seed {run.config.seed})"
+        label = f"{run.path.name} ({proposers[run]}, seed {run.config.seed})"
         curves[label] = share
-        rows.append({"run": str(run.path), "strategy": " then ".join(strategies_of(run)),
+        rows.append({"run": str(run.path), "strategy": proposers[run],
                      "seed": run.config.seed, "evaluated": len(found),
                      "front_size": len(ParetoFront(found, objectives, budgets)),
                      "hypervolume": float(history[-1]), "hv_share": float(share[-1]),

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import nnabla as nn
+import optuna
 import numpy as np
 import yaml
 from tqdm import tqdm
@@ -271,7 +272,8 @@ def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
     is also measured whole; front.csv gains ``latency_ms_measured``.
     """
     cfg = run.config
-    evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
+    study = open_study(run.path, cfg.search.objectives, create=False)
+    evs = evaluations(study)
     if not evs:
         raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
     pareto = ParetoFront.from_evaluations(evs, cfg.search.objectives, cfg.budgets)
@@ -283,21 +285,21 @@ def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
     plot_front(evs, cfg.search.objectives, cfg.budgets, run / "front.png")
     ref = reference_point(objective_matrix(evs, cfg.search.objectives))
     history = hypervolume_history(evs, cfg.search.objectives, cfg.budgets, ref)
-    plot_hypervolume({" then ".join(strategies_of(run)): history}, run / "hv.png",
+    plot_hypervolume({strategies_of(study, cfg.search.strategy): history}, run / "hv.png",
                      title="Hypervolume of the feasible front (reference: 10% beyond "
                      "the worst evaluation)")
     return pareto
 
 
-def strategies_of(run: RunDir) -> list[str]:
-    """The strategies that proposed the run's trials, in the order they first appear."""
-    study = open_study(run.path, run.config.search.objectives, create=False)
+def strategies_of(study: optuna.Study, default: str) -> str:
+    """The strategies that proposed a study's trials, in order of first appearance
+    ("tpe-ls then random"); ``default`` when no trial says."""
     names: list[str] = []
     for trial in study.get_trials(deepcopy=False):
         name = trial.user_attrs.get("strategy")
         if name and name not in names:
             names.append(name)
-    return names or [run.config.search.strategy]
+    return " then ".join(names or [default])
 
 
 def remeasure(run: RunDir, ws: Workspace, archs: list[Arch]) -> dict[str, dict[str, Any]]:
