@@ -83,14 +83,19 @@ def reservation_lock(study: optuna.Study) -> Iterator[None]:
             connection.commit()
 
 
-def _keys(study: optuna.Study, state: TrialState) -> set[str]:
-    keys = set()
-    for trial in study.get_trials(deepcopy=False, states=(state,)):
-        key = trial.user_attrs.get("key")
-        if key is None and trial.params:
-            key = Arch(trial.params).key
-        keys.add(key)
-    return keys
+def _keys(study: optuna.Study) -> tuple[set[str], set[str]]:
+    """The keys of the study's complete and of its running trials, read from the database.
+
+    Optuna's trial cache only fetches trials with ids above the last finished
+    one it saw; a trial another worker inserted with a lower id but committed
+    later would never be counted, so the count bypasses the cache.
+    """
+    storage = getattr(study._storage, "_backend", study._storage)
+    keys: dict[TrialState, set[str]] = {TrialState.COMPLETE: set(), TrialState.RUNNING: set()}
+    for trial in storage.get_all_trials(study._study_id, deepcopy=False):
+        if trial.state in keys and trial.params:
+            keys[trial.state].add(trial.user_attrs.get("key") or Arch(trial.params).key)
+    return keys[TrialState.COMPLETE], keys[TrialState.RUNNING]
 
 
 def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target: int, *,
@@ -112,8 +117,7 @@ def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target:
     while True:
         optuna.storages.fail_stale_trials(study)  # dead workers' trials: failed, re-queued
         with reservation_lock(study):
-            complete = _keys(study, TrialState.COMPLETE)
-            running = _keys(study, TrialState.RUNNING)
+            complete, running = _keys(study)
             if len(complete) >= target:
                 return done
             arch = None
