@@ -56,7 +56,7 @@ def test_sigkill_at_random_moments_then_resume(strategy, run_copy, tmp_path, cap
             time.sleep(rng.uniform(0.5, 2.5))
         else:
             wait_for_progress(run_copy, before, proc)
-            time.sleep(rng.uniform(0.0, 0.5))
+            time.sleep(rng.uniform(0.0, 0.2))
         if proc.poll() is not None:  # it finished before the kill: not a kill
             assert proc.returncode == 0, proc.stderr.read()
             break
