@@ -24,6 +24,8 @@ $(STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON310) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test]'
+	@# nnabla's ONNX exporter; without its TensorFlow requirements (see pyproject.toml).
+	$(PY) -m pip install --quiet --no-deps nnabla-converter==1.39.0
 	@touch $(STAMP)
 
 demo: $(STAMP)

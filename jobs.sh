@@ -1,70 +1,139 @@
 #!/usr/bin/env bash
-# The experiments: one 'hwnas run' per experiments/*.yaml, each in runs/NAME.
+# The experiments. Each job writes its own run directory under runs/ and resumes
+# where it stopped: rerun the same line after an interruption.
 #
-#   ./jobs.sh                    every experiment below, one after another
-#   ./jobs.sh digits_darts ...   only these
-#   ./jobs.sh strategies         every search strategy on one trained digits supernet,
-#                                then 'hwnas compare' of them (runs/compare-strategies)
-#   ./jobs.sh --list             the experiment names
+#   ./jobs.sh --list             the jobs, one per line, with what each does
+#   ./jobs.sh                    every digits job, then cifar10 and mnist where their data is set
+#   ./jobs.sh NAME ...           only these jobs
+#   ./jobs.sh digits-all         every learner and every search strategy on digits
+#   ./jobs.sh --dry-run NAME...  print the commands instead of running them
 #
-# Each run resumes where it stopped (rerun the same line after an interruption).
-# Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min,
-# digits_darts2 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
-# strategies 25 min.
+# A learner job is one 'hwnas run experiments/NAME.yaml --out runs/NAME': train the
+# supernet, search, front, select, retrain, export (.nnp and ONNX) and report.html.
+# 'strategies' searches the trained runs/digits supernet again with every strategy
+# (runs/digits-STRATEGY) and compares them (runs/compare-strategies).
+# cifar10 and mnist read your local copy, named by an environment variable:
+#   HWNAS_CIFAR10=/path/to/cifar-10-python.tar.gz   HWNAS_MNIST=/path/to/mnist-idx-files
+# Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
+# 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
+# strategies 25 min (digits-all about 90 min), mnist 2 h, cifar10 10 h.
 set -euo pipefail
 cd "$(dirname "$0")"
-make --no-print-directory install >/dev/null
-HWNAS=.venv/bin/hwnas
 
-EXPERIMENTS=(
-  digits            # uniform path sampling + Optuna TPE (the default, 'make demo')
-  digits_darts      # DARTS first order, params regularizer
-  digits_darts2     # DARTS second order (unrolled step)
-  digits_proxyless  # ProxylessNAS binary gates, latency regularizer (MnasNet form)
-  digits_reinforce  # ProxylessNAS REINFORCE, MACs regularizer
-  digits_cells      # DARTS on the DARTS cell space
-)
-
+LEARNER_JOBS=(digits digits_darts digits_darts2 digits_proxyless digits_reinforce digits_cells)
+DATA_JOBS=(cifar10 mnist)
 STRATEGIES=(tpe-ls tpe nsga2 nsga3 optuna-random qmc deap-nsga2 deap-nsga3 deap-spea2 random)
 
+describe() {
+  case $1 in
+    digits) echo "uniform path sampling + tpe-ls search, params budget (make demo)" ;;
+    digits_darts) echo "DARTS first order, params regularizer" ;;
+    digits_darts2) echo "DARTS second order (the unrolled step)" ;;
+    digits_proxyless) echo "ProxylessNAS binary gates, latency regularizer (MnasNet form)" ;;
+    digits_reinforce) echo "ProxylessNAS REINFORCE, MACs regularizer" ;;
+    digits_cells) echo "DARTS on the DARTS cell space" ;;
+    strategies) echo "every search strategy on the trained digits supernet, compared" ;;
+    digits-all) echo "every digits job above: each learner, then each strategy" ;;
+    cifar10) echo "CIFAR-10, latency budget (needs HWNAS_CIFAR10)" ;;
+    mnist) echo "MNIST, params budget (needs HWNAS_MNIST)" ;;
+  esac
+}
+
+DRY=0
+if [[ ${1:-} == --list ]]; then
+  for job in "${LEARNER_JOBS[@]}" strategies digits-all "${DATA_JOBS[@]}"; do
+    printf '%-18s %s\n' "$job" "$(describe "$job")"
+  done
+  exit 0
+fi
+if [[ ${1:-} == --dry-run ]]; then
+  DRY=1
+  shift
+fi
+
+HWNAS=.venv/bin/hwnas
+if ((!DRY)); then
+  make --no-print-directory install >/dev/null
+fi
+
+# Runs (or, with --dry-run, prints) one command.
+x() {
+  if ((DRY)); then echo "$*"; else "$@"; fi
+}
+
+DONE=" "  # the jobs this call has run
 run() {
   local name=$1
-  [[ -f experiments/$name.yaml ]] || { echo "jobs.sh: no experiments/$name.yaml (see ./jobs.sh --list)" >&2; exit 2; }
-  echo "== $name"
-  "$HWNAS" run "experiments/$name.yaml" --out "runs/$name"
+  DONE+="$name "
+  echo "== $name: $(describe "$name")"
+  x "$HWNAS" run "experiments/$name.yaml" --out "runs/$name"
+}
+
+# The data variable a data job needs; empty when it is not set.
+data_variable() {
+  case $1 in cifar10) echo HWNAS_CIFAR10 ;; mnist) echo HWNAS_MNIST ;; esac
+}
+
+data_job() {
+  local name=$1 var
+  var=$(data_variable "$name")
+  if [[ -z ${!var:-} ]]; then
+    echo "jobs.sh: $name needs your local copy of the data set: export $var=PATH" \
+         "(see experiments/$name.yaml); nothing is downloaded" >&2
+    return 2
+  fi
+  if [[ ! -e ${!var} ]]; then
+    echo "jobs.sh: $var=${!var}: no such file or directory" >&2
+    return 2
+  fi
+  run "$name"
 }
 
 # One trained supernet (runs/digits), searched again by every strategy, each in
 # its own run directory holding a copy of the trained supernet and its table.
 strategies() {
-  [[ -f runs/digits/train_state.npz ]] || run digits
+  [[ -f runs/digits/train_state.npz || $DONE == *" digits "* ]] || run digits
   local dirs=()
+  echo "== strategies: $(describe strategies)"
   for strategy in "${STRATEGIES[@]}"; do
     local dir=runs/digits-$strategy
-    echo "== search with $strategy -> $dir"
-    if [[ ! -d $dir ]]; then
+    if [[ ! -d $dir ]] && ((!DRY)); then
       mkdir -p "$dir.tmp"
       for f in config.yaml supernet.h5 train_state.npz train_log.csv lut.json; do
         [[ -f runs/digits/$f ]] && cp "runs/digits/$f" "$dir.tmp/"
       done
       mv "$dir.tmp" "$dir"
     fi
-    "$HWNAS" search "$dir" --strategy "$strategy" --quiet
-    "$HWNAS" front "$dir" >/dev/null
+    x "$HWNAS" search "$dir" --strategy "$strategy" --quiet
+    x "$HWNAS" front "$dir"
     dirs+=("$dir")
   done
-  "$HWNAS" compare "${dirs[@]}" --out runs/compare-strategies
+  x "$HWNAS" compare "${dirs[@]}" --out runs/compare-strategies
 }
 
-if [[ ${1:-} == --list ]]; then
-  printf '%s\n' "${EXPERIMENTS[@]}" strategies
-  exit 0
-fi
+job() {
+  case $1 in
+    strategies) strategies ;;
+    digits-all) for name in "${LEARNER_JOBS[@]}"; do run "$name"; done; strategies ;;
+    cifar10 | mnist) data_job "$1" ;;
+    *)
+      if [[ " ${LEARNER_JOBS[*]} " != *" $1 "* ]]; then
+        echo "jobs.sh: unknown job '$1' (./jobs.sh --list names them)" >&2
+        exit 2
+      fi
+      run "$1" ;;
+  esac
+}
+
 if (($#)); then
   for name in "$@"; do
-    if [[ $name == strategies ]]; then strategies; else run "$name"; fi
+    [[ -n $(describe "$name") ]] || { echo "jobs.sh: unknown job '$name' (./jobs.sh --list names them)" >&2; exit 2; }
   done
+  for name in "$@"; do job "$name" || exit $?; done
 else
-  for name in "${EXPERIMENTS[@]}"; do run "$name"; done
-  strategies
+  job digits-all
+  for name in "${DATA_JOBS[@]}"; do
+    var=$(data_variable "$name")
+    if [[ -n ${!var:-} ]]; then data_job "$name"; else echo "== $name skipped: $var is not set"; fi
+  done
 fi

@@ -154,6 +154,19 @@ class RegularizerConfig:
             err("weight", f"must be > 0, got {self.weight}")
 
 
+def _check_sgd(config, err) -> None:
+    """Checks the SGD settings that supernet training and retraining share."""
+    for key in ("epochs", "batch_size"):
+        if getattr(config, key) < 1:
+            err(key, f"must be >= 1, got {getattr(config, key)}")
+    if config.lr <= 0:
+        err("lr", f"must be > 0, got {config.lr}")
+    if not 0 <= config.momentum < 1:
+        err("momentum", f"must be in [0, 1), got {config.momentum}")
+    if config.weight_decay < 0:
+        err("weight_decay", f"must be >= 0, got {config.weight_decay}")
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
     """Supernet training.
@@ -208,15 +221,7 @@ class TrainConfig:
         if self.regularizer is not None and self.learner == "uniform":
             err("regularizer", "needs a gradient learner (darts or proxyless); uniform "
                 "sampling has no architecture parameters; use budgets for selection")
-        for key in ("epochs", "batch_size"):
-            if getattr(self, key) < 1:
-                err(key, f"must be >= 1, got {getattr(self, key)}")
-        if self.lr <= 0:
-            err("lr", f"must be > 0, got {self.lr}")
-        if not 0 <= self.momentum < 1:
-            err("momentum", f"must be in [0, 1), got {self.momentum}")
-        if self.weight_decay < 0:
-            err("weight_decay", f"must be >= 0, got {self.weight_decay}")
+        _check_sgd(self, err)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -327,8 +332,39 @@ class LatencyConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class RetrainConfig:
+    """The recipe that trains the chosen subnet from scratch (``hwnas retrain``).
+
+    Attributes:
+        epochs: passes over the training split.
+        batch_size: examples per step.
+        lr: initial learning rate, cosine-annealed to 0 over all steps.
+        momentum: SGD momentum.
+        weight_decay: L2 weight decay.
+        augmentation: ``auto`` (``shift`` for digits, MNIST and synthetic data,
+            ``crop-flip`` for CIFAR-10), ``shift`` (random translation by up
+            to ``max(1, image_size // 8)`` pixels, padding with black),
+            ``crop-flip`` (the same, plus a random horizontal flip) or ``none``.
+    """
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    augmentation: str = "auto"
+
+    def _check(self, err) -> None:
+        from hwnas.data import AUGMENTATIONS
+        _check_sgd(self, err)
+        if self.augmentation not in ("auto",) + AUGMENTATIONS:
+            err("augmentation", f"unknown augmentation {self.augmentation!r}; known: auto, "
+                + ", ".join(AUGMENTATIONS))
+
+
+@dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
-    """One experiment: data, space, training, search, measurement and budgets.
+    """One experiment: data, space, training, search, measurement, retraining and budgets.
 
     Attributes:
         name: the experiment's name (also the default run directory name).
@@ -343,6 +379,7 @@ class ExperimentConfig:
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
     search: SearchConfig = dataclasses.field(default_factory=SearchConfig)
     latency: LatencyConfig = dataclasses.field(default_factory=LatencyConfig)
+    retrain: RetrainConfig = dataclasses.field(default_factory=RetrainConfig)
     budgets: dict[str, float] = dataclasses.field(default_factory=dict)
 
     def _check(self, err) -> None:

@@ -1,16 +1,23 @@
-"""Export of a chosen subnet as a standalone .nnp file, with a round-trip check.
+"""Export of a chosen subnet as a standalone .nnp or ONNX file, with a round-trip check.
 
 The saved graph is the optimised inference graph hwnas measures (batch
 normalization folded, fastest activations; see
 :func:`hwnas.hwcost._optimize.optimize_inference_graph`), and the file holds
 exactly the weights it reads: the folded ones, not the unfolded weights and BN
-parameters they replace.
+parameters they replace. The ONNX file is converted from that graph by
+nnabla's own converter (nnabla-converter), after the few rewrites listed in
+:func:`hwnas._onnx.onnx_compatible`.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+import os
+import tempfile
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import nnabla as nn
 import nnabla.functions as F
@@ -18,12 +25,19 @@ import numpy as np
 from nnabla.utils.nnp_graph import NnpLoader
 from nnabla.utils.save import save
 
-from hwnas._io import atomic_write
+from hwnas._io import atomic_write, atomic_write_json
+from hwnas._onnx import OPSET, nnp_to_onnx, onnx_compatible, run_onnx
+from hwnas.arch import Arch
 from hwnas.data import Dataset
+from hwnas.errors import HwnasError
 from hwnas.hwcost._optimize import optimize_inference_graph
 
 NETWORK = "net"
 INPUT, OUTPUT = "x", "y"
+#: What the last export wrote, beside the model files.
+RECORD = "export.json"
+#: The largest difference in any logit between an exported file and the in-process subnet.
+TOLERANCE = 1e-4
 
 
 def inference_graph(subnet: nn.Module, data: Dataset, batch_size: int,
@@ -164,3 +178,134 @@ def pixels(data: Dataset, x: np.ndarray) -> np.ndarray:
     c = len(data.mean)
     return (x * np.array(data.std, np.float32).reshape(1, c, 1, 1)
             + np.array(data.mean, np.float32).reshape(1, c, 1, 1)).astype(np.float32)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def export_onnx(subnet: nn.Module, data: Dataset, path: str | Path, *, opset: int = OPSET) -> None:
+    """Writes ``subnet`` as an ONNX model that onnxruntime runs without hwnas or nnabla.
+
+    The graph is :func:`inference_graph`'s after :func:`~hwnas._onnx.onnx_compatible`,
+    saved as an .nnp and converted by nnabla-converter; input ``x``
+    (N, C, H, W pixels in [0, 1], N variable), output ``y`` (logits).
+    """
+    def build(scope: OrderedDict) -> tuple[nn.Variable, nn.Variable]:
+        x, y = inference_graph(subnet, data, 1, scope=scope)
+        with nn.parameter_scope("", scope):
+            created = onnx_compatible(y, nn.get_parameters(grad_only=False))
+            for key, param in created.items():
+                nn.parameter.set_parameter(key, param)
+        return x, y
+
+    with tempfile.TemporaryDirectory(prefix="hwnas-onnx-") as tmp:
+        variant = Path(tmp) / "onnx-graph.nnp"
+        save_nnp(subnet, variant, build)
+        model = nnp_to_onnx(variant, opset=opset)
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(model.SerializeToString()))
+
+
+# ---------------------------------------------------------------- formats and the check
+
+
+@dataclasses.dataclass(frozen=True)
+class Format:
+    """A deployment format: how to write a subnet in it and how to run the file without hwnas."""
+
+    name: str
+    filename: str
+    write: Callable[[nn.Module, Dataset, Path], None]
+    run: Callable[[Path, np.ndarray], np.ndarray]
+    runtime: Callable[[], str]
+    extra: dict = dataclasses.field(default_factory=dict)
+
+
+def _onnxruntime_version() -> str:
+    import onnxruntime
+    return f"onnxruntime {onnxruntime.__version__}"
+
+
+#: The formats by name, in the order export writes them.
+FORMATS = {
+    "nnp": Format("nnp", "model.nnp", export_nnp, run_nnp, lambda: f"nnabla {nn.__version__}"),
+    "onnx": Format("onnx", "model.onnx", export_onnx, run_onnx, _onnxruntime_version,
+                   {"opset": OPSET}),
+}
+
+
+def export_checked(subnet: nn.Module, data: Dataset, directory: str | Path,
+                   formats: Sequence[str]) -> dict[str, dict]:
+    """Writes ``subnet`` into ``directory`` in each format and checks every file on the test split.
+
+    Each file runs in its own runtime on the test images as pixels; its
+    logits must equal the in-process subnet's (normalised input, inference
+    mode) within :data:`TOLERANCE`. The files replace the old ones only
+    once every check has passed.
+
+    Returns:
+        Per format: the file name, runtime, test accuracy and max |difference|.
+
+    Raises:
+        HwnasError: a file's logits differ more; no file was replaced.
+    """
+    directory = Path(directory)
+    test = data.test
+    subnet.training = False
+    reference = subnet(nn.Variable.from_numpy_array(test.x))
+    reference.forward(clear_buffer=True)
+    want, images = reference.d.copy(), pixels(data, test.x)
+    entries: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as staging:
+        for name in formats:
+            fmt = FORMATS[name]
+            path = Path(staging) / fmt.filename
+            fmt.write(subnet, data, path)
+            got = fmt.run(path, images)
+            if got.shape != want.shape:
+                raise HwnasError(f"{name} export: {fmt.filename} gives logits of shape "
+                                 f"{got.shape}, the in-process subnet {want.shape}")
+            diff = float(np.max(np.abs(got - want)))
+            if not diff <= TOLERANCE:  # NaN too
+                raise HwnasError(f"{name} export: {fmt.filename} run in {fmt.runtime()} differs "
+                                 f"from the in-process subnet by up to {diff:.3g} on the test "
+                                 f"split (allowed: {TOLERANCE:g}); the previous files are kept")
+            accuracy = float(np.mean(np.argmax(got, axis=1) == test.y[:, 0]))
+            entries[name] = {"model": fmt.filename, "runtime": fmt.runtime(), **fmt.extra,
+                             "test_accuracy": accuracy, "max_abs_diff": diff}
+        for name in formats:
+            os.replace(Path(staging) / FORMATS[name].filename, directory / FORMATS[name].filename)
+    return entries
+
+
+def write_record(directory: str | Path, arch: Arch, weights: str, data: Dataset,
+                 written: dict[str, dict]) -> dict[str, Any]:
+    """Writes export.json: the subnet, its input and, per format, what :func:`export_checked` found.
+
+    The formats ``written`` now replace their entries. Another format's entry
+    stays while the previous export.json describes the same subnet with the
+    same weights and its file is there; otherwise that file goes, since it
+    would pass for this subnet's.
+
+    Returns:
+        What export.json holds.
+    """
+    directory = Path(directory)
+    try:
+        previous = json.loads((directory / RECORD).read_text())
+        same = (previous["key"], previous["weights"]) == (arch.key, weights)
+        kept = dict(previous["formats"]) if same else {}
+    except (OSError, ValueError, KeyError, TypeError):
+        kept = {}  # none, damaged or of an older hwnas: nothing known to keep
+    formats = {}
+    for name, fmt in FORMATS.items():
+        entry = written.get(name) or ((directory / fmt.filename).exists() and kept.get(name))
+        if entry:
+            formats[name] = entry
+        else:
+            (directory / fmt.filename).unlink(missing_ok=True)
+    record = {"key": arch.key, "arch": dict(arch), "weights": weights, "network": NETWORK,
+              "input": INPUT, "output": OUTPUT, "input_shape": [-1, *data.input_shape],
+              "input_scale": "pixels in [0, 1]; normalisation is inside the model",
+              "test_examples": len(data.test), "formats": formats}
+    atomic_write_json(directory / RECORD, record)
+    return record

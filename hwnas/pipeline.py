@@ -19,7 +19,7 @@ from hwnas.config import ExperimentConfig, config_from_dict, load_config
 from hwnas.data import Dataset, load_dataset
 from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.evaluate import Evaluator
-from hwnas.export import export_nnp, pixels, run_nnp
+from hwnas.export import FORMATS, export_checked, write_record
 from hwnas.hwcost import measure_gated
 from hwnas.pareto import (ParetoFront, Selection, hypervolume_history, plot_front,
                           plot_hypervolume, reference_point, select as select_subnet)
@@ -374,12 +374,19 @@ def selected_arch(run: RunDir) -> Arch:
         raise RunDirError(f"{path} is damaged ({exc})") from None
 
 
-def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None) -> dict[str, Any]:
-    """Writes the selected subnet as model.nnp and checks the file against the in-process subnet.
+def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None,
+           formats: tuple[str, ...] = ("nnp", "onnx")) -> dict[str, Any]:
+    """Writes the selected subnet (or ``arch``) as model.nnp and/or model.onnx, checks each file
+    against the in-process subnet on the test split, and writes export.json (see
+    :func:`hwnas.export.export_checked` and :func:`hwnas.export.write_record`).
 
     Returns:
-        What export.json records: the file, its input, test accuracy and round-trip error.
+        What export.json records: the subnet, its input and, per format, the file, its
+        runtime, test accuracy and round-trip error.
     """
+    for name in formats or [""]:
+        if name not in FORMATS:
+            raise HwnasError(f"unknown export format {name!r}; known: {', '.join(FORMATS)}")
     if arch is None:
         arch = selected_arch(run)
     ws = ws or workspace(run)
@@ -387,26 +394,21 @@ def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None
         ws.space.validate(arch)
     except ValueError as exc:
         raise HwnasError(str(exc)) from None
+    subnet, weights = _deploy_subnet(run, ws, arch)
+    written = export_checked(subnet, ws.data, run.path, [f for f in FORMATS if f in formats])
+    return write_record(run.path, arch, weights, ws.data, written)
+
+
+def _deploy_subnet(run: RunDir, ws: Workspace, arch: Arch) -> tuple[nn.Module, str]:
+    """The subnet that export writes, and where its weights come from: "retrained" when
+    ``hwnas retrain`` finished for this subnet, else "supernet" (shared weights, BN
+    statistics recalibrated)."""
+    from hwnas.retrain import retrained_subnet
+    subnet = retrained_subnet(run, ws.space, arch)
+    if subnet is not None:
+        return subnet, "retrained"
     ws.evaluator.recalibrate(arch)
-    subnet = ws.supernet.extract(arch)
-    path = run / "model.nnp"
-    export_nnp(subnet, ws.data, path)
-    test = ws.data.test
-    logits = run_nnp(path, pixels(ws.data, test.x))
-    x = nn.Variable.from_numpy_array(test.x)
-    subnet.training = False
-    reference = subnet(x)
-    reference.forward(clear_buffer=True)
-    info = {
-        "model": "model.nnp", "key": arch.key, "network": "net", "input": "x", "output": "y",
-        "input_shape": [-1] + list(ws.data.input_shape),
-        "input_scale": "pixels in [0, 1]; normalisation is inside the model",
-        "test_accuracy": float(np.mean(np.argmax(logits, axis=1) == test.y[:, 0])),
-        "test_examples": len(test),
-        "max_abs_diff": float(np.max(np.abs(logits - reference.d))),
-    }
-    atomic_write_json(run / "export.json", info)
-    return info
+    return ws.supernet.extract(arch), "supernet"
 
 
 def configure_run(config_path: str | None, out: str | None,

@@ -101,6 +101,7 @@ space:
 train: {epochs: 1, batch_size: 32}
 search: {trials: 6, bn_samples: 64}
 latency: {repeats: 10, warmup: 2, max_spread: 10.0}
+retrain: {epochs: 2}
 budgets: {params: 100000}
 """
 

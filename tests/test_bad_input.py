@@ -209,6 +209,15 @@ def copy_run(name: str, *edits: tuple[str, str]) -> Callable[[Ctx], None]:
     return damage
 
 
+def claim_other_subnet(ctx: Ctx) -> None:
+    """retrain/ claims a subnet other than the one the command asks for."""
+    import json
+    path = ctx.run / "retrain" / "arch.json"
+    claim = json.loads(path.read_text())
+    claim["key"] = "b0=ir_k5_e3|b1=ir_k5_e3"
+    path.write_text(json.dumps(claim))
+
+
 def interrupt_evaluation(ctx: Ctx) -> None:
     """Ctrl-C while the first new subnet is being evaluated."""
     from hwnas.evaluate import Evaluator
@@ -505,6 +514,25 @@ CASES: dict[str, Case] = {
     "export_key_missing_a_choice": Case(("export", "{run}", "--arch", "b0=ir_k3_e2"), ("b1",)),
     "export_before_select": Case(("export", "{run}"), ("nothing selected", "hwnas select"),
                                  delete("selected.json")),
+    # -- retrain
+    "retrain_epochs_zero": Case(("retrain", "{run}", "--epochs", "0"), ("--epochs", ">= 1")),
+    "retrain_unknown_option": Case(("retrain", "{run}", "--arch", "b0=ir_k9_e9|b1=ir_k3_e2"),
+                                   ("ir_k9_e9", "b0")),
+    "retrain_arch_and_arch_json": Case(("retrain", "{run}", "--arch", "b0=skip|b1=ir_k3_e2",
+                                        "--arch-json", "{run}/selected.json"),
+                                       ("--arch-json", "not allowed")),
+    "retrain_arch_json_missing": Case(("retrain", "{run}", "--arch-json", "{tmp}/none.json"),
+                                      ("--arch-json", "none.json")),
+    "retrain_arch_json_not_json": Case(("retrain", "{run}", "--arch-json", "{tmp}/a_file"),
+                                       ("--arch-json", "not JSON"), a_file()),
+    "retrain_another_subnet": Case(("retrain", "{run}", "--arch", "b0=skip|b1=ir_k3_e2"),
+                                   ("another subnet", "move it away"), claim_other_subnet),
+    "retrain_other_recipe": Case(("retrain", "{run}", "--epochs", "7"),
+                                 ("retrain", "epochs=", "not 7")),
+    "retrain_damaged_claim": Case(("retrain", "{run}"), ("arch.json", "damaged"),
+                                  replace("retrain/arch.json", half)),
+    "retrain_before_select": Case(("retrain", "{run}"), ("nothing selected", "hwnas select"),
+                                  delete("selected.json")),
     # -- Ctrl-C
     "interrupted_search": Case(("search", "{run}", "--trials", "9", "--quiet"),
                                ("interrupted", "same command again"), interrupt_evaluation,

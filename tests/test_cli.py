@@ -17,7 +17,7 @@ from optuna.trial import TrialState
 from hwnas.cli import main
 
 ARTIFACTS = ("config.yaml", "supernet.h5", "study.journal", "front.csv", "front.png",
-             "selected.json", "model.nnp", "export.json")
+             "selected.json", "model.nnp", "model.onnx", "export.json")
 OBJECTIVES = ("error", "latency_ms", "params")
 BUDGET = 100000.0  # the tiny config's params budget
 COMMANDS = ("run", "train", "search", "front", "select", "export")
@@ -194,10 +194,12 @@ def test_run_export_json_describes_the_selected_subnet(finished_run):
     info = json.loads((finished_run / "export.json").read_text())
     selected = json.loads((finished_run / "selected.json").read_text())
     assert info["key"] == selected["key"]
-    assert info["model"] == "model.nnp"
     assert (info["network"], info["input"], info["output"]) == ("net", "x", "y")
-    assert 0.0 <= info["test_accuracy"] <= 1.0 and info["test_examples"] > 0
-    assert info["max_abs_diff"] <= 1e-5
+    assert list(info["formats"]) == ["nnp", "onnx"] and info["test_examples"] > 0
+    for name, entry in info["formats"].items():
+        assert entry["model"] == f"model.{name}"
+        assert 0.0 <= entry["test_accuracy"] <= 1.0
+        assert entry["max_abs_diff"] <= 1e-5
 
 
 # --- 2. resuming ----------------------------------------------------------------------
@@ -305,10 +307,13 @@ def test_export_loads_with_nnabla_alone_and_matches_the_subnet(run_copy, capfd, 
     info = json.loads((run_copy / "export.json").read_text())
     assert info["key"] == key
 
-    ws = pipeline.workspace(pipeline.RunDir.open(run_copy))
+    # The selected subnet was retrained by 'hwnas run': its retrained weights are exported.
+    assert info["weights"] == ("retrained" if which == "selected" else "supernet")
+    run = pipeline.RunDir.open(run_copy)
+    ws = pipeline.workspace(run)
     arch = Arch.from_key(key)
-    ws.evaluator.recalibrate(arch)
-    subnet = ws.supernet.extract(arch)
+    subnet, weights = pipeline._deploy_subnet(run, ws, arch)
+    assert weights == info["weights"]
     subnet.training = False
     test = ws.data.test
     y = subnet(nn.Variable.from_numpy_array(test.x))
@@ -326,9 +331,9 @@ def test_export_loads_with_nnabla_alone_and_matches_the_subnet(run_copy, capfd, 
     assert logits.shape == reference.shape == (len(test), ws.data.n_classes)
     np.testing.assert_allclose(logits, reference, rtol=0, atol=1e-5)
     accuracy = float(np.mean(np.argmax(logits, axis=1) == test.y[:, 0]))
-    assert info["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
+    assert info["formats"]["nnp"]["test_accuracy"] == pytest.approx(accuracy, abs=1e-9)
     assert info["test_examples"] == len(test)
-    assert info["max_abs_diff"] <= 1e-5
+    assert info["formats"]["nnp"]["max_abs_diff"] <= 1e-5
 
 
 # --- 5. bad input ---------------------------------------------------------------------

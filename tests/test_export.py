@@ -1,7 +1,9 @@
-"""Tests of hwnas.export: a .nnp that plain nnabla runs, and atomic writing."""
+"""Tests of hwnas.export: a .nnp that plain nnabla runs, an ONNX file that onnxruntime runs,
+both checked against the in-process subnet on a real run's test split, and atomic writing."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -11,11 +13,12 @@ from pathlib import Path
 import nnabla as nn
 import numpy as np
 import pytest
-from conftest import SMALL_SPACE
+from conftest import SMALL_SPACE, randomize
+from test_cli import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
 
 import hwnas.export as export_module
 from hwnas.data import Dataset
-from hwnas.export import export_nnp, inference_graph, pixels, run_nnp
+from hwnas.export import FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp
 from hwnas.supernet import Arch, create_space
 
 SMALL = SMALL_SPACE
@@ -38,6 +41,36 @@ LOADER = textwrap.dedent("""
     leaked = [m for m in sys.modules if m == "hwnas" or m.startswith("hwnas.")]
     assert not leaked, leaked
 """)
+
+# Runs an ONNX file with onnxruntime alone, in batches of 7 (a partial last one: the batch
+# size is variable), and saves the logits; fails if hwnas or nnabla got imported.
+ONNX_LOADER = textwrap.dedent("""
+    import sys
+    import numpy as np
+    import onnxruntime
+
+    path, inputs, outputs = sys.argv[1:4]
+    x = np.load(inputs)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    (given,), (made,) = session.get_inputs(), session.get_outputs()
+    assert (given.name, made.name, given.shape[0]) == ("x", "y", "N"), (given, made)
+    np.save(outputs, np.concatenate([session.run(["y"], {"x": x[i:i + 7]})[0]
+                                     for i in range(0, len(x), 7)]))
+    leaked = [m for m in sys.modules if m.split(".")[0] in ("hwnas", "nnabla")]
+    assert not leaked, leaked
+""")
+LOADERS = {"nnp": LOADER, "onnx": ONNX_LOADER}
+
+
+def run_alone(loader: str, path: Path, images: np.ndarray, tmp_path: Path) -> np.ndarray:
+    """The logits ``loader`` computes for ``images`` from the file ``path`` in a fresh process."""
+    np.save(tmp_path / "x.npy", images)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", loader, str(path), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(tmp_path / "y.npy")
 
 
 
@@ -113,13 +146,7 @@ def test_exported_nnp_runs_in_plain_nnabla(subnet, data: Dataset, tmp_path: Path
     assert path.is_file() and path.stat().st_size > 0
     assert nn.get_parameters(grad_only=False) == {}  # export leaves the global scope alone
     images = pixels(data, data.val.x[:N])
-    np.save(tmp_path / "x.npy", images)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "x.npy"),
-                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    theirs = np.load(tmp_path / "y.npy")
+    theirs = run_alone(LOADER, path, images, tmp_path)
     mine = in_process(subnet, data, images)
     assert theirs.shape == (N, 10)
     np.testing.assert_allclose(theirs, mine, atol=1e-5, rtol=0)
@@ -154,3 +181,177 @@ def test_export_replaces_an_existing_file(subnet, data: Dataset, tmp_path: Path)
     images = pixels(data, data.val.x[:4])
     np.testing.assert_allclose(run_nnp(path, images), in_process(subnet, data, images),
                                atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------- ONNX
+
+
+def test_exported_onnx_runs_in_onnxruntime_alone(subnet, data: Dataset, tmp_path: Path) -> None:
+    import onnx
+
+    path = tmp_path / "model.onnx"
+    export_onnx(subnet, data, path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert nn.get_parameters(grad_only=False) == {}
+    model = onnx.load(str(path))
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 13)]
+    images = pixels(data, data.val.x[:N])
+    mine = in_process(subnet, data, images)
+    theirs = run_alone(ONNX_LOADER, path, images, tmp_path)
+    np.testing.assert_allclose(theirs, mine, atol=1e-5, rtol=0)
+    assert np.ptp(mine, axis=0).max() > 1e-3
+    np.testing.assert_allclose(FORMATS["onnx"].run(path, images), mine, atol=1e-5, rtol=0)
+    # The same subnet gives the same file.
+    again = tmp_path / "again.onnx"
+    export_onnx(subnet, data, again)
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_cells_export_to_onnx_through_exportable_functions(data: Dataset, tmp_path: Path) -> None:
+    """DARTS cells hold what the ONNX exporter lacks or gets wrong: AddN, BN without beta and
+    gamma, average pooling that excludes the padding. The rewritten graph computes the same."""
+    from nnabla.utils.converter.utils import func_set_onnx_support
+
+    from hwnas._onnx import onnx_compatible
+
+    space = create_space("darts", input_shape=(1, 8, 8), n_classes=10, cells=2, channels=4,
+                         nodes=2, operations=["avg_k3", "max_k3", "sep_k3", "skip"])
+    net = space.supernet()
+    randomize(net)
+    arch = Arch({name: "avg_k3" if "avg_k3" in options else options[-1]
+                 for name, options in space.choices.items()})
+    sub = net.extract(arch)
+    images = pixels(data, data.val.x[:N])
+    x, y = inference_graph(sub, data, batch_size=N)
+    kinds: list = []
+    y.visit(lambda f: kinds.append((f.info.type_name, f.info.args.get("including_pad"))))
+    assert {("AddN", None), ("BatchNormalization", None), ("AveragePooling", False)} <= set(kinds)
+    x.d = images
+    y.forward()
+    want = y.d.copy()
+    created = onnx_compatible(y, sub.get_parameters(grad_only=False))
+    assert created and all(v.shape[0] == 1 for v in created.values())
+    rewritten: set = set()
+    y.visit(lambda f: rewritten.add(f.info.type_name))
+    assert rewritten <= func_set_onnx_support(), rewritten - func_set_onnx_support()
+    assert "AddN" not in rewritten and "BatchNormalization" not in rewritten
+    y.forward()
+    np.testing.assert_allclose(y.d, want, atol=1e-5, rtol=0)
+
+    export_onnx(sub, data, tmp_path / "model.onnx")
+    np.testing.assert_allclose(run_alone(ONNX_LOADER, tmp_path / "model.onnx", images, tmp_path),
+                               in_process(sub, data, images), atol=1e-4, rtol=0)
+
+
+def test_a_graph_that_fixes_the_batch_size_is_refused(tmp_path: Path) -> None:
+    """The converter writes ``max(h, 0.5)`` against a constant of h's full shape."""
+    import nnabla.functions as F
+    import nnabla.parametric_functions as PF
+
+    from hwnas._onnx import nnp_to_onnx
+    from hwnas.errors import HwnasError
+    from hwnas.export import save_nnp
+
+    def build(scope):
+        x = nn.Variable((1, 2, 4, 4))
+        return x, F.maximum_scalar(PF.convolution(x, 2, (1, 1), name="conv"), 0.5)
+
+    save_nnp(nn.Module(), tmp_path / "m.nnp", build)
+    with pytest.raises(HwnasError, match="fixes the batch size"):
+        nnp_to_onnx(tmp_path / "m.nnp")
+
+
+# ---------------------------------------------------------------- hwnas export on a real run
+
+RECORD_KEYS = ["key", "arch", "weights", "network", "input", "output", "input_shape",
+               "input_scale", "test_examples", "formats"]
+
+
+def other_key(run: Path) -> str:
+    """An evaluated subnet other than the selected one."""
+    selected = json.loads((run / "selected.json").read_text())["key"]
+    return sorted({t.user_attrs["key"] for t in load_trials(run)} - {selected})[0]
+
+
+def test_export_round_trips_in_nnabla_and_onnxruntime(run_copy: Path, capfd, tmp_path) -> None:
+    from hwnas import pipeline
+
+    for name in ("model.nnp", "model.onnx", "export.json"):
+        (run_copy / name).unlink()
+    status, out, err = cli(capfd, "export", run_copy)
+    assert status == 0, err
+    info = json.loads((run_copy / "export.json").read_text())
+    assert list(info) == RECORD_KEYS and list(info["formats"]) == ["nnp", "onnx"]
+    selected = json.loads((run_copy / "selected.json").read_text())
+    assert (info["key"], info["arch"]) == (selected["key"], selected["arch"])
+    assert (info["network"], info["input"], info["output"]) == ("net", "x", "y")
+    assert info["formats"]["nnp"]["runtime"] == f"nnabla {nn.__version__}"
+    assert info["formats"]["onnx"]["runtime"].startswith("onnxruntime 1.")
+    assert info["formats"]["onnx"]["opset"] == 13
+
+    run = pipeline.RunDir.open(run_copy)
+    ws = pipeline.workspace(run, progress=False)
+    assert info["input_shape"] == [-1, *ws.data.input_shape]
+    subnet, weights = pipeline._deploy_subnet(run, ws, Arch.from_key(info["key"]))
+    assert info["weights"] == weights
+    subnet.training = False
+    test = ws.data.test
+    y = subnet(nn.Variable.from_numpy_array(test.x))
+    y.forward(clear_buffer=True)
+    assert info["test_examples"] == len(test)
+    for name, entry in info["formats"].items():
+        path = run_copy / entry["model"]
+        assert f"{path} ({entry['runtime']})" in out
+        logits = run_alone(LOADERS[name], path, pixels(ws.data, test.x), tmp_path)
+        assert logits.shape == y.shape == (len(test), ws.data.n_classes)
+        np.testing.assert_allclose(logits, y.d, atol=1e-4, rtol=0, err_msg=name)
+        assert entry["max_abs_diff"] <= 1e-4
+        accuracy = float(np.mean(np.argmax(logits, axis=1) == test.y[:, 0]))
+        assert entry["test_accuracy"] == accuracy, name
+
+
+def test_one_format_keeps_the_other_of_the_same_subnet_only(run_copy: Path, capfd) -> None:
+    before = json.loads((run_copy / "export.json").read_text())
+    nnp = (run_copy / "model.nnp").read_bytes()
+    status, out, err = cli(capfd, "export", run_copy, "--format", "onnx")
+    assert status == 0, err
+    assert "model.onnx" in out and "model.nnp" not in out
+    info = json.loads((run_copy / "export.json").read_text())
+    assert info["formats"]["nnp"] == before["formats"]["nnp"]
+    assert (run_copy / "model.nnp").read_bytes() == nnp
+
+    key = other_key(run_copy)
+    status, out, err = cli(capfd, "export", run_copy, "--arch", key, "--format", "nnp")
+    assert status == 0, err
+    info = json.loads((run_copy / "export.json").read_text())
+    assert info["key"] == key and list(info["formats"]) == ["nnp"]
+    # The ONNX file of the other subnet is gone: it would pass for this one's.
+    assert not (run_copy / "model.onnx").exists()
+    assert (run_copy / "model.nnp").read_bytes() != nnp
+
+
+def test_an_unknown_format_is_one_line_and_changes_nothing(run_copy: Path, capfd) -> None:
+    from hwnas import pipeline
+    from hwnas.errors import HwnasError
+
+    before = snapshot(run_copy)
+    status, out, err = cli(capfd, "export", run_copy, "--format", "tflite")
+    assert_usage_error(status, err, "--format", "tflite", "nnp", "onnx")
+    assert_changed_nothing(before, run_copy)
+    for formats in ((), ("nnp", "pb")):
+        with pytest.raises(HwnasError, match="unknown export format"):
+            pipeline.export(pipeline.RunDir.open(run_copy), formats=formats)
+    assert_changed_nothing(before, run_copy)
+
+
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_a_failed_check_exits_2_and_keeps_the_previous_files(run_copy: Path, capfd, fmt: str,
+                                                             monkeypatch) -> None:
+    runner = FORMATS[fmt].run
+    monkeypatch.setitem(FORMATS, fmt, dataclasses.replace(
+        FORMATS[fmt], run=lambda path, images: runner(path, images) + 0.01))
+    before = snapshot(run_copy)
+    # Another subnet: a passing export would have replaced every file.
+    status, out, err = cli(capfd, "export", run_copy, "--arch", other_key(run_copy))
+    assert_usage_error(status, err, fmt, f"model.{fmt}", "0.01", "previous files are kept")
+    assert_changed_nothing(before, run_copy)

@@ -14,7 +14,7 @@ from hwnas.cli._common import Parser, UsageError  # noqa: E402
 
 def build_parser() -> Parser:
     from hwnas import __version__
-    from hwnas.cli import _cost, _steps
+    from hwnas.cli import _cost, _report, _retrain, _steps
     parser = Parser(prog="hwnas", description="Hardware-aware neural architecture search "
                     "for NNabla: train a weight-sharing supernet, search its subnets for the "
                     "best accuracy/latency/size trade-offs, select one within budgets, export.")
@@ -22,7 +22,9 @@ def build_parser() -> Parser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
     _steps.add_commands(sub)
+    _retrain.add_commands(sub)
     _cost.add_commands(sub)
+    _report.add_commands(sub)
     return parser
 
 

@@ -11,15 +11,18 @@ from hwnas import pipeline, training
 from hwnas.arch import Arch
 from hwnas.cli._common import describe, print_front
 from hwnas.errors import HwnasError
+from hwnas.export import FORMATS
 from hwnas.pareto import parse_budgets
 from optuna.trial import TrialState
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("run", help="the whole pipeline: train, search, front, select, export",
+    p = sub.add_parser("run", help="the whole pipeline: train, search, front, select, retrain, "
+                       "export, report",
                        description="Train the supernet, search it, write the front, select "
-                       "the subnet within the config's budgets and export it. Resumes a "
-                       "run directory that holds the same experiment.")
+                       "the subnet within the config's budgets, retrain it from scratch, "
+                       "export it (.nnp and ONNX, each checked on the test split) and write "
+                       "report.html. Resumes a run directory that holds the same experiment.")
     p.add_argument("config", nargs="?", help="experiment YAML (default: experiments/digits.yaml)")
     p.add_argument("--out", help="run directory (default: runs/NAME)")
     _budget_arg(p, "budget for the final selection only, e.g. latency_ms=1.5 (repeatable; "
@@ -100,11 +103,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                 "(repeatable; default: the config's budgets)")
     p.set_defaults(func=cmd_select)
 
-    p = sub.add_parser("export", help="export the selected subnet as model.nnp",
-                       description="Write the selected subnet (or --arch KEY) as model.nnp, "
-                       "which nnabla loads without hwnas, and check it on the test split.")
+    p = sub.add_parser("export", help="export the selected subnet as model.nnp and model.onnx",
+                       description="Write the selected subnet (or --arch KEY) as model.nnp "
+                       "(nnabla) and model.onnx (onnxruntime), run each file in its runtime "
+                       "on the test split and check its logits against the in-process subnet "
+                       "(within 1e-4); writes export.json.")
     p.add_argument("run", help="run directory")
     p.add_argument("--arch", help="an Arch key to export instead of selected.json's")
+    p.add_argument("--format", action="append", choices=list(FORMATS), dest="formats",
+                   help="a format to write (repeatable; default: nnp and onnx)")
     p.set_defaults(func=cmd_export)
 
 
@@ -244,11 +251,19 @@ def cmd_export(args: argparse.Namespace) -> None:
             arch = Arch.from_key(args.arch)
         except ValueError as exc:
             raise HwnasError(f"--arch: {exc}") from None
-    info = pipeline.export(run, arch)
-    print(f"exported {info['key']} -> {run / info['model']}")
-    print(f"  loaded with nnabla alone: test accuracy {info['test_accuracy']:.4f} on "
-          f"{info['test_examples']} examples, max |difference| to the in-process subnet "
-          f"{info['max_abs_diff']:.2e}")
+    formats = tuple(args.formats or FORMATS)
+    info = pipeline.export(run, arch, formats=formats)
+    print(f"exported {info['key']} ({info['weights']} weights); each file run without hwnas "
+          f"on {info['test_examples']} test examples:")
+    _print_exported(run, info, formats)
+
+
+def _print_exported(run: pipeline.RunDir, info: dict, formats: tuple[str, ...]) -> None:
+    for name in formats:
+        entry = info["formats"][name]
+        print(f"  {run / entry['model']} ({entry['runtime']}): test accuracy "
+              f"{entry['test_accuracy']:.4f}, max |difference| to the in-process subnet "
+              f"{entry['max_abs_diff']:.2e}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -265,9 +280,15 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"\nselected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
     _print_measured(run)
+    from hwnas.cli._retrain import print_retrained
+    from hwnas.report import write_report
+    from hwnas.retrain import retrain
+    print()
+    print_retrained(run, retrain(run, selection.chosen.arch, progress=progress, ws=ws))
     info = pipeline.export(run, ws=ws)
-    print(f"exported -> {run / 'model.nnp'}: test accuracy {info['test_accuracy']:.4f} "
-          f"(loaded with nnabla alone)")
+    print("\nexported (each file run without hwnas on the test split):")
+    _print_exported(run, info, tuple(FORMATS))
+    print(f"report: {write_report(run)}")
 
 
 def _print_measured(run: pipeline.RunDir) -> None:

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import gzip
+import os
+import re
 import zlib
 from pathlib import Path
 from typing import Optional
@@ -10,18 +12,26 @@ from hwnas.errors import DataError
 
 
 def user_path(path: Optional[str], dataset: str) -> Path:
-    """Returns the user's path to a dataset copy, ``~`` expanded.
+    """Returns the user's path to a dataset copy, ``~`` and environment variables expanded.
+
+    A config may say ``path: $HWNAS_CIFAR10``: the run directory then records
+    the variable, and each machine points it at its own copy.
 
     Args:
         path: the configured path.
         dataset: the dataset's name, for the message when the path is missing.
 
     Raises:
-        DataError: no path is configured.
+        DataError: no path is configured, or it names an unset variable.
     """
     if not path:
         raise DataError(f"dataset {dataset!r} needs the path of your local copy (data.path)")
-    return Path(path).expanduser()
+    expanded = os.path.expandvars(path)
+    unset = re.search(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise DataError(f"data.path {path!r} names ${unset.group(1)}, which is not set; point "
+                        f"it at your local copy of {dataset} (export {unset.group(1)}=PATH)")
+    return Path(expanded).expanduser()
 
 
 def read_bytes(path: Path) -> bytes:

@@ -61,6 +61,8 @@ class BaseLearner(abc.ABC):
     learns_arch = False
     #: (beta1, beta2) of the architecture parameters' Adam optimiser.
     arch_betas = (0.5, 0.999)
+    #: File names in ``run_dir``: checkpoint, weights and training log.
+    checkpoint_file, weights_file, log_file = CHECKPOINT, WEIGHTS, LOG
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  config: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
@@ -197,6 +199,7 @@ class BaseLearner(abc.ABC):
                 if searching:
                     xa, ya = next(arch_batches)
                     arch_stats.append(self.arch_step(xa, ya, x, y, rng, lr))
+                x = self.augment(x, rng)
                 loss, acc = self.train_step(x, y, rng, lr,
                                              warmup=self.learns_arch and not searching)
                 losses.append(loss)
@@ -210,6 +213,7 @@ class BaseLearner(abc.ABC):
                    "seconds": round(time.perf_counter() - began, 3)}
             for key in (arch_stats[0] if arch_stats else {}):
                 row[key] = float(np.mean([s[key] for s in arch_stats]))
+            row.update(self.epoch_metrics())
             self.history.append(row)
             if self.progress:
                 tqdm.write(f"epoch {row['epoch']:3d}  loss {row['loss']:.4f}  "
@@ -217,6 +221,14 @@ class BaseLearner(abc.ABC):
                            f"{row['seconds']:.1f}s")
             self._checkpoint(epoch + 1)
         return self.history
+
+    def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """The weight batch ``x`` as trained on (no augmentation here)."""
+        return x
+
+    def epoch_metrics(self) -> dict[str, float]:
+        """Numbers the train log records at the end of every epoch, beyond loss and accuracy."""
+        return {}
 
     def _snapshot(self, step: int, epoch: int) -> None:
         """Appends softmax(alpha) of every architecture parameter to the architecture log."""
@@ -298,14 +310,15 @@ class BaseLearner(abc.ABC):
                 for sname, var in state.pstate.items():
                     arrays[f"s:{group}:{pname}:{sname}"] = var.d
         arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
-        save_weights(self.supernet, self.run_dir / WEIGHTS)
-        atomic_write_text(self.run_dir / LOG, pd.DataFrame(self.history).to_csv(index=False))
+        save_weights(self.supernet, self.run_dir / self.weights_file)
+        atomic_write_text(self.run_dir / self.log_file,
+                          pd.DataFrame(self.history).to_csv(index=False))
         if self.arch_log:
             atomic_write_text(self.run_dir / ARCH_LOG,
                               pd.DataFrame(self.arch_log).to_csv(index=False))
         # Last, since it says how many epochs are done: a crash before it repeats the
         # epoch on resume, rather than pairing its count with the previous weights.
-        atomic_write(self.run_dir / CHECKPOINT, lambda tmp: np.savez(tmp, **arrays))
+        atomic_write(self.run_dir / self.checkpoint_file, lambda tmp: np.savez(tmp, **arrays))
 
     def _all_solvers(self) -> dict[str, S.Solver]:
         # "#arch" cannot clash with a parameter group (groups are scoped names).
@@ -319,9 +332,9 @@ class BaseLearner(abc.ABC):
         """Restores what ``extra_state`` returned."""
 
     def _restore(self) -> int:
-        if self.run_dir is None or not (self.run_dir / CHECKPOINT).exists():
+        if self.run_dir is None or not (self.run_dir / self.checkpoint_file).exists():
             return 0
-        path = self.run_dir / CHECKPOINT
+        path = self.run_dir / self.checkpoint_file
         try:
             with np.load(path) as ckpt:
                 arrays = {k: ckpt[k] for k in ckpt.files}
@@ -353,7 +366,7 @@ class BaseLearner(abc.ABC):
             solver.set_states(states)
         self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
         done = int(arrays["epochs_done"])
-        self.history = _read_log(self.run_dir / LOG, done)
+        self.history = _read_log(self.run_dir / self.log_file, done)
         self.arch_log = _read_log(self.run_dir / ARCH_LOG, done)
         return done
 

@@ -1,0 +1,196 @@
+"""Retraining: the chosen subnet trained from scratch with the config's recipe.
+
+Everything lives in ``RUN/retrain/``: ``arch.json`` (which subnet and recipe
+the directory belongs to, written first), the per-epoch checkpoint
+(``state.npz``, ``weights.h5``, ``log.csv``; a rerun resumes from it) and,
+once done, ``result.json`` with the test accuracy beside the supernet's
+estimate for the same subnet. Export uses these weights when they belong to
+the subnet exported.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas._io import atomic_write_json
+from hwnas.config import RetrainConfig, TrainConfig
+from hwnas.data import augment, default_augmentation
+from hwnas.errors import HwnasError, RunDirError
+from hwnas.evaluate import Evaluator, split_accuracy
+from hwnas.supernet import Arch, BaseSearchSpace, Supernet
+from hwnas.supernet.learners import BaseLearner, load_weights
+
+RETRAIN_DIR = "retrain"
+ARCH_FILE = "arch.json"
+RESULT = "result.json"
+
+
+class RetrainLearner(BaseLearner):
+    """Trains one standalone subnet: its single path, the recipe's augmentation, and the
+    validation accuracy logged after every epoch."""
+
+    checkpoint_file, weights_file, log_file = "state.npz", "weights.h5", "log.csv"
+    weight_graph = "subnet"  # one path: the training graph is built once
+
+    def __init__(self, *, augmentation: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.augmentation = augmentation
+        # What a black pixel becomes after normalisation: the padding of shifted images.
+        self.fill = -np.asarray(self.data.mean, np.float32) / np.asarray(self.data.std, np.float32)
+
+    def before_batch(self, rng: np.random.Generator) -> None:
+        """Nothing to choose: the subnet has one path."""
+
+    def augment(self, x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        return augment(x, rng, self.augmentation, fill=self.fill)
+
+    def epoch_metrics(self) -> dict[str, float]:
+        self.supernet.training = False
+        return {"val_accuracy": split_accuracy(self.supernet, self.data.val)}
+
+
+def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int | None) -> Supernet:
+    """A standalone subnet for ``arch`` with freshly initialised weights (seeded unless
+    ``seed`` is None: weights about to be loaded need no particular start)."""
+    if seed is not None:
+        import nnabla as nn
+        nn.seed(seed)
+        np.random.seed(seed)  # nnabla's initialisers draw from numpy's global generator
+    return space.supernet().extract(arch)
+
+
+def recipe_of(config: RetrainConfig, dataset: str) -> dict[str, Any]:
+    """The recipe as recorded: the config's, with ``auto`` augmentation resolved."""
+    recipe = dataclasses.asdict(config)
+    if recipe["augmentation"] == "auto":
+        recipe["augmentation"] = default_augmentation(dataset)
+    return recipe
+
+
+def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True,
+            ws=None) -> dict[str, Any]:
+    """Trains ``arch`` from scratch (or resumes) and writes ``retrain/result.json``.
+
+    Args:
+        run: the run directory (its supernet trained: it gives the estimate).
+        arch: the subnet.
+        epochs: instead of the config's ``retrain.epochs``.
+
+    Returns:
+        What result.json records.
+
+    Raises:
+        RunDirError: ``retrain/`` holds another subnet or recipe.
+        HwnasError: ``arch`` is not in the run's space.
+    """
+    from hwnas.pipeline import workspace
+    cfg = run.config
+    ws = ws or workspace(run, progress=progress)
+    try:
+        arch = ws.space.validate(arch)
+    except ValueError as exc:
+        raise HwnasError(str(exc)) from None
+    recipe = recipe_of(cfg.retrain if epochs is None
+                       else dataclasses.replace(cfg.retrain, epochs=epochs), cfg.data.name)
+    where = run / RETRAIN_DIR
+    claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": cfg.seed}
+    _claim(where, claim)
+    result_path = where / RESULT
+    if result_path.exists():
+        try:
+            done = json.loads(result_path.read_text())
+            if done["key"] == arch.key and done["recipe"] == recipe:
+                return done
+        except (ValueError, KeyError, TypeError):
+            pass  # damaged: computed again from the finished checkpoint below
+    subnet = fresh_subnet(ws.space, arch, cfg.seed)
+    train = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
+                        lr=recipe["lr"], momentum=recipe["momentum"],
+                        weight_decay=recipe["weight_decay"])
+    try:
+        learner = RetrainLearner(space=ws.space, supernet=subnet, data=ws.data, config=train,
+                                 seed=cfg.seed, run_dir=where, progress=progress,
+                                 augmentation=recipe["augmentation"])
+    except ValueError as exc:
+        raise HwnasError(f"{run / 'config.yaml'}: cannot retrain: {exc}") from None
+    history = learner.fit()
+    subnet.training = False
+    estimate = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
+                         latency=cfg.latency, bn_samples=cfg.search.bn_samples)
+    result = {
+        **claim,
+        "epochs": recipe["epochs"],
+        "test_accuracy": split_accuracy(subnet, ws.data.test),
+        "val_accuracy": split_accuracy(subnet, ws.data.val),
+        "supernet_val_accuracy": estimate.accuracy(arch, ws.data.val),
+        "supernet_test_accuracy": estimate.accuracy(arch, ws.data.test),
+        "test_examples": len(ws.data.test),
+        "seconds": round(float(sum(row["seconds"] for row in history)), 3),
+        "weights": f"{RETRAIN_DIR}/{learner.weights_file}",
+    }
+    atomic_write_json(result_path, result)
+    return result
+
+
+def _claim(where: Path, claim: dict[str, Any]) -> None:
+    """Records which subnet and recipe ``where`` trains; refuses a directory holding others."""
+    path = where / ARCH_FILE
+    if path.exists():
+        try:
+            held = json.loads(path.read_text())
+            key, recipe = held["key"], held["recipe"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RunDirError(f"{path} is damaged ({exc}); move {where} away to retrain "
+                              "from scratch") from None
+        if key != claim["key"]:
+            raise RunDirError(f"{where} holds the retraining of another subnet ({key}); "
+                              "move it away to retrain this one")
+        if recipe != claim["recipe"]:
+            diff = next(k for k in claim["recipe"] if recipe.get(k) != claim["recipe"][k])
+            raise RunDirError(f"{where} was retrained with {diff}={recipe.get(diff)!r}, not "
+                              f"{claim['recipe'][diff]!r}; move it away to retrain with "
+                              "this recipe")
+        return
+    where.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, claim)
+
+
+def retrained_subnet(run, space: BaseSearchSpace, arch: Arch) -> Supernet | None:
+    """The retrained subnet of ``arch`` (inference mode), or None when it was not retrained."""
+    path = run / RETRAIN_DIR / RESULT
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+        key = result["key"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(f"{path} is damaged ({exc}); rerun 'hwnas retrain'") from None
+    if key != arch.key:
+        return None
+    subnet = fresh_subnet(space, arch, None)
+    load_weights(subnet, run / RETRAIN_DIR / RetrainLearner.weights_file)
+    subnet.training = False
+    return subnet
+
+
+def read_arch_json(path: str | Path) -> Arch:
+    """An Arch from a JSON file: a mapping of choices, or a record with an ``arch`` entry
+    (selected.json, retrain/result.json)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except OSError as exc:
+        raise HwnasError(f"--arch-json: cannot read {path} ({exc.strerror})") from None
+    except ValueError as exc:
+        raise HwnasError(f"--arch-json: {path} is not JSON ({exc})") from None
+    if isinstance(data, dict) and isinstance(data.get("arch"), dict):
+        data = data["arch"]
+    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
+        raise HwnasError(f"--arch-json: {path} must hold a mapping of choice -> option")
+    try:
+        return Arch(data)
+    except ValueError as exc:
+        raise HwnasError(f"--arch-json: {exc}") from None
