@@ -7,7 +7,6 @@ from hwnas._report_parts import (Raw, code, curves, esc, figure, key, missing, n
                                  pairs, percent, read_csv, read_json, table)
 
 SELECTED, MEASURED, EXPORT, LUT = "selected.json", "measured.json", "export.json", "lut.json"
-RETRAIN_DIR = "retrain"
 
 #: The fields of a latency protocol, in plain words.
 PROTOCOL_LABELS = (("device", "Device"), ("context", "nnabla context"),
@@ -128,11 +127,15 @@ def budgets(run) -> str:
 
 
 def retrained(run) -> str:
-    folder = run / RETRAIN_DIR
+    from hwnas.retrain import retrain_dir
+    selected = read_json(run / SELECTED)
+    if selected is None or "key" not in selected:
+        return missing("Nothing selected yet, so nothing retrained", f"hwnas select {run.path}")
+    folder = retrain_dir(run, selected["key"])
     result = read_json(folder / "result.json")
     if result is None:
-        return missing("Not retrained yet (the accuracies above are the supernet's estimates "
-                       "with inherited weights)", f"hwnas retrain {run.path}")
+        return missing("The selected subnet is not retrained yet (the accuracies above are the "
+                       "supernet's estimates with inherited weights)", f"hwnas retrain {run.path}")
     body = table([["Validation accuracy", percent(result.get("supernet_val_accuracy")),
                    percent(result.get("val_accuracy"))],
                   ["Test accuracy", percent(result.get("supernet_test_accuracy")),
@@ -144,16 +147,13 @@ def retrained(run) -> str:
                                    ("Training time", f"{seconds:.1f} s" if seconds else "–")]
     rows += [(f"Recipe: {name}", value) for name, value in (result.get("recipe") or {}).items()]
     body += pairs(rows)
-    selected = read_json(run / SELECTED)
-    if selected is not None and result.get("key") not in (None, selected["key"]):
-        body += note("This is not the subnet selected now; run "
-                     f"<code>hwnas retrain {esc(run.path)}</code> again.")
+    where = folder.relative_to(run.path)
     log = read_csv(folder / "log.csv")
     if log is not None and len(log):
         body += figure(lambda: curves(log, "Retraining from scratch"),
-                       "Retraining curves (retrain/log.csv)")
+                       f"Retraining curves ({esc(where)}/log.csv)")
     else:
-        body += note("No retraining log (retrain/log.csv).")
+        body += note(f"No retraining log ({esc(where)}/log.csv).")
     return body
 
 

@@ -264,7 +264,7 @@ def reproduce(run: RunDir) -> str:
     if cfg.latency.predictor == "lut":
         steps.append(f"hwnas lut {out}")
     steps += [search, f"hwnas front {out}", select]
-    if (run / results.RETRAIN_DIR / "result.json").exists():
+    if (run / "retrain").is_dir():
         steps.append(f"hwnas retrain {out}")
     exported = f"hwnas export {out}" + "".join(f" --format {f}" for f in export.get("formats", ()))
     if selected is not None and export.get("key") not in (None, selected["key"]):

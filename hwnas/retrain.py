@@ -1,15 +1,17 @@
 """Retraining: the chosen subnet trained from scratch with the config's recipe.
 
-Everything lives in ``RUN/retrain/``: ``arch.json`` (which subnet and recipe
-the directory belongs to, written first), the per-epoch checkpoint
-(``state.npz``, ``weights.h5``, ``log.csv``; a rerun resumes from it) and,
-once done, ``result.json`` with the test accuracy beside the supernet's
-estimate for the same subnet. Export uses these weights when they belong to
-the subnet exported.
+Each subnet gets its own directory, ``RUN/retrain/DIGEST/`` (the first 12 hex
+digits of the SHA-1 of its key), so selecting another subnet and retraining it
+keeps the earlier retraining: ``arch.json`` (the subnet and recipe, written
+first), the per-epoch checkpoint (``state.npz``, ``weights.h5``, ``log.csv``; a
+rerun resumes from it) and, once done, ``result.json`` with the test accuracy
+beside the supernet's estimate for the same subnet. Export uses these weights
+for the subnet it exports.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -51,6 +53,11 @@ class RetrainLearner(BaseLearner):
     def epoch_metrics(self) -> dict[str, float]:
         self.supernet.training = False
         return {"val_accuracy": split_accuracy(self.supernet, self.data.val)}
+
+
+def retrain_dir(run, key: str) -> Path:
+    """Where the retraining of the subnet with Arch key ``key`` lives."""
+    return run / RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int | None) -> Supernet:
@@ -96,7 +103,7 @@ def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True
         raise HwnasError(str(exc)) from None
     recipe = recipe_of(cfg.retrain if epochs is None
                        else dataclasses.replace(cfg.retrain, epochs=epochs), cfg.data.name)
-    where = run / RETRAIN_DIR
+    where = retrain_dir(run, arch.key)
     claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": cfg.seed}
     _claim(where, claim)
     result_path = where / RESULT
@@ -130,7 +137,7 @@ def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True
         "supernet_test_accuracy": estimate.accuracy(arch, ws.data.test),
         "test_examples": len(ws.data.test),
         "seconds": round(float(sum(row["seconds"] for row in history)), 3),
-        "weights": f"{RETRAIN_DIR}/{learner.weights_file}",
+        "weights": str((where / learner.weights_file).relative_to(run.path)),
     }
     atomic_write_json(result_path, result)
     return result
@@ -148,7 +155,7 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
                               "from scratch") from None
         if key != claim["key"]:
             raise RunDirError(f"{where} holds the retraining of another subnet ({key}); "
-                              "move it away to retrain this one")
+                              "move it away to retrain this one there")
         if recipe != claim["recipe"]:
             diff = next(k for k in claim["recipe"] if recipe.get(k) != claim["recipe"][k])
             raise RunDirError(f"{where} was retrained with {diff}={recipe.get(diff)!r}, not "
@@ -161,7 +168,8 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
 
 def retrained_subnet(run, space: BaseSearchSpace, arch: Arch) -> Supernet | None:
     """The retrained subnet of ``arch`` (inference mode), or None when it was not retrained."""
-    path = run / RETRAIN_DIR / RESULT
+    where = retrain_dir(run, arch.key)
+    path = where / RESULT
     if not path.exists():
         return None
     try:
@@ -172,7 +180,7 @@ def retrained_subnet(run, space: BaseSearchSpace, arch: Arch) -> Supernet | None
     if key != arch.key:
         return None
     subnet = fresh_subnet(space, arch, None)
-    load_weights(subnet, run / RETRAIN_DIR / RetrainLearner.weights_file)
+    load_weights(subnet, where / RetrainLearner.weights_file)
     subnet.training = False
     return subnet
 

@@ -209,13 +209,31 @@ def copy_run(name: str, *edits: tuple[str, str]) -> Callable[[Ctx], None]:
     return damage
 
 
-def claim_other_subnet(ctx: Ctx) -> None:
-    """retrain/ claims a subnet other than the one the command asks for."""
+def selected_retraining(ctx: Ctx) -> Path:
+    """The retraining directory of the finished run's selected subnet."""
     import json
-    path = ctx.run / "retrain" / "arch.json"
-    claim = json.loads(path.read_text())
-    claim["key"] = "b0=ir_k5_e3|b1=ir_k5_e3"
-    path.write_text(json.dumps(claim))
+
+    from hwnas.retrain import retrain_dir
+    return retrain_dir(ctx.run, json.loads((ctx.run / "selected.json").read_text())["key"])
+
+
+def claim_other_subnet(ctx: Ctx) -> None:
+    """The retraining directory of subnet b0=skip|b1=ir_k3_e2 claims another subnet (a
+    directory moved by hand)."""
+    import json
+    import shutil
+
+    from hwnas.retrain import retrain_dir
+    target = retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(selected_retraining(ctx), target)
+    claim = json.loads((target / "arch.json").read_text())
+    assert claim["key"] != "b0=skip|b1=ir_k3_e2"
+
+
+def tear_claim(ctx: Ctx) -> None:
+    path = selected_retraining(ctx) / "arch.json"
+    path.write_bytes(half(path.read_bytes()))
 
 
 def interrupt_evaluation(ctx: Ctx) -> None:
@@ -530,7 +548,7 @@ CASES: dict[str, Case] = {
     "retrain_other_recipe": Case(("retrain", "{run}", "--epochs", "7"),
                                  ("retrain", "epochs=", "not 7")),
     "retrain_damaged_claim": Case(("retrain", "{run}"), ("arch.json", "damaged"),
-                                  replace("retrain/arch.json", half)),
+                                  tear_claim),
     "retrain_before_select": Case(("retrain", "{run}"), ("nothing selected", "hwnas select"),
                                   delete("selected.json")),
     # -- Ctrl-C

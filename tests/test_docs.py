@@ -66,7 +66,7 @@ def test_every_file_of_a_finished_run_is_in_the_result_files(finished_run):
     table = section("Result files")
     names = sorted({p.relative_to(finished_run).parts[0] + ("/" if p.is_dir() else "")
                     for p in finished_run.iterdir()})
-    names += [f"retrain/{p.name}" for p in (finished_run / "retrain").iterdir()]
+    names += sorted({p.name for p in (finished_run / "retrain").rglob("*") if p.is_file()})
     missing = [n for n in names if n.rstrip("/").split("/")[-1] not in table]
     assert not missing, f"README's result files lack {missing}"
 

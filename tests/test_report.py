@@ -4,8 +4,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import shutil
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +19,7 @@ import pytest
 from PIL import Image
 
 from hwnas.cli import main
+from hwnas.retrain import retrain_dir
 
 SECTIONS = ("experiment", "training", "front", "architecture", "costs", "budgets", "retrained",
             "export", "reproduce")
@@ -111,7 +112,7 @@ def test_report_of_a_finished_run(run_copy: Path, capsys) -> None:
     assert "hwnas select" in reproduce and "nnabla 1.39" in reproduce
     assert "Python 3." in reproduce and "optuna" in reproduce
     # 'hwnas run' retrained the selected subnet: its numbers are shown.
-    result = json.loads((run_copy / "retrain" / "result.json").read_text())
+    result = json.loads((retrain_dir(run_copy, selected["key"]) / "result.json").read_text())
     retrained = text(section(html, "retrained"))
     assert f"{100 * result['test_accuracy']:.2f} %" in retrained and "hwnas retrain" not in retrained
 
@@ -120,13 +121,14 @@ def test_report_shows_retraining_and_export(run_copy: Path, capsys) -> None:
     selected = json.loads((run_copy / "selected.json").read_text())
     key = selected["key"]
     shutil.rmtree(run_copy / "retrain")  # the finished run's own: replaced by known numbers
-    (run_copy / "retrain").mkdir()
-    (run_copy / "retrain" / "result.json").write_text(json.dumps({
+    folder = retrain_dir(run_copy, key)
+    folder.mkdir(parents=True)
+    (folder / "result.json").write_text(json.dumps({
         "key": key, "arch": selected["arch"], "epochs": 3, "test_accuracy": 0.8125,
         "val_accuracy": 0.7917, "supernet_val_accuracy": selected["metrics"]["accuracy"],
         "supernet_test_accuracy": 0.1917, "seconds": 12.5,
         "recipe": {"lr": 0.05, "weight_decay": 0.0005, "augmentation": "none"}}))
-    (run_copy / "retrain" / "log.csv").write_text(
+    (folder / "log.csv").write_text(
         "epoch,lr,loss,train_accuracy,val_accuracy\n1,0.05,2.1,0.31,0.40\n"
         "2,0.025,1.2,0.62,0.70\n3,0.0,0.8,0.80,0.7917\n")
     (run_copy / "model.onnx").write_bytes(b"\0" * 3072)
@@ -159,7 +161,7 @@ def test_report_says_what_to_run_for_missing_inputs(run_copy: Path, capsys) -> N
     shutil.rmtree(run_copy / "retrain")
     html = report(run_copy, capsys)
     expected = {"training": "hwnas train", "front": "hwnas search", "architecture": "hwnas select",
-                "costs": "hwnas select", "retrained": "hwnas retrain", "export": "hwnas export"}
+                "costs": "hwnas select", "retrained": "hwnas select", "export": "hwnas export"}
     for ident, command in expected.items():
         assert f"{command} {run_copy}" in text(section(html, ident)), ident
     assert "100,000" in text(section(html, "budgets"))  # the config's budgets, not yet met by any
@@ -281,3 +283,9 @@ def test_report_reads_the_flat_export_json(run_copy: Path, capsys) -> None:
     export = text(section(report(run_copy, capsys), "export"))
     assert "model.nnp" in export and "19.17 %" in export and "2.98e-07" in export
     assert "inherited from the supernet" in export and key in export
+
+
+def test_report_of_a_selected_subnet_not_yet_retrained(run_copy: Path, capsys) -> None:
+    shutil.rmtree(run_copy / "retrain")
+    html = report(run_copy, capsys)
+    assert f"hwnas retrain {run_copy}" in text(section(html, "retrained"))

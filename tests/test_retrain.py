@@ -12,7 +12,8 @@ import pytest
 from hwnas import pipeline
 from hwnas.data import augment, default_augmentation
 from hwnas.evaluate import split_accuracy
-from hwnas.retrain import RetrainLearner, fresh_subnet, read_arch_json, retrained_subnet
+from hwnas.retrain import (RetrainLearner, fresh_subnet, read_arch_json, retrain_dir,
+                           retrained_subnet)
 from hwnas.supernet import Arch
 from hwnas.supernet.learners import load_weights
 from test_cli import assert_usage_error, cli, snapshot
@@ -67,14 +68,20 @@ def test_augmentation_is_reproducible_and_chosen_per_data_set():
 # --- retraining end to end -------------------------------------------------------------------
 
 
+def selected_dir(run: Path) -> Path:
+    """The retraining directory of the run's selected subnet."""
+    return retrain_dir(run, json.loads((run / "selected.json").read_text())["key"])
+
+
 def test_the_finished_run_retrained_its_selected_subnet_from_scratch(finished_run):
     """``hwnas run`` retrains the selected subnet; the reported numbers are the weights'."""
     run = pipeline.RunDir.open(finished_run)
-    result = json.loads((finished_run / "retrain" / "result.json").read_text())
+    result = json.loads((selected_dir(finished_run) / "result.json").read_text())
     selected = json.loads((finished_run / "selected.json").read_text())
     assert result["key"] == selected["key"]
     assert result["epochs"] == run.config.retrain.epochs == len(
-        pd.read_csv(finished_run / "retrain" / "log.csv"))
+        pd.read_csv(selected_dir(finished_run) / "log.csv"))
+    assert finished_run / result["weights"] == selected_dir(finished_run) / "weights.h5"
     ws = pipeline.workspace(run, progress=False)
     arch = Arch(result["arch"])
     subnet = retrained_subnet(run, ws.space, arch)
@@ -99,7 +106,7 @@ def test_retraining_learns(run_copy, capfd):
     status, out, _ = cli(capfd, "retrain", run_copy, "--arch-json", run_copy / "selected.json",
                          "--quiet")
     assert status == 0 and "test accuracy" in out  # the finished retraining, reported again
-    log = pd.read_csv(run_copy / "retrain" / "log.csv")
+    log = pd.read_csv(selected_dir(run_copy) / "log.csv")
     assert {"epoch", "loss", "train_accuracy", "val_accuracy", "lr"} <= set(log.columns)
     assert log["loss"].iloc[-1] < log["loss"].iloc[0]
     assert log["lr"].is_monotonic_decreasing  # cosine annealing
@@ -130,14 +137,14 @@ def test_resumed_retraining_equals_an_uninterrupted_one(finished_run, tmp_path, 
         interrupt_after(patch, 25)  # inside the third epoch (11 steps each)
         status, _, err = cli(capfd, "retrain", resumed, "--epochs", "3", "--quiet")
     assert_usage_error(status, err, "interrupted", "same command again")
-    assert not (resumed / "retrain" / "result.json").exists()
-    assert len(pd.read_csv(resumed / "retrain" / "log.csv")) == 2
+    assert not (selected_dir(resumed) / "result.json").exists()
+    assert len(pd.read_csv(selected_dir(resumed) / "log.csv")) == 2
     assert cli(capfd, "retrain", resumed, "--epochs", "3", "--quiet")[0] == 0
-    a = json.loads((straight / "retrain" / "result.json").read_text())
-    b = json.loads((resumed / "retrain" / "result.json").read_text())
+    a = json.loads((selected_dir(straight) / "result.json").read_text())
+    b = json.loads((selected_dir(resumed) / "result.json").read_text())
     for key in ("test_accuracy", "val_accuracy", "supernet_test_accuracy", "key", "recipe"):
         assert a[key] == b[key], key
-    log_a, log_b = (pd.read_csv(r / "retrain" / "log.csv").drop(columns="seconds")
+    log_a, log_b = (pd.read_csv(selected_dir(r) / "log.csv").drop(columns="seconds")
                     for r in (straight, resumed))
     pd.testing.assert_frame_equal(log_a, log_b)
     run = pipeline.RunDir.open(straight)
@@ -145,25 +152,36 @@ def test_resumed_retraining_equals_an_uninterrupted_one(finished_run, tmp_path, 
     nets = []
     for r in (straight, resumed):
         net = fresh_subnet(space, Arch(a["arch"]), 99)
-        load_weights(net, r / "retrain" / "weights.h5")
+        load_weights(net, selected_dir(r) / "weights.h5")
         nets.append(net.net_parameters())
     assert all(np.array_equal(nets[0][k].d, nets[1][k].d) for k in nets[0])
 
 
-def test_a_finished_retraining_is_kept_and_other_requests_are_refused(run_copy, capfd):
+def test_each_subnet_keeps_its_own_retraining(run_copy, capfd):
     before = snapshot(run_copy)
     status, out, _ = cli(capfd, "retrain", run_copy, "--quiet")
     assert status == 0 and "test accuracy" in out
-    assert snapshot(run_copy) == before  # nothing trained again, nothing rewritten
-    result = json.loads((run_copy / "retrain" / "result.json").read_text())
-    other = dict(result["arch"])
-    block = next(iter(other))
-    other[block] = next(o for o in ("ir_k3_e2", "ir_k5_e2", "ir_k3_e3") if o != other[block])
-    status, _, err = cli(capfd, "retrain", run_copy, "--arch", Arch(other).key)
-    assert_usage_error(status, err, "another subnet", result["key"], "move it away")
+    assert snapshot(run_copy) == before  # finished: nothing trained again, nothing rewritten
+    result = json.loads((selected_dir(run_copy) / "result.json").read_text())
+    # The same subnet with another recipe would mix two trainings: refused.
     status, _, err = cli(capfd, "retrain", run_copy, "--epochs", "7")
     assert_usage_error(status, err, f"epochs={result['epochs']}", "not 7")
     assert snapshot(run_copy) == before
+    # Another subnet trains beside it; the selected one's retraining stays what it was.
+    other = dict(result["arch"])
+    block = next(iter(other))
+    other[block] = next(o for o in ("ir_k3_e2", "ir_k5_e2", "ir_k3_e3") if o != other[block])
+    other = Arch(other)
+    status, out, _ = cli(capfd, "retrain", run_copy, "--arch", other.key, "--quiet")
+    assert status == 0 and other.key in out
+    after = snapshot(run_copy)
+    assert {k: v for k, v in after.items() if k in before} == before
+    assert json.loads((retrain_dir(run_copy, other.key) / "result.json").read_text())["key"] == \
+        other.key
+    # Export picks each subnet's own retraining.
+    assert cli(capfd, "export", run_copy, "--arch", other.key, "--format", "nnp")[0] == 0
+    exported = json.loads((run_copy / "export.json").read_text())
+    assert exported["key"] == other.key and exported["weights"] == "retrained"
 
 
 def test_arch_json_accepts_choices_or_a_record(tmp_path):

@@ -56,4 +56,5 @@ def print_retrained(run: pipeline.RunDir, result: dict) -> None:
     print(f"  test accuracy {result['test_accuracy']:.4f} on {result['test_examples']} examples; "
           f"the supernet's estimate with inherited weights: test "
           f"{result['supernet_test_accuracy']:.4f}, val {result['supernet_val_accuracy']:.4f}")
-    print(f"wrote {run / result['weights']} and {run / 'retrain' / 'result.json'}")
+    weights = run / result["weights"]
+    print(f"wrote {weights} and {weights.parent / 'result.json'}")

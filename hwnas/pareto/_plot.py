@@ -107,7 +107,8 @@ def plot_front(evaluations: Iterable[Evaluation], objectives: Sequence[str],
             ax.set_ylabel(AXIS_LABELS[y_name])
             ax.set_title(f"{_TITLES[y_name].capitalize()} vs {_TITLES[x_name]}")
             ax.legend(loc="best", fontsize="small")
-        fig.suptitle(f"{len(unique)} evaluated subnets, {len(front)} on the Pareto front "
-                     f"over {', '.join(names)}")
+        # One panel is too narrow for the title on one line.
+        fig.suptitle(f"{len(unique)} evaluated subnets, {len(front)} on the Pareto front"
+                     f"{chr(10) if columns == 1 else ' '}over {', '.join(names)}")
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
