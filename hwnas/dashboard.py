@@ -57,6 +57,9 @@ def serve(run: RunDir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
           announce: Callable[[str], None] | None = None) -> None:
     """Serves the dashboard until Ctrl-C; ``announce`` gets the URL once it listens."""
     server = dashboard_server(run, host, port)
+    if host in ("0.0.0.0", "::", ""):  # every address: name one other machines can use
+        import socket
+        host = socket.gethostname()
     where = f"[{host}]" if ":" in host else host
     url = f"http://{where}:{server.server_port}/dashboard/"
     (announce or (lambda u: print(u, flush=True)))(url)

@@ -289,3 +289,33 @@ def test_report_of_a_selected_subnet_not_yet_retrained(run_copy: Path, capsys) -
     shutil.rmtree(run_copy / "retrain")
     html = report(run_copy, capsys)
     assert f"hwnas retrain {run_copy}" in text(section(html, "retrained"))
+
+
+def test_dashboard_interrupted_while_starting_just_stops(run_copy: Path, capsys, monkeypatch):
+    import hwnas.dashboard
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hwnas.dashboard, "serve", interrupted)
+    assert main(["dashboard", str(run_copy)]) == 2
+    assert capsys.readouterr().err.strip() == "hwnas: interrupted"  # nothing to resume
+
+
+def test_dashboard_on_every_address_prints_a_usable_url(run_copy: Path, monkeypatch):
+    import hwnas.dashboard
+    from hwnas.pipeline import RunDir
+
+    class Server:
+        server_port = 8123
+
+        def serve_forever(self):
+            raise KeyboardInterrupt
+
+        def server_close(self):
+            pass
+
+    monkeypatch.setattr(hwnas.dashboard, "dashboard_server", lambda *args: Server())
+    urls: list[str] = []
+    hwnas.dashboard.serve(RunDir.open(run_copy), "0.0.0.0", 0, announce=urls.append)
+    assert urls == [f"http://{socket.gethostname()}:8123/dashboard/"]

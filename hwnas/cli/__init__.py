@@ -31,6 +31,7 @@ def build_parser() -> Parser:
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for bad input)."""
     from hwnas.errors import HwnasError
+    args = None
     try:
         args = build_parser().parse_args(argv)
         args.func(args)
@@ -43,7 +44,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hwnas: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("hwnas: interrupted; run the same command again to resume", file=sys.stderr)
+        # Commands that compute something resume; the others (resumes=False) just stop.
+        resumes = getattr(args, "resumes", True)
+        print("hwnas: interrupted" + ("; run the same command again to resume" if resumes else ""),
+              file=sys.stderr)
         return 2
     except OSError as exc:
         where = f": {exc.filename}" if exc.filename else ""

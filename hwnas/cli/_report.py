@@ -27,7 +27,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.set_defaults(func=cmd_dashboard)
+    p.set_defaults(func=cmd_dashboard, resumes=False)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
