@@ -63,8 +63,15 @@ class RunDir:
             raise RunDirError(f"{path} is a file, not a directory; choose another --out")
         if (path / CONFIG).exists():
             stored = cls.open(path).config
-            diff = _first_difference(stored.to_dict(), config.to_dict())
+            # The retraining recipe is not part of what was trained and searched: a new one
+            # replaces the stored one (each retraining records and guards its own recipe).
+            diff = _first_difference({**stored.to_dict(), "retrain": None},
+                                     {**config.to_dict(), "retrain": None})
             if diff is None:
+                if stored.retrain != config.retrain:
+                    atomic_write_text(path / CONFIG,
+                                      yaml.safe_dump(config.to_dict(), sort_keys=False))
+                    return cls(path, config)
                 return cls(path, stored)
             # A directory holding only its config stopped before producing anything
             # (say, at a missing dataset): nothing to lose, the corrected config replaces it.

@@ -434,6 +434,33 @@ def test_run_into_a_directory_of_another_experiment(run_copy, tiny_config, tmp_p
     assert_changed_nothing(before, run_copy)
 
 
+def test_a_new_retraining_recipe_reuses_the_run(run_copy, tiny_config, tmp_path, capfd):
+    """The recipe is not part of what was trained and searched: the run directory takes the
+    new one and keeps everything else; the finished retraining of the selected subnet is
+    not overwritten (one line says to move it away), and then it is retrained with it."""
+    import shutil
+
+    from hwnas.retrain import retrain_dir
+    other = edited_config(tiny_config, tmp_path, "other.yaml", "retrain: {epochs: 2}",
+                          "retrain: {epochs: 3}")
+    before = snapshot(run_copy)
+    status, _, err = cli(capfd, "run", other, "--out", run_copy, "--quiet")
+    assert_usage_error(status, err, "epochs=2, not 3", "move it away")
+    assert {k: v for k, v in snapshot(run_copy).items() if k != "config.yaml"} == {
+        k: v for k, v in before.items() if k != "config.yaml"}
+    old = retrain_dir(run_copy, json.loads((run_copy / "selected.json").read_text())["key"])
+    shutil.move(old, tmp_path / "old-retraining")
+    status, out, err = cli(capfd, "run", other, "--out", run_copy, "--quiet")
+    assert status == 0, err
+    assert "for 3 epochs" in out
+    assert yaml.safe_load((run_copy / "config.yaml").read_text())["retrain"]["epochs"] == 3
+    after = snapshot(run_copy)
+    for name in ("supernet.h5", "train_state.npz", "study.journal", "selected.json"):
+        assert after[name] == before[name], name
+    assert {k: v for k, v in after.items() if k.startswith("retrain/")} != {
+        k: v for k, v in before.items() if k.startswith("retrain/")}
+
+
 @pytest.mark.parametrize("argv, fragment", [
     (["frobnicate"], "frobnicate"),
     ([], "hwnas"),
