@@ -18,6 +18,9 @@ from tests.test_cli import HWNAS, cli, load_trials
 
 TRIALS = 18
 KILLS = 5
+#: Kills that must land before the search ends (each lets at most a few subnets through,
+#: and the finished tiny run leaves 12 to evaluate; a loaded machine changes how many).
+MIN_KILLS = 3
 
 
 def search_process(run: Path, strategy: str) -> subprocess.Popen:
@@ -27,9 +30,10 @@ def search_process(run: Path, strategy: str) -> subprocess.Popen:
                             start_new_session=True)
 
 
-def wait_for_progress(run: Path, before: int, proc: subprocess.Popen) -> None:
-    """Returns once the search evaluated another subnet (or ended)."""
-    deadline = time.monotonic() + 120
+def wait_for_progress(run: Path, before: int, proc: subprocess.Popen,
+                      timeout: float = 120.0) -> None:
+    """Returns once the search evaluated another subnet, ended, or ``timeout`` s passed."""
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
         if len(set(fresh_evaluations(run))) > before:
             return
@@ -52,8 +56,9 @@ def test_sigkill_at_random_moments_then_resume(strategy, run_copy, tmp_path, cap
     while kills < KILLS:
         before = len(set(fresh_evaluations(run_copy)))
         proc = search_process(run_copy, strategy)
-        if kills % 2:  # during start-up, or at a random moment after it made progress
-            time.sleep(rng.uniform(0.5, 2.5))
+        if kills % 2:  # during start-up (or as its first evaluation lands), or at a
+            # random moment after it made progress
+            wait_for_progress(run_copy, before, proc, timeout=rng.uniform(0.5, 2.5))
         else:
             wait_for_progress(run_copy, before, proc)
             time.sleep(rng.uniform(0.0, 0.2))
@@ -67,7 +72,7 @@ def test_sigkill_at_random_moments_then_resume(strategy, run_copy, tmp_path, cap
     proc = search_process(run_copy, strategy)
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
-    assert kills == KILLS, "the search finished too fast to be killed"
+    assert kills >= MIN_KILLS, f"the search finished after {kills} kills"
     keys = fresh_evaluations(run_copy)
     assert len(keys) == len(set(keys)) == TRIALS  # none lost, none evaluated twice
     assert not [t for t in load_trials(run_copy) if t.state == TrialState.RUNNING]
