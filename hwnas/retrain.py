@@ -150,6 +150,8 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
         try:
             held = json.loads(path.read_text())
             key, recipe = held["key"], held["recipe"]
+            if not isinstance(recipe, dict):
+                raise TypeError(f"its recipe is a {type(recipe).__name__}")
         except (ValueError, KeyError, TypeError) as exc:
             raise RunDirError(f"{path} is damaged ({exc}); move {where} away to retrain "
                               "from scratch") from None
@@ -157,9 +159,10 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
             raise RunDirError(f"{where} holds the retraining of another subnet ({key}); "
                               "move it away to retrain this one there")
         if recipe != claim["recipe"]:
-            diff = next(k for k in claim["recipe"] if recipe.get(k) != claim["recipe"][k])
+            diff = next(k for k in {**recipe, **claim["recipe"]}
+                        if recipe.get(k) != claim["recipe"].get(k))
             raise RunDirError(f"{where} was retrained with {diff}={recipe.get(diff)!r}, not "
-                              f"{claim['recipe'][diff]!r}; move it away to retrain with "
+                              f"{claim['recipe'].get(diff)!r}; move it away to retrain with "
                               "this recipe")
         return
     where.mkdir(parents=True, exist_ok=True)
