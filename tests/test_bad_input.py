@@ -231,6 +231,14 @@ def claim_other_subnet(ctx: Ctx) -> None:
     assert claim["key"] != "b0=skip|b1=ir_k3_e2"
 
 
+def claim_with_a_list_recipe(ctx: Ctx) -> None:
+    import json
+    path = selected_retraining(ctx) / "arch.json"
+    claim = json.loads(path.read_text())
+    claim["recipe"] = [claim["recipe"]["epochs"]]
+    path.write_text(json.dumps(claim))
+
+
 def tear_claim(ctx: Ctx) -> None:
     path = selected_retraining(ctx) / "arch.json"
     path.write_bytes(half(path.read_bytes()))
@@ -549,6 +557,9 @@ CASES: dict[str, Case] = {
                                  ("retrain", "epochs=", "not 7")),
     "retrain_damaged_claim": Case(("retrain", "{run}"), ("arch.json", "damaged"),
                                   tear_claim),
+    "retrain_claim_recipe_not_a_mapping": Case(("retrain", "{run}"),
+                                               ("arch.json", "damaged", "list"),
+                                               claim_with_a_list_recipe),
     "retrain_before_select": Case(("retrain", "{run}"), ("nothing selected", "hwnas select"),
                                   delete("selected.json")),
     # -- Ctrl-C
