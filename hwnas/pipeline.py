@@ -411,7 +411,7 @@ def _deploy_subnet(run: RunDir, ws: Workspace, arch: Arch) -> tuple[nn.Module, s
     ``hwnas retrain`` finished for this subnet, else "supernet" (shared weights, BN
     statistics recalibrated)."""
     from hwnas.retrain import retrained_subnet
-    subnet = retrained_subnet(run, ws.space, arch)
+    subnet = retrained_subnet(run, ws.supernet, arch)
     if subnet is not None:
         return subnet, "retrained"
     ws.evaluator.recalibrate(arch)

@@ -60,13 +60,11 @@ def retrain_dir(run, key: str) -> Path:
     return run / RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int | None) -> Supernet:
-    """A standalone subnet for ``arch`` with freshly initialised weights (seeded unless
-    ``seed`` is None: weights about to be loaded need no particular start)."""
-    if seed is not None:
-        import nnabla as nn
-        nn.seed(seed)
-        np.random.seed(seed)  # nnabla's initialisers draw from numpy's global generator
+def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int) -> Supernet:
+    """A standalone subnet for ``arch`` with freshly initialised, seeded weights."""
+    import nnabla as nn
+    nn.seed(seed)
+    np.random.seed(seed)  # nnabla's initialisers draw from numpy's global generator
     return space.supernet().extract(arch)
 
 
@@ -169,8 +167,11 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
     atomic_write_json(path, claim)
 
 
-def retrained_subnet(run, space: BaseSearchSpace, arch: Arch) -> Supernet | None:
-    """The retrained subnet of ``arch`` (inference mode), or None when it was not retrained."""
+def retrained_subnet(run, supernet: Supernet, arch: Arch) -> Supernet | None:
+    """The retrained subnet of ``arch`` (inference mode), or None when it was not retrained.
+
+    ``supernet`` (the run's) only lends the subnet's structure: every weight is replaced.
+    """
     where = retrain_dir(run, arch.key)
     path = where / RESULT
     if not path.exists():
@@ -182,7 +183,7 @@ def retrained_subnet(run, space: BaseSearchSpace, arch: Arch) -> Supernet | None
         raise RunDirError(f"{path} is damaged ({exc}); rerun 'hwnas retrain'") from None
     if key != arch.key:
         return None
-    subnet = fresh_subnet(space, arch, None)
+    subnet = supernet.extract(arch)
     load_weights(subnet, where / RetrainLearner.weights_file)
     subnet.training = False
     return subnet

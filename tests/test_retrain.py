@@ -84,7 +84,7 @@ def test_the_finished_run_retrained_its_selected_subnet_from_scratch(finished_ru
     assert finished_run / result["weights"] == selected_dir(finished_run) / "weights.h5"
     ws = pipeline.workspace(run, progress=False)
     arch = Arch(result["arch"])
-    subnet = retrained_subnet(run, ws.space, arch)
+    subnet = retrained_subnet(run, ws.supernet, arch)
     assert split_accuracy(subnet, ws.data.test) == pytest.approx(result["test_accuracy"])
     # From scratch: nothing of the supernet's weights, which give the estimate.
     inherited = ws.supernet.extract(arch).get_parameters(grad_only=True)
