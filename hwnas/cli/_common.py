@@ -20,6 +20,11 @@ class Parser(argparse.ArgumentParser):
         raise UsageError(f"{self.prog}: {message} (see '{self.prog} --help')")
 
 
+def add_quiet(p: argparse.ArgumentParser) -> None:
+    """The ``--quiet`` flag of commands with progress bars."""
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
 def print_front(pareto: ParetoFront, out=None) -> None:
     """Prints the front as a table, most accurate first."""
     out = out or sys.stdout

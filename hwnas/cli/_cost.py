@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from hwnas import pipeline, profiling
+from hwnas.cli._common import add_quiet
 from hwnas.errors import HwnasError
 
 
@@ -18,7 +19,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "the device to be quiet: keep other work off the machine meanwhile.")
     p.add_argument("run", help="run directory")
     p.add_argument("--rebuild", action="store_true", help="measure again even if lut.json fits")
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_lut)
 
     p = sub.add_parser("profile", help="check the latency table against whole subnets",
@@ -30,12 +31,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--check", type=int, default=100, metavar="N",
                    help="subnets to measure whole (default: 100)")
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_profile)
-
-
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def cmd_lut(args: argparse.Namespace) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from hwnas import pipeline
+from hwnas.cli._common import add_quiet
 from hwnas.errors import HwnasError
 from hwnas.supernet import Arch
 
@@ -23,7 +24,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        help="a JSON file with the choices (or a record with an 'arch' entry)")
     p.add_argument("--epochs", type=int, metavar="N",
                    help="epochs instead of the config's retrain.epochs")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_quiet(p)
     p.set_defaults(func=cmd_retrain)
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hwnas import pipeline, training
 from hwnas.arch import Arch
-from hwnas.cli._common import describe, print_front
+from hwnas.cli._common import add_quiet, describe, print_front
 from hwnas.errors import HwnasError
 from hwnas.export import FORMATS
 from hwnas.pareto import parse_budgets
@@ -28,7 +28,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     _budget_arg(p, "budget for the final selection only, e.g. latency_ms=1.5 (repeatable; "
                 "default: the config's budgets, which also mark the front and the trials)")
     _parallel_args(p)
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("train", help="train (or resume training) the supernet",
@@ -39,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "derived.png.")
     p.add_argument("config", nargs="?", help="experiment YAML, or an existing run directory")
     p.add_argument("--out", help="run directory (default: runs/NAME)")
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("search", help="search the trained supernet (resumes)",
@@ -52,7 +52,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--strategy", metavar="NAME",
                    help="search strategy instead of the config's: " + _strategy_names())
     _parallel_args(p)
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("study", help="create the run's study in a database for workers",
@@ -76,7 +76,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, help="this worker's seed, for a reproducible worker "
                    "(default: the config's seed + 1 + the process id)")
     p.add_argument("--strategy", metavar="NAME", help="an Optuna strategy instead of the config's")
-    _quiet(p)
+    add_quiet(p)
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("compare", help="compare the searches of several runs",
@@ -135,10 +135,6 @@ def _parallel(args: argparse.Namespace) -> dict:
     if args.dask is not None and args.workers != 1:
         raise HwnasError("give either --workers or --dask, not both")
     return {"workers": args.workers, "dask": args.dask}
-
-
-def _quiet(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def _budgets(args: argparse.Namespace) -> dict[str, float] | None:
