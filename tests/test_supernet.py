@@ -43,7 +43,7 @@ def bn_statistics(y: nn.Variable) -> set[nn.Variable]:
     stats: set[nn.Variable] = set()
 
     def visit(function) -> None:
-        if function.info.type_name == "BatchNormalization":
+        if function.info.type_name in ("BatchNormalization", "NumpyBatchNormalization"):
             stats.update(function.inputs[-2:])
 
     y.visit(visit)

@@ -56,7 +56,8 @@ __all__ = [
 ]
 
 BYTES_PER_ELEMENT = 4
-_BATCH_NORMS = ("BatchNormalization", "SyncBatchNormalization")
+#: NumpyBatchNormalization is hwnas's training-mode kernel (hwnas/supernet/_batchnorm.py).
+_BATCH_NORMS = ("BatchNormalization", "SyncBatchNormalization", "NumpyBatchNormalization")
 
 
 def _functions(output: nn.Variable) -> list[Function]:

@@ -6,6 +6,8 @@ import nnabla.functions as F
 import nnabla.parametric_functions as PF
 from nnabla.initializer import ConstantInitializer
 
+from hwnas.supernet._batchnorm import batch_normalization
+
 
 def relu(x: nn.Variable) -> nn.Variable:
     """ReLU as ``max(x, 0)``: the same values, several times faster than ``F.relu`` on CPU."""
@@ -31,9 +33,9 @@ class Op(nn.Module):
 
     def bn(self, h: nn.Variable, name: str, zero_gamma: bool = False) -> nn.Variable:
         init = {"gamma": ConstantInitializer(0.0)} if zero_gamma else None
-        return PF.batch_normalization(h, batch_stat=self.training, decay_rate=self.bn_decay,
-                                      param_init=init, name=name, fix_parameters=self.frozen,
-                                      no_scale=not self.affine_bn, no_bias=not self.affine_bn)
+        return batch_normalization(h, batch_stat=self.training, decay_rate=self.bn_decay,
+                                   param_init=init, name=name, fix_parameters=self.frozen,
+                                   no_scale=not self.affine_bn, no_bias=not self.affine_bn)
 
 
 class ConvBNReLU(Op):
