@@ -2,8 +2,9 @@
 
 Part 1 times one BN, forward and backward (to x, and to beta and gamma when
 affine), at the shapes of the DARTS space's cells at batch 32 and 16 initial
-channels: (32, 16, 32, 32), (32, 32, 16, 16), (32, 64, 8, 8), without and with
-scale and shift. Both kernels must first give the same output and gradients
+channels: (32, 16, 32, 32), (32, 32, 16, 16), (32, 64, 8, 8), and at two small
+shapes either side of ``MIN_ELEMENTS`` (below it hwnas keeps nnabla's kernel),
+without and with scale and shift. Both kernels must first give the same output and gradients
 (np.allclose, rtol 1e-4). Each number is the median wall time of the timed
 calls; the two kernels alternate call by call.
 
@@ -37,10 +38,12 @@ from _common import code_version  # noqa: E402
 from bench_learners import SPACES, QUICK_DARTS, make_learner, run_steps  # noqa: E402
 from hwnas._io import atomic_write_json  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402
+from hwnas.supernet import _batchnorm  # noqa: E402
 from hwnas.supernet._batchnorm import batch_normalization, nnabla_batchnorm  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SHAPES = [(32, 16, 32, 32), (32, 32, 16, 16), (32, 64, 8, 8)]
+#: The DARTS space's shapes, then two small ones either side of MIN_ELEMENTS.
+SHAPES = [(32, 16, 32, 32), (32, 32, 16, 16), (32, 64, 8, 8), (64, 16, 8, 8), (32, 8, 8, 8)]
 KERNELS = ("numpy", "nnabla")
 
 
@@ -48,8 +51,12 @@ def bn_graph(shape: tuple[int, ...], affine: bool, kernel: str, scope: str):
     x = nn.Variable(shape, need_grad=True)
     with nn.parameter_scope(scope):
         if kernel == "numpy":
-            y = batch_normalization(x, batch_stat=True, decay_rate=0.9, name="bn",
-                                    no_scale=not affine, no_bias=not affine)
+            minimum, _batchnorm.MIN_ELEMENTS = _batchnorm.MIN_ELEMENTS, 0
+            try:
+                y = batch_normalization(x, batch_stat=True, decay_rate=0.9, name="bn",
+                                        no_scale=not affine, no_bias=not affine)
+            finally:
+                _batchnorm.MIN_ELEMENTS = minimum
         else:
             with nnabla_batchnorm():
                 y = batch_normalization(x, batch_stat=True, decay_rate=0.9, name="bn",

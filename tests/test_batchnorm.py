@@ -70,6 +70,24 @@ def test_numpy_kernel_computes_what_nnabla_computes(shape, affine, frozen, decay
         assert not np.allclose(got_p["gamma"][1], 0.25)
 
 
+def test_reading_parameters_leaves_them_exactly_as_they_were() -> None:
+    """Weights set from float64 arrays keep their float64 values (a float32 cast would round
+    them, and tests that an architecture step leaves the weights alone would fail)."""
+    nn.clear_parameters()
+    x = nn.Variable((4, 3, 2, 2), need_grad=True)
+    y = batch_normalization(x, batch_stat=True, decay_rate=0.9, name="bn", fix_parameters=True)
+    params = nn.get_parameters(grad_only=False)
+    values = {k: np.random.default_rng(1).normal(size=p.shape) for k, p in params.items()}
+    for k, p in params.items():
+        p.d = values[k]
+    x.d = np.random.default_rng(2).normal(size=x.shape)
+    y.forward()
+    y.backward(np.ones(y.shape))
+    for k in ("bn/bn/beta", "bn/bn/gamma"):
+        assert params[k].d.dtype == np.float64 and np.array_equal(params[k].d, values[k])
+    assert not np.allclose(params["bn/bn/mean"].d, values["bn/bn/mean"])  # the running mean moved
+
+
 def test_input_gradient_matches_finite_differences() -> None:
     nn.clear_parameters()
     rng = np.random.default_rng(3)
@@ -136,9 +154,20 @@ def test_a_darts_space_search_trains_to_the_same_weights_with_either_kernel(vari
 
 
 @pytest.fixture(autouse=True)
-def _clean_parameters():
+def _clean_parameters(monkeypatch):
+    # These tests use small tensors; in use, those keep nnabla's kernel (tested below).
+    monkeypatch.setattr(_batchnorm, "MIN_ELEMENTS", 0)
     yield
     nn.clear_parameters()
+
+
+def test_small_inputs_keep_nnabla_batch_normalization(monkeypatch) -> None:
+    monkeypatch.setattr(_batchnorm, "MIN_ELEMENTS", 2 * 3 * 4 * 4)
+    kinds = [batch_normalization(nn.Variable(shape), batch_stat=True, decay_rate=0.9,
+                                 name=f"bn{i}").parent.info.type_name
+             for i, shape in enumerate([(2, 3, 4, 4), (2, 3, 4, 3), (3, 3, 4, 4)])]
+    assert kinds == ["NumpyBatchNormalization", "BatchNormalization",
+                     "NumpyBatchNormalization"]
 
 
 def test_module_graph_uses_the_numpy_kernel_in_training_and_nnabla_in_inference() -> None:

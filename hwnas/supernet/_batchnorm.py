@@ -1,12 +1,13 @@
 """Training-mode batch normalization computed with numpy on CPU.
 
 nnabla 1.39's CPU kernel for batch normalization over the channel axis of an
-NCHW tensor takes about 20 ns an element forward and as much again backward,
-a third of a DARTS search step. The same arithmetic in numpy, done as
-reductions over contiguous (N, C, H*W) views, is three to six times faster
-(``bench/bench_batchnorm.py``). Only the batch-statistics mode (training) runs
-here: inference graphs, which export, folding and latency measurement read,
-keep nnabla's ``BatchNormalization`` function, and so does any non-CPU context.
+NCHW tensor took a third of a DARTS search step. The same arithmetic in
+numpy, done as reductions over contiguous (N, C, H*W) views, takes 0.3-0.6x
+its time, forward and backward, at the DARTS space's shapes
+(``bench/bench_batchnorm.py``); below ``MIN_ELEMENTS`` nnabla's kernel is
+faster. Only the batch-statistics mode (training) runs here: inference
+graphs, which export, folding and latency measurement read, keep nnabla's
+``BatchNormalization`` function, and so does any non-CPU context.
 
 The parameters are the ones ``PF.batch_normalization`` creates, under the same
 names, so checkpoints and extracted subnets do not depend on which
@@ -25,6 +26,10 @@ import numpy as np
 from nnabla.function import PythonFunction
 
 EPS = 1e-5
+#: Smaller inputs keep nnabla's kernel: each call of a Python function costs
+#: about 1 ms of fixed overhead (reading an NdArray from Python alone takes
+#: 20-50 us), so numpy wins only from about 50,000 elements (bench_batchnorm.py).
+MIN_ELEMENTS = 65536
 _enabled = True
 
 
@@ -75,7 +80,7 @@ class NumpyBatchNorm(PythonFunction):
         x = _by_channel(_f32(inputs[0].data))
         count = x.shape[0] * x.shape[2]
         mean = x.sum(axis=2).sum(axis=0) / count
-        y = _f32(outputs[0].data).reshape(x.shape)
+        y = _f32(outputs[0].data, "w").reshape(x.shape)
         np.subtract(x, mean[None, :, None], out=y)
         var = np.einsum("ncm,ncm->c", y, y) / count
         rstd = (1.0 / np.sqrt(var + self.eps)).astype(np.float32)
@@ -84,8 +89,8 @@ class NumpyBatchNorm(PythonFunction):
         if self.affine:
             y += _f32(inputs[1].data).reshape(-1)[None, :, None]
         keep = self.decay_rate
-        running_mean = _f32(inputs[-2].data).reshape(-1)
-        running_var = _f32(inputs[-1].data).reshape(-1)
+        running_mean = _f32(inputs[-2].data, "rw").reshape(-1)
+        running_var = _f32(inputs[-1].data, "rw").reshape(-1)
         running_mean[...] = keep * running_mean + (1 - keep) * mean
         running_var[...] = keep * running_var + (1 - keep) * var * (count / max(count - 1, 1))
 
@@ -106,7 +111,7 @@ class NumpyBatchNorm(PythonFunction):
         scale = rstd * _f32(inputs[2].data).reshape(-1) if self.affine else rstd
         centred *= (scale * rstd * rstd * sum_dy_centred / count)[None, :, None]
         centred += (scale * sum_dy / count)[None, :, None]
-        dx = _f32(inputs[0].grad).reshape(x.shape)
+        dx = _f32(inputs[0].grad, "rw" if accum[0] else "w").reshape(x.shape)
         if accum[0]:
             dx -= centred
             dx += dy * scale[None, :, None]
@@ -120,15 +125,16 @@ def _by_channel(x: np.ndarray) -> np.ndarray:
     return x.reshape(x.shape[0], x.shape[1], -1)
 
 
-def _f32(array) -> np.ndarray:
-    """The float32 numpy view of an nnabla NdArray (casting it in place if it holds another type)."""
-    return array.cast(np.float32)
+def _f32(array, mode: str = "r") -> np.ndarray:
+    """The float32 numpy view of an nnabla NdArray: ``mode`` 'r' (another dtype stays as it is,
+    unlike with ``cast``), 'w' or 'rw'."""
+    return array.get_data(mode, np.float32)
 
 
 def _store(variable, value: np.ndarray, propagate: bool, accum: bool) -> None:
     if not propagate:
         return
-    grad = _f32(variable.grad).reshape(value.shape)
+    grad = _f32(variable.grad, "rw" if accum else "w").reshape(value.shape)
     if accum:
         grad += value
     else:
@@ -142,7 +148,8 @@ def batch_normalization(h: nn.Variable, *, batch_stat: bool, decay_rate: float, 
     y = PF.batch_normalization(h, batch_stat=batch_stat, decay_rate=decay_rate, eps=EPS,
                                param_init=param_init, name=name, fix_parameters=fix_parameters,
                                no_scale=no_scale, no_bias=no_bias)
-    if not (batch_stat and no_scale == no_bias and _enabled and _cpu_context()):
+    if not (batch_stat and no_scale == no_bias and _enabled and h.size >= MIN_ELEMENTS
+            and _cpu_context()):
         return y
     # The parameters exactly as PF created them (names, initial values, need_grad)
     # are the inputs of its BatchNormalization node, which is then left unused.
