@@ -25,8 +25,8 @@ class BaseStrategy(abc.ABC):
     strategies, the generation). One store then serves every strategy.
 
     Subclasses implement ``_propose`` and ``_learn``; the trial bookkeeping
-    is done here. Optuna samplers override ``ask`` (their study *is* their
-    memory). The class is not thread safe: one driver calls ``ask`` and
+    is done here. Optuna samplers propose through ``study.ask()``, which opens
+    the trial itself (their study *is* their memory). The class is not thread safe: one driver calls ``ask`` and
     ``tell``, and every ``Arch`` returned by ``ask`` is answered by exactly one
     ``tell`` or ``abandon``.
 
@@ -120,17 +120,21 @@ class BaseStrategy(abc.ABC):
         """
         archs = self._next(n)
         for arch in archs:
-            # A running trial with exactly these params. (study.ask() would pop
-            # the oldest waiting trial, which may be another strategy's.)
-            template = optuna.trial.create_trial(
-                state=TrialState.RUNNING, params=dict(arch),
-                distributions={name: CategoricalDistribution(list(options))
-                               for name, options in self.choices.items()},
-                user_attrs=self.trial_attrs(arch))
-            storage = self.study._storage
-            trial_id = storage.create_new_trial(self.study._study_id, template_trial=template)
-            self._pending.setdefault(arch.key, []).append(optuna.trial.Trial(self.study, trial_id))
+            self._open_trial(arch)
         return archs
+
+    def _open_trial(self, arch: Arch) -> None:
+        """Opens the study's trial of a proposal, for its ``tell`` or ``abandon``."""
+        # A running trial with exactly these params. (study.ask() would pop
+        # the oldest waiting trial, which may be another strategy's.)
+        template = optuna.trial.create_trial(
+            state=TrialState.RUNNING, params=dict(arch),
+            distributions={name: CategoricalDistribution(list(options))
+                           for name, options in self.choices.items()},
+            user_attrs=self.trial_attrs(arch))
+        storage = self.study._storage
+        trial_id = storage.create_new_trial(self.study._study_id, template_trial=template)
+        self._pending.setdefault(arch.key, []).append(optuna.trial.Trial(self.study, trial_id))
 
     def trial(self, arch: Arch) -> optuna.Trial:
         """The open trial of an asked subnet (the first, if it was asked twice)."""
