@@ -4,11 +4,11 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 from hwnas import _report_results as results
+from hwnas._git import git, source_state
 from hwnas._io import atomic_write_text
 from hwnas._report_parts import (Unreadable, code, curves, drawn_png, esc, figure, key, missing,
                                  note, number, page, pairs, percent, read_csv, read_json, table)
@@ -300,24 +300,14 @@ def source_commit() -> str | None:
     """The git commit of the hwnas source in use, with " (modified)" when its tracked files
     differ from it; None when hwnas is not run from a git checkout."""
     package = Path(__file__).resolve().parent
-
-    def git(*args: str) -> str | None:
-        try:
-            done = subprocess.run(["git", "-C", str(package), *args], capture_output=True,
-                                  text=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            return None
-        return done.stdout.strip() if done.returncode == 0 else None
-
-    top = git("rev-parse", "--show-toplevel")
+    top = (git(package, "rev-parse", "--show-toplevel") or "").strip()
     # An installed copy inside some other repository is not that repository's commit.
     if not top or not (Path(top) / "hwnas" / "__init__.py").resolve().parent == package:
         return None
-    commit = git("rev-parse", "HEAD")
-    if not commit:
+    state = source_state(package, ".")
+    if state is None:
         return None
-    modified = git("status", "--porcelain", "--untracked-files=no", "--", ".")
-    return commit + (" (modified)" if modified else "")
+    return state["commit"] + (" (modified)" if state["modified"] else "")
 
 
 SECTIONS: tuple[tuple[str, str, Builder], ...] = (

@@ -319,3 +319,23 @@ def test_dashboard_on_every_address_prints_a_usable_url(run_copy: Path, monkeypa
     urls: list[str] = []
     hwnas.dashboard.serve(RunDir.open(run_copy), "0.0.0.0", 0, announce=urls.append)
     assert urls == [f"http://{socket.gethostname()}:8123/dashboard/"]
+
+
+def test_source_state_names_the_commit_and_the_changed_tracked_files(tmp_path: Path) -> None:
+    from hwnas._git import source_state
+
+    assert source_state(tmp_path) is None  # not a checkout
+    env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",
+           "GIT_COMMITTER_EMAIL": "t@t", "PATH": "/usr/bin:/bin"}
+    (tmp_path / "pkg").mkdir()
+    for name in ("pkg/a.py", "b.py"):
+        (tmp_path / name).write_text("1\n")
+    for args in (["init", "-q"], ["add", "."], ["commit", "-qm", "x"]):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, env=env)
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    assert source_state(tmp_path) == {"commit": head, "modified": []}
+    (tmp_path / "b.py").write_text("2\n")
+    (tmp_path / "pkg" / "new.py").write_text("untracked\n")
+    assert source_state(tmp_path) == {"commit": head, "modified": [" M b.py"]}
+    assert source_state(tmp_path / "pkg", ".") == {"commit": head, "modified": []}
