@@ -11,6 +11,7 @@ nnabla's own converter (nnabla-converter), after the few rewrites listed in
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import tempfile
@@ -277,14 +278,26 @@ def export_checked(subnet: nn.Module, data: Dataset, directory: str | Path,
     return entries
 
 
-def write_record(directory: str | Path, arch: Arch, weights: str, data: Dataset,
+def weights_digest(module: nn.Module) -> str:
+    """SHA-256 of a module's parameters (names, shapes, float32 values), BN statistics included."""
+    digest = hashlib.sha256()
+    for name, param in sorted(module.get_parameters(grad_only=False).items()):
+        values = np.ascontiguousarray(param.d, dtype=np.float32)
+        digest.update(f"{name}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def write_record(directory: str | Path, arch: Arch, weights: str, digest: str, data: Dataset,
                  written: dict[str, dict]) -> dict[str, Any]:
     """Writes export.json: the subnet, its input and, per format, what :func:`export_checked` found.
 
-    The formats ``written`` now replace their entries. Another format's entry
-    stays while the previous export.json describes the same subnet with the
-    same weights and its file is there; otherwise that file goes, since it
-    would pass for this subnet's.
+    ``weights`` says where the weights come from ("retrained" or "supernet")
+    and ``digest`` is their :func:`weights_digest`. The formats ``written``
+    now replace their entries. Another format's entry stays while the previous
+    export.json describes the same subnet with the same weights (same digest)
+    and its file is there; otherwise that file goes, since it would pass for
+    this subnet's.
 
     Returns:
         What export.json holds.
@@ -292,7 +305,8 @@ def write_record(directory: str | Path, arch: Arch, weights: str, data: Dataset,
     directory = Path(directory)
     try:
         previous = json.loads((directory / RECORD).read_text())
-        same = (previous["key"], previous["weights"]) == (arch.key, weights)
+        same = ((previous["key"], previous["weights"], previous["weights_digest"])
+                == (arch.key, weights, digest))
         kept = dict(previous["formats"]) if same else {}
     except (OSError, ValueError, KeyError, TypeError):
         kept = {}  # none, damaged or of an older hwnas: nothing known to keep
@@ -303,7 +317,8 @@ def write_record(directory: str | Path, arch: Arch, weights: str, data: Dataset,
             formats[name] = entry
         else:
             (directory / fmt.filename).unlink(missing_ok=True)
-    record = {"key": arch.key, "arch": dict(arch), "weights": weights, "network": NETWORK,
+    record = {"key": arch.key, "arch": dict(arch), "weights": weights,
+              "weights_digest": digest, "network": NETWORK,
               "input": INPUT, "output": OUTPUT, "input_shape": [-1, *data.input_shape],
               "input_scale": "pixels in [0, 1]; normalisation is inside the model",
               "test_examples": len(data.test), "formats": formats}

@@ -19,7 +19,7 @@ from hwnas.config import ExperimentConfig, config_from_dict, load_config
 from hwnas.data import Dataset, load_dataset
 from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.evaluate import Evaluator
-from hwnas.export import FORMATS, export_checked, write_record
+from hwnas.export import FORMATS, export_checked, weights_digest, write_record
 from hwnas.hwcost import measure_gated
 from hwnas.pareto import (ParetoFront, Selection, hypervolume_history, plot_front,
                           plot_hypervolume, reference_point, select as select_subnet)
@@ -403,7 +403,7 @@ def export(run: RunDir, arch: Arch | None = None, *, ws: Workspace | None = None
         raise HwnasError(str(exc)) from None
     subnet, weights = _deploy_subnet(run, ws, arch)
     written = export_checked(subnet, ws.data, run.path, [f for f in FORMATS if f in formats])
-    return write_record(run.path, arch, weights, ws.data, written)
+    return write_record(run.path, arch, weights, weights_digest(subnet), ws.data, written)
 
 
 def _deploy_subnet(run: RunDir, ws: Workspace, arch: Arch) -> tuple[nn.Module, str]:

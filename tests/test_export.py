@@ -18,7 +18,8 @@ from test_cli import assert_changed_nothing, assert_usage_error, cli, load_trial
 
 import hwnas.export as export_module
 from hwnas.data import Dataset
-from hwnas.export import FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp
+from hwnas.export import (FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp,
+                          weights_digest)
 from hwnas.supernet import Arch, create_space
 
 SMALL = SMALL_SPACE
@@ -263,8 +264,8 @@ def test_a_graph_that_fixes_the_batch_size_is_refused(tmp_path: Path) -> None:
 
 # ---------------------------------------------------------------- hwnas export on a real run
 
-RECORD_KEYS = ["key", "arch", "weights", "network", "input", "output", "input_shape",
-               "input_scale", "test_examples", "formats"]
+RECORD_KEYS = ["key", "arch", "weights", "weights_digest", "network", "input", "output",
+               "input_shape", "input_scale", "test_examples", "formats"]
 
 
 def other_key(run: Path) -> str:
@@ -293,7 +294,7 @@ def test_export_round_trips_in_nnabla_and_onnxruntime(run_copy: Path, capfd, tmp
     ws = pipeline.workspace(run, progress=False)
     assert info["input_shape"] == [-1, *ws.data.input_shape]
     subnet, weights = pipeline._deploy_subnet(run, ws, Arch.from_key(info["key"]))
-    assert info["weights"] == weights
+    assert (info["weights"], info["weights_digest"]) == (weights, weights_digest(subnet))
     subnet.training = False
     test = ws.data.test
     y = subnet(nn.Variable.from_numpy_array(test.x))
@@ -328,6 +329,33 @@ def test_one_format_keeps_the_other_of_the_same_subnet_only(run_copy: Path, capf
     # The ONNX file of the other subnet is gone: it would pass for this one's.
     assert not (run_copy / "model.onnx").exists()
     assert (run_copy / "model.nnp").read_bytes() != nnp
+
+
+def test_one_format_drops_the_other_exported_from_other_weights(run_copy: Path, capfd) -> None:
+    """Same subnet, same source of weights, but other values (retrained again, or a supernet
+    trained further): the other format's file no longer matches and goes."""
+    info = json.loads((run_copy / "export.json").read_text())
+    info["weights_digest"] = "0" * 64  # what an export of other weights recorded
+    (run_copy / "export.json").write_text(json.dumps(info))
+    status, out, err = cli(capfd, "export", run_copy, "--format", "onnx")
+    assert status == 0, err
+    info = json.loads((run_copy / "export.json").read_text())
+    assert list(info["formats"]) == ["onnx"] and not (run_copy / "model.nnp").exists()
+    assert info["weights_digest"] != "0" * 64
+
+
+def test_weights_digest_follows_every_value_and_name(subnet) -> None:
+    digest = weights_digest(subnet)
+    assert digest == weights_digest(subnet) and len(digest) == 64
+    params = subnet.get_parameters(grad_only=False)
+    name = sorted(params)[-1]  # the last one (a BN running variance, say) counts too
+    before = params[name].d.copy()
+    params[name].d = before + np.float32(1e-3)
+    try:
+        assert weights_digest(subnet) != digest
+    finally:
+        params[name].d = before
+    assert weights_digest(subnet) == digest
 
 
 def test_an_unknown_format_is_one_line_and_changes_nothing(run_copy: Path, capfd) -> None:
