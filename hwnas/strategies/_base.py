@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 
 from hwnas.records import Evaluation
 from hwnas.studies._storage import record
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 
 class BaseStrategy(abc.ABC):

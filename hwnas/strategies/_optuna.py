@@ -12,7 +12,7 @@ from optuna.trial import FrozenTrial, TrialState
 from hwnas.pareto._sorting import non_dominated
 from hwnas.records import Evaluation
 from hwnas.strategies._base import BaseStrategy
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 
 class OptunaStrategy(BaseStrategy):

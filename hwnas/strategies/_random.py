@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.strategies._base import BaseStrategy
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 
 class RandomSearch(BaseStrategy):

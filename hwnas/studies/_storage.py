@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from hwnas.errors import RunDirError
 from hwnas.hwcost import Costs
 from hwnas.records import Evaluation
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 JOURNAL = "study.journal"
 STUDY_NAME = "hwnas"
