@@ -23,12 +23,13 @@ def trained_digits(path: Path, trials: int, batch: int | None = None):
     import time
 
     from hwnas import pipeline, profiling, training
+    from hwnas._rundir import configure_run
     from hwnas.errors import MeasurementError
 
     overrides = {"train.epochs": 1, "search.trials": trials}
     if batch is not None:
         overrides["search.batch"] = batch
-    run = pipeline.configure_run(str(ROOT / "experiments" / "digits.yaml"), str(path), overrides)
+    run = configure_run(str(ROOT / "experiments" / "digits.yaml"), str(path), overrides)
     training.train(run, progress=False)
     for attempt in range(4):
         try:

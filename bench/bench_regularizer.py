@@ -27,6 +27,7 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
 from hwnas import pipeline, profiling, training  # noqa: E402
+from hwnas._rundir import configure_run  # noqa: E402
 from hwnas._io import atomic_write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,7 +41,7 @@ def configure(root: Path, name: str, epochs: int, learner: dict,
               regularizer: dict | None) -> pipeline.RunDir:
     overrides = {"name": name, "train.epochs": epochs, "train.regularizer": regularizer,
                  **{f"train.{k}": v for k, v in learner.items()}}
-    return pipeline.configure_run(None, str(root / name), overrides)
+    return configure_run(None, str(root / name), overrides)
 
 
 def measure(run: pipeline.RunDir, arch) -> float:

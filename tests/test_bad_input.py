@@ -283,8 +283,8 @@ def trains_on_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
 
 def corrected_config_replaces_it(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     """A directory holding nothing but the failed config takes the corrected one."""
-    from hwnas import pipeline
-    run = pipeline.configure_run(str(ctx.tiny), str(ctx.tmp / "fresh"))
+    from hwnas._rundir import configure_run
+    run = configure_run(str(ctx.tiny), str(ctx.tmp / "fresh"))
     assert run.config.data.name == "synthetic"
     assert "synthetic" in (ctx.tmp / "fresh" / "config.yaml").read_text()
 

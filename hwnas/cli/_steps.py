@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from hwnas import pipeline, training
+from hwnas._rundir import configure_run
 from hwnas.arch import Arch
 from hwnas.cli._common import add_quiet, describe, print_front
 from hwnas.errors import HwnasError
@@ -151,7 +152,7 @@ def _run_for(config: str | None, out: str | None) -> pipeline.RunDir:
         if out is not None:
             raise HwnasError("give either a run directory or a config with --out, not both")
         return pipeline.RunDir.open(config)
-    return pipeline.configure_run(config, out)
+    return configure_run(config, out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -265,7 +266,7 @@ def _print_exported(run: pipeline.RunDir, info: dict, formats: tuple[str, ...]) 
 def cmd_run(args: argparse.Namespace) -> None:
     budgets = _budgets(args)  # before anything is written
     parallel = _parallel(args)
-    run = pipeline.configure_run(args.config, args.out)
+    run = configure_run(args.config, args.out)
     print(f"run directory: {run.path}")
     progress = not args.quiet
     training.train(run, progress=progress)
