@@ -26,9 +26,9 @@ class BaseStrategy(abc.ABC):
 
     Subclasses implement ``_propose`` and ``_learn``; the trial bookkeeping
     is done here. Optuna samplers propose through ``study.ask()``, which opens
-    the trial itself (their study *is* their memory). The class is not thread safe: one driver calls ``ask`` and
-    ``tell``, and every ``Arch`` returned by ``ask`` is answered by exactly one
-    ``tell`` or ``abandon``.
+    the trial itself (their study *is* their memory). The class is not thread
+    safe: one driver calls ``ask`` and ``tell``, and every ``Arch`` returned by
+    ``ask`` is answered by exactly one ``tell`` or ``abandon``.
 
     Args:
         study: the run's study; the trials go there.
