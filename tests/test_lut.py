@@ -305,15 +305,45 @@ def test_predictions_follow_real_measurements(space, supernet, monkeypatch) -> N
     monkeypatch.setattr(_gated, "PATIENCE", 20.0)
     profiler = NnablaProfiler(LatencyConfig(repeats=15, warmup=2, statistic="wall_p10",
                                             max_spread=2.0))
-    try:
-        table = LatencyTable.build(space, profiler, supernet=supernet, calibration_samples=6,
-                                   rng=np.random.default_rng(0), progress=False)
-        report = profiling.check(table, space, supernet, profiler, 4,
-                                 np.random.default_rng(1), progress=False)
-    except MeasurementError as exc:
-        pytest.skip(f"this machine is too busy to measure: {exc}")
+    # A table built while a shared machine ran slow for the whole build predicts
+    # too much once it runs fast again; the check says so (its warning) and the
+    # user rebuilds the table. So does this test, a few times, before it gives up.
+    reports = []
+    for attempt in range(3):
+        try:
+            table = LatencyTable.build(space, profiler, supernet=supernet,
+                                       calibration_samples=6,
+                                       rng=np.random.default_rng(attempt), progress=False)
+            report = profiling.check(table, space, supernet, profiler, 4,
+                                     np.random.default_rng(100 + attempt), progress=False)
+        except MeasurementError as exc:
+            pytest.skip(f"this machine is too busy to measure: {exc}")
+        reports.append(report)
+        if report["warning"] is None:
+            break
+    else:
+        pytest.skip("the machine's speed changed between every build and its check: "
+                    + "; ".join(f"probe {r['table_probe_ms']:.4f} -> {r['probe_ms']:.4f} ms"
+                                for r in reports))
     assert table.device == profiler.device and table.calibration.a > 0
-    assert report["n"] == 4 and report["mape"] < 0.5, report["worst"]
+    assert report["probe_ms"] >= report["table_probe_ms"] / (1.0 + _gated.TOLERANCE)
+    assert report["n"] == 4 and report["mape"] < 0.5, (report["worst"], report["probe_ms"],
+                                                       report["table_probe_ms"])
+
+
+def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space) -> None:
+    slow = FakeProfiler(space, slowdown=lambda m: 2.0)
+    table = LatencyTable.build(space, slow, supernet=space.supernet(), calibration_samples=6,
+                               rng=np.random.default_rng(0), progress=False)
+    supernet = space.supernet()
+    same = profiling.check(table, space, supernet, slow, 4, np.random.default_rng(1),
+                           progress=False)
+    assert same["warning"] is None and same["mape"] < 1e-6
+    fast = profiling.check(table, space, supernet, FakeProfiler(space), 4,
+                           np.random.default_rng(1), progress=False)
+    assert "faster" in fast["warning"] and "hwnas lut --rebuild" in fast["warning"]
+    assert fast["bias"] == pytest.approx(1.0, rel=1e-6)  # predicted twice the measurement
+    assert fast["table_probe_ms"] == pytest.approx(2 * fast["probe_ms"])
 
 
 def test_make_profiler_picks_the_command_when_set() -> None:
