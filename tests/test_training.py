@@ -52,14 +52,32 @@ def _run(argv: list[str]) -> tuple[int, str, str]:
     return status, out.getvalue(), err.getvalue()
 
 
+@pytest.fixture(scope="module")
+def run_of(tmp_path_factory: pytest.TempPathFactory):
+    """name -> the run directory of ``RUNS[name]``, run once per module."""
+    done: dict[str, Path] = {}
+
+    def get(name: str) -> Path:
+        if name not in done:
+            tmp = tmp_path_factory.mktemp(name)
+            run = tmp / "run"
+            status, out, err = _run(["run", str(_config(tmp, name)), "--out", str(run),
+                                     "--quiet"])
+            assert status == 0, f"stdout:\n{out}\nstderr:\n{err}"
+            done[name] = run
+        return done[name]
+    return get
+
+
 @pytest.fixture(scope="module", params=list(RUNS))
-def gradient_run(request, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    tmp = tmp_path_factory.mktemp(request.param)
-    run = tmp / "run"
-    status, out, err = _run(["run", str(_config(tmp, request.param)), "--out", str(run),
-                             "--quiet"])
-    assert status == 0, f"stdout:\n{out}\nstderr:\n{err}"
-    return run
+def gradient_run(request, run_of) -> Path:
+    return run_of(request.param)
+
+
+@pytest.fixture(scope="module")
+def regularized_run(run_of) -> Path:
+    """The DARTS run with a latency budget."""
+    return run_of("darts")
 
 
 def test_a_gradient_run_writes_the_derived_architecture_and_its_plots(gradient_run: Path) -> None:
@@ -96,14 +114,13 @@ def test_the_derived_architecture_exports(gradient_run: Path, tmp_path: Path) ->
     assert info["key"] == key
 
 
-def test_the_regularized_run_logs_its_expected_latency(gradient_run: Path) -> None:
-    run = RunDir.open(gradient_run)
+def test_the_regularized_run_logs_its_expected_latency(regularized_run: Path) -> None:
+    run = RunDir.open(regularized_run)
     reg_cfg = run.config.train.regularizer
-    if reg_cfg is None:
-        pytest.skip("this run has no regularizer")
-    log = pd.read_csv(gradient_run / "train_log.csv")
+    assert reg_cfg is not None and reg_cfg.objective == "latency_ms"
+    log = pd.read_csv(regularized_run / "train_log.csv")
     assert "expected_latency_ms" in log and (log["expected_latency_ms"] > 0).all()
-    record = json.loads((gradient_run / DERIVED).read_text())
+    record = json.loads((regularized_run / DERIVED).read_text())
     assert record["regularizer"]["objective"] == "latency_ms"
     # The latency regularizer prices units with the run's latency table: the
     # expected latency of a one-hot distribution is the table's prediction.
