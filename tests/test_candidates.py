@@ -137,11 +137,10 @@ def test_pooling_ignores_the_padding(option: str, value: float) -> None:
     np.testing.assert_allclose(y.d, value, atol=1e-4)  # a padded zero would pull corners to 0
 
 
-@pytest.mark.parametrize("option, shape", CASES)
+# The identity (skip at the same shape) has no graph to export.
+@pytest.mark.parametrize("option, shape", [c for c in CASES if tuple(c.values) != ("skip", SAME)])
 def test_exported_candidate_matches_inference_mode(option: str, shape: tuple[int, int, int],
                                                    tmp_path: Path) -> None:
-    if option == "skip" and shape == SAME:
-        pytest.skip("the identity has no graph to export")
     # Batch 1: nnabla's .nnp writer keeps the saved batch size fixed unless the graph has a
     # function with a base axis (convolutions do; zero, bn and pooling alone do not).
     x = RNG.normal(size=(1, shape[0], 9, 9)).astype(np.float32)
