@@ -349,3 +349,28 @@ def test_failures_raise_and_are_never_zero(case: str, monkeypatch) -> None:
 
 def test_describe_device_names_the_cpu() -> None:
     assert describe_device("cpu").strip()
+
+
+# --- the package's lazy names ----------------------------------------------------------
+
+
+def test_records_strategies_and_studies_load_without_nnabla() -> None:
+    import subprocess
+    import sys
+    code = ("import sys, hwnas.records, hwnas.strategies, hwnas.studies, hwnas.pareto, "
+            "hwnas.studies._workers, hwnas.studies._parallel\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'nnabla'))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def test_every_public_name_of_hwcost_resolves() -> None:
+    import hwnas.hwcost as hwcost
+    for name in hwcost.__all__:
+        value = getattr(hwcost, name)
+        assert value is not None and name in dir(hwcost)
+        module = getattr(value, "__module__", None)
+        assert module is None or module.startswith(("hwnas.hwcost.", "builtins")), (name, module)
+    with pytest.raises(AttributeError, match="no_such_name"):
+        getattr(hwcost, "no_such_name")

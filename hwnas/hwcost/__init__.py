@@ -1,49 +1,35 @@
-"""Hardware costs: counters (params, MACs, memory) and measured latency."""
+"""Hardware costs: counters (params, MACs, memory) and measured latency.
+
+Names load on first use, so that ``Costs`` (which evaluation records and
+strategies carry) comes without importing nnabla.
+"""
 from __future__ import annotations
 
-from hwnas.hwcost._costs import Costs, LatencyProtocol
-from hwnas.hwcost._counters import (
-    BYTES_PER_ELEMENT,
-    count_graph_params,
-    count_macs,
-    count_params,
-    param_bytes,
-    peak_activation_bytes,
-)
-from hwnas.hwcost._profiler import BaseProfiler, NnablaProfiler, inference_output
-from hwnas.hwcost._command import CommandProfiler, parse_latency_output
-from hwnas.hwcost._gated import Measured, measure_gated, probe_network
-from hwnas.hwcost._lut import Calibration, IncompatibleTableError, LatencyTable, sample_distinct
-from hwnas.hwcost._latency import (
-    STATISTICS,
-    describe_device,
-    measure_graph_latency,
-    measure_latency,
-)
+import importlib
 
-__all__ = [
-    "Calibration",
-    "IncompatibleTableError",
-    "LatencyTable",
-    "Measured",
-    "measure_gated",
-    "probe_network",
-    "sample_distinct",
-    "BYTES_PER_ELEMENT",
-    "BaseProfiler",
-    "CommandProfiler",
-    "NnablaProfiler",
-    "inference_output",
-    "Costs",
-    "LatencyProtocol",
-    "STATISTICS",
-    "count_graph_params",
-    "count_macs",
-    "count_params",
-    "describe_device",
-    "measure_graph_latency",
-    "measure_latency",
-    "param_bytes",
-    "parse_latency_output",
-    "peak_activation_bytes",
-]
+_MODULES = {
+    "_costs": ("Costs", "LatencyProtocol"),
+    "_counters": ("BYTES_PER_ELEMENT", "count_graph_params", "count_macs", "count_params",
+                  "param_bytes", "peak_activation_bytes"),
+    "_profiler": ("BaseProfiler", "NnablaProfiler", "inference_output"),
+    "_command": ("CommandProfiler", "parse_latency_output"),
+    "_gated": ("Measured", "measure_gated", "probe_network"),
+    "_lut": ("Calibration", "IncompatibleTableError", "LatencyTable", "sample_distinct"),
+    "_latency": ("STATISTICS", "describe_device", "measure_graph_latency", "measure_latency"),
+}
+_WHERE = {name: module for module, names in _MODULES.items() for name in names}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_WHERE})
+
+
+__all__ = sorted(_WHERE)

@@ -16,7 +16,7 @@ from typing import Any
 
 from hwnas.errors import HwnasError, MeasurementError
 from hwnas.records import Evaluation
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 #: run directory -> its evaluator, one per worker process.
 _EVALUATORS: dict[str, Any] = {}

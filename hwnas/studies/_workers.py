@@ -26,7 +26,7 @@ from hwnas.errors import HwnasError, MeasurementError, RunDirError
 from hwnas.records import Evaluation
 from hwnas.strategies import BaseStrategy, OptunaStrategy
 from hwnas.studies._storage import STORAGE, masked, open_study, storage_of
-from hwnas.supernet import Arch
+from hwnas.arch import Arch
 
 #: Seconds a worker waits while the last trials are still being evaluated elsewhere.
 POLL = 1.0
