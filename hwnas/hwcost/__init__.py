@@ -14,7 +14,8 @@ _MODULES = {
     "_profiler": ("BaseProfiler", "NnablaProfiler", "inference_output"),
     "_command": ("CommandProfiler", "parse_latency_output"),
     "_gated": ("Measured", "measure_gated", "probe_network"),
-    "_lut": ("Calibration", "IncompatibleTableError", "LatencyTable", "sample_distinct"),
+    "_calibration": ("Calibration", "sample_distinct"),
+    "_lut": ("IncompatibleTableError", "LatencyTable"),
     "_latency": ("STATISTICS", "describe_device", "measure_graph_latency", "measure_latency"),
 }
 _WHERE = {name: module for module, names in _MODULES.items() for name in names}
