@@ -85,6 +85,26 @@ def data() -> Dataset:
     """The synthetic dataset at 8x8 (600 images, 10 classes)."""
     return load_dataset(DataConfig(name="synthetic", image_size=8), seed=0)
 
+
+@pytest.fixture(scope="module")
+def small_data() -> Dataset:
+    """240 synthetic images at 8x8, loaded once per module (learners train on it)."""
+    return load_dataset(DataConfig(name="synthetic", image_size=8, limit=240), seed=0)
+
+
+@pytest.fixture
+def space():
+    """The ``SMALL_SPACE`` chain space; a file that needs another space defines its own."""
+    from hwnas.supernet import create_space
+    return create_space("mobilenet", **SMALL_SPACE)
+
+
+@pytest.fixture
+def supernet(space):
+    """A freshly initialised supernet of ``space`` (nnabla seed 0)."""
+    nn.seed(0)
+    return space.supernet()
+
 #: A tiny experiment that runs end to end in seconds: synthetic data, 20 subnets in the space.
 #: ``max_spread`` is loose because a loaded test machine makes 0.2 ms timings noisy, and
 #: these tests are about the pipeline, not about measurement reliability.

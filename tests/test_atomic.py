@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from hwnas._io import atomic_write, atomic_write_json, atomic_write_text
-from test_cli import cli, snapshot
+from _cli_helpers import cli, snapshot
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hwnas"
 

@@ -14,7 +14,7 @@ import nnabla as nn
 import numpy as np
 import pytest
 from conftest import SMALL_SPACE, randomize
-from test_cli import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
+from _cli_helpers import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
 
 import hwnas.export as export_module
 from hwnas.data import Dataset

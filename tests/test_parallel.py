@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import assert_usage_error, cli, load_trials, snapshot, assert_changed_nothing
+from _cli_helpers import assert_usage_error, cli, load_trials, snapshot, assert_changed_nothing
 
 
 def history(run: Path) -> list[tuple]:

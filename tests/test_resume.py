@@ -14,7 +14,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hwnas.studies._storage import repair_journal
-from tests.test_cli import HWNAS, cli, load_trials
+from _cli_helpers import HWNAS, cli, load_trials
 
 TRIALS = 18
 KILLS = 5
@@ -110,7 +110,7 @@ def test_a_half_written_journal_record_is_dropped(tmp_path):
 def test_a_trial_left_running_by_a_crash_is_failed_and_asked_again(run_copy, capfd):
     from hwnas.strategies import create_strategy, strategy_class
     from hwnas.studies import known_evaluations, open_study
-    from tests.test_cli import space_choices
+    from _cli_helpers import space_choices
 
     choices = space_choices(run_copy)
     study = open_study(run_copy, ["error", "latency_ms", "params"],

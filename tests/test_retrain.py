@@ -16,7 +16,7 @@ from hwnas.retrain import (RetrainLearner, fresh_subnet, read_arch_json, retrain
                            retrained_subnet)
 from hwnas.supernet import Arch
 from hwnas.supernet.learners import load_weights
-from test_cli import assert_usage_error, cli, snapshot
+from _cli_helpers import assert_usage_error, cli, snapshot
 
 # --- augmentation -------------------------------------------------------------------------
 

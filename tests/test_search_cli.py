@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from hwnas.strategies import STRATEGIES
-from tests.test_cli import (assert_changed_nothing, assert_usage_error, check_trial, cli,
+from _cli_helpers import (assert_changed_nothing, assert_usage_error, check_trial, cli,
                             load_trials, snapshot, space_choices)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from tests.test_cli import (HWNAS, assert_changed_nothing, assert_usage_error, cli, snapshot,
+from _cli_helpers import (HWNAS, assert_changed_nothing, assert_usage_error, cli, snapshot,
                             space_choices)
 
 pytestmark = [pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning"),

@@ -1,0 +1,310 @@
+"""The catalogue of bad input that test_bad_input.py runs: one ``Case`` for each kind."""
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_subnet,
+                              claim_with_a_list_recipe, config, copy_run,
+                              corrected_config_replaces_it, data_config, delete, edit_run_config,
+                              foreign_journal, garbage, half, interrupt_evaluation,
+                              interrupt_training, mnist, other_space_weights, read_only_sys,
+                              replace, resumes_after_interrupt, sqlite_file, tear_a_middle_record,
+                              tear_claim, trains_on_after_interrupt)
+
+UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One kind of bad input.
+
+    Attributes:
+        argv: the command line; ``{run}``, ``{tmp}``, ``{tiny}``, ``{cfg}`` are filled in.
+        fragments: what the one stderr line must name (filled in the same way).
+        damage: prepares the bad input before the snapshot is taken.
+        added: files (relative to ``tmp``) the command may create.
+        appended: files (relative to ``tmp``) the command may append to.
+        after: further checks once the generic ones passed.
+    """
+
+    argv: tuple[str, ...]
+    fragments: tuple[str, ...]
+    damage: Callable[[Ctx], None] | None = None
+    added: tuple[str, ...] = ()
+    appended: tuple[str, ...] = ()
+    after: Callable[[Ctx, pytest.CaptureFixture], None] | None = None
+
+
+# --- the catalogue ----------------------------------------------------------------------
+
+RUN_BAD = ("run", "{cfg}", "--out", "{run}", "--quiet")  # a bad config against a finished run
+RUN_FRESH = ("run", "{cfg}", "--out", "{tmp}/fresh", "--quiet")  # ... into a new directory
+FRESH_CONFIG = ("fresh/config.yaml",)
+
+CASES: dict[str, Case] = {
+    # -- the config file
+    "config_missing": Case(("run", "{tmp}/missing.yaml", "--out", "{run}"),
+                           ("{tmp}/missing.yaml", "not found")),
+    "config_is_a_directory": Case(("run", "{tmp}", "--out", "{run}"), ("{tmp}", "directory")),
+    "config_not_text": Case(RUN_BAD, ("bad.yaml", "not UTF-8"),
+                            config(text=b"name: \xff\xfe\x00tiny\n")),
+    "yaml_malformed": Case(RUN_BAD, ("bad.yaml", "YAML"),
+                           config(text="name: tiny\ntrain: {epochs: 1\n")),
+    "yaml_not_a_mapping": Case(RUN_BAD, ("bad.yaml", "mapping", "list"),
+                               config(text="- name: tiny\n- seed: 1\n")),
+    "section_not_a_mapping": Case(RUN_BAD, ("bad.yaml", "train", "mapping", "int"),
+                                  config(("train: {epochs: 1, batch_size: 32}", "train: 5"))),
+    "unknown_key_top_level": Case(RUN_BAD, ("bad.yaml", "colour", "known keys"),
+                                  config(("budgets:", "colour: red\nbudgets:"))),
+    "unknown_key_nested": Case(RUN_BAD, ("bad.yaml", "train.epoch", "epochs"),
+                               config(("train: {epochs: 1,", "train: {epochs: 1, epoch: 2,"))),
+    "unknown_key_in_a_list_item": Case(RUN_BAD, ("bad.yaml", "space.stages[0].width"),
+                                       config(("stride: 1}", "stride: 1, width: 2}"))),
+    "wrong_type": Case(RUN_BAD, ("bad.yaml", "train.epochs", "int", "ten"),
+                       config(("train: {epochs: 1,", 'train: {epochs: "ten",'))),
+    "scalar_for_a_list": Case(RUN_BAD, ("bad.yaml", "space.kernels", "list"),
+                              config(("kernels: [3, 5]", "kernels: 3"))),
+    "negative_value": Case(RUN_BAD, ("bad.yaml", "train.lr", "-0.1"),
+                           config(("batch_size: 32}", "batch_size: 32, lr: -0.1}"))),
+    "zero_value": Case(RUN_BAD, ("bad.yaml", "search.trials", "0"),
+                       config(("trials: 6", "trials: 0"))),
+    "not_finite": Case(RUN_BAD, ("bad.yaml", "train.lr", "finite"),
+                       config(("batch_size: 32}", "batch_size: 32, lr: .nan}"))),
+    "fraction_out_of_range": Case(RUN_BAD, ("bad.yaml", "data.val_fraction", "0.7"),
+                                  config(("image_size: 8}", "image_size: 8, val_fraction: 0.7}"))),
+    "even_kernel": Case(RUN_BAD, ("bad.yaml", "space.kernels", "odd"),
+                        config(("kernels: [3, 5]", "kernels: [3, 4]"))),
+    "stride_3": Case(RUN_BAD, ("bad.yaml", "stride", "1 or 2", "3"),
+                     config(("blocks: 1, stride: 2}", "blocks: 1, stride: 3}"))),
+    "unknown_operation": Case(RUN_BAD, ("bad.yaml", "space.operations", "warp_k3"),
+                              config(("head_channels: 16",
+                                      "head_channels: 16\n  operations: [warp_k3]"))),
+    "error_budget_above_one": Case(RUN_BAD, ("bad.yaml", "budgets.error", "<= 1", "2"),
+                                  config(("{params: 100000}", "{error: 2}"))),
+    "name_with_a_slash": Case(RUN_BAD, ("bad.yaml", "name", "'/'", "a/b"),
+                              config(("name: tiny", "name: a/b"))),
+    "negative_budget": Case(RUN_BAD, ("bad.yaml", "budgets.params", "-5"),
+                            config(("{params: 100000}", "{params: -5}"))),
+    "budget_on_no_objective": Case(RUN_BAD, ("bad.yaml", "budgets.flops", "latency_ms"),
+                                   config(("{params: 100000}", "{flops: 5}"))),
+    "objectives_without_error": Case(RUN_BAD, ("bad.yaml", "search.objectives", "error"),
+                                     config(("bn_samples: 64}",
+                                             "bn_samples: 64, objectives: [latency_ms, params]}"))),
+    "objectives_repeated": Case(RUN_BAD, ("bad.yaml", "search.objectives", "repeats"),
+                                config(("bn_samples: 64}",
+                                        "bn_samples: 64, objectives: [error, params, params]}"))),
+    "objective_unknown": Case(RUN_BAD, ("bad.yaml", "search.objectives", "speed", "latency_ms"),
+                              config(("bn_samples: 64}",
+                                      "bn_samples: 64, objectives: [error, speed]}"))),
+    "regularizer_without_gradient_learner": Case(
+        RUN_BAD, ("bad.yaml", "train.regularizer", "darts or proxyless"),
+        config(("batch_size: 32}",
+                "batch_size: 32, regularizer: {objective: params, budget: 5000}}"))),
+    "regularizer_on_error": Case(
+        RUN_BAD, ("bad.yaml", "train.regularizer.objective", "error"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, "
+                                   "regularizer: {objective: error, budget: 0.1}}"))),
+    "darts_warmup_beyond_epochs": Case(
+        RUN_BAD, ("bad.yaml", "train.warmup_epochs", "3"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, warmup_epochs: 3}"))),
+    "darts_order_3": Case(RUN_BAD, ("bad.yaml", "train.order", "1 or 2"),
+                          config(("batch_size: 32}", "batch_size: 32, learner: darts, order: 3}"))),
+    "proxyless_unknown_estimator": Case(
+        RUN_BAD, ("bad.yaml", "train.estimator", "gumbel", "binary_gate"),
+        config(("batch_size: 32}", "batch_size: 32, learner: proxyless, estimator: gumbel}"))),
+    # -- unknown names
+    "unknown_strategy_in_config": Case(
+        RUN_BAD, ("bad.yaml", "search.strategy", "annealing", "tpe-ls"),
+        config(("trials: 6", "trials: 6, strategy: annealing"))),
+    "unknown_strategy_option": Case(("search", "{run}", "--strategy", "annealing"),
+                                    ("--strategy", "annealing", "tpe-ls")),
+    "unknown_space": Case(RUN_BAD, ("bad.yaml", "space.name", "resnet", "mobilenet"),
+                          config(("space:\n", "space:\n  name: resnet\n"))),
+    "unknown_learner": Case(RUN_BAD, ("bad.yaml", "train.learner", "sgd", "uniform"),
+                            config(("batch_size: 32}", "batch_size: 32, learner: sgd}"))),
+    "unknown_dataset": Case(RUN_BAD, ("bad.yaml", "data.name", "imagenet", "cifar10"),
+                            config(("name: synthetic", "name: imagenet"))),
+    # -- datasets
+    "dataset_without_path": Case(RUN_BAD, ("bad.yaml", "data.path", "cifar10"),
+                                 config(("name: synthetic", "name: cifar10"))),
+    "dataset_path_missing": Case(RUN_FRESH, ("{tmp}/mnist", "not found"),
+                                 config(data_config("mnist", "mnist")), added=FRESH_CONFIG,
+                                 after=corrected_config_replaces_it),
+    "dataset_smaller_than_a_batch": Case(
+        RUN_FRESH, ("{tmp}/fresh/config.yaml", "batch_size 32", "training examples"),
+        config(("image_size: 8}", "image_size: 8, limit: 20}")), added=FRESH_CONFIG),
+    "latency_context_unavailable": Case(RUN_FRESH, ("latency.context", "cudnn", "cpu"),
+                                        config(("latency: {", "latency: {context: cudnn, ")),
+                                        added=FRESH_CONFIG),
+    "latency_command_not_found": Case(("lut", "{run}", "--quiet"),
+                                      ("latency command failed", "/nonexistent/tool"),
+                                      edit_run_config("command: null",
+                                                      "command: /nonexistent/tool {model}")),
+    "mnist_dims_disagree_with_data": Case(
+        RUN_FRESH, ("{tmp}/mnist/train-images-idx3-ubyte", "header", "100x28x28"),
+        both(mnist((100, 28, 28), n_images=90), config(data_config("mnist", "mnist"))),
+        added=FRESH_CONFIG),
+    "mnist_images_and_labels_disagree": Case(
+        RUN_FRESH, ("{tmp}/mnist/train-images-idx3-ubyte", "100 images", "labels"),
+        both(mnist((100, 28, 28)), config(data_config("mnist", "mnist")),
+             lambda ctx: (ctx.tmp / "mnist/train-labels-idx1-ubyte").write_bytes(
+                 (0x801).to_bytes(4, "big") + (99).to_bytes(4, "big") + bytes(99))),
+        added=FRESH_CONFIG),
+    "cifar10_wrong_row_size": Case(
+        RUN_FRESH, ("{tmp}/cifar/data_batch_1", "3072", "(20, 3000)"),
+        both(cifar10_batch(np.zeros((20, 3000), np.uint8), [0] * 20),
+             config(data_config("cifar10", "cifar"))), added=FRESH_CONFIG),
+    "cifar10_labels_do_not_match": Case(
+        RUN_FRESH, ("{tmp}/cifar/data_batch_1", "labels", "20"),
+        both(cifar10_batch(np.zeros((20, 3072), np.uint8), [0] * 19),
+             config(data_config("cifar10", "cifar"))), added=FRESH_CONFIG),
+    # -- budgets on the command line
+    "budget_unknown_objective": Case(("select", "{run}", "--budget", "flops=5"),
+                                     ("--budget", "flops", "latency_ms")),
+    "budget_without_value": Case(("select", "{run}", "--budget", "params"),
+                                 ("--budget", "params", "name=value")),
+    "budget_not_a_number": Case(("select", "{run}", "--budget", "params=many"),
+                                ("--budget", "many", "not a number")),
+    "budget_negative": Case(("run", "{tiny}", "--out", "{run}", "--budget", "params=-5"),
+                            ("--budget", "-5")),
+    "budget_repeated": Case(("select", "{run}", "--budget", "params=5", "--budget", "params=6"),
+                            ("--budget", "params", "more than once")),
+    "budget_nothing_meets": Case(("select", "{run}", "--budget", "params=1"),
+                                 ("no subnet fits", "params")),
+    # -- run files damaged
+    "run_config_damaged": Case(("search", "{run}"), ("{run}/config.yaml", "damaged"),
+                               replace("config.yaml", b"name: [tiny\n")),
+    "weights_of_another_space": Case(
+        ("search", "{run}", "--quiet"),
+        ("{run}/supernet.h5", "different search space", "this space lacks"), other_space_weights),
+    "weights_truncated": Case(("export", "{run}"), ("{run}/supernet.h5", "truncated"),
+                              replace("supernet.h5", half)),
+    "weights_garbage": Case(("search", "{run}", "--quiet"), ("{run}/supernet.h5", "unreadable"),
+                            replace("supernet.h5", garbage())),
+    "checkpoint_truncated_search": Case(("search", "{run}", "--quiet"),
+                                        ("{run}/train_state.npz", "unreadable"),
+                                        replace("train_state.npz", half)),
+    "checkpoint_truncated_train": Case(("train", "{run}", "--quiet"),
+                                       ("{run}/train_state.npz", "unreadable"),
+                                       replace("train_state.npz", half)),
+    "not_trained": Case(("search", "{run}", "--quiet"), ("not trained", "hwnas train"),
+                        delete("train_state.npz")),
+    "derived_damaged": Case(("search", "{run}", "--trials", "7", "--quiet"),
+                            ("{run}/derived.json", "derived"),
+                            lambda ctx: (ctx.run / "derived.json").write_text("{\"key\": ")),
+    "train_log_damaged": Case(("train", "{run}", "--quiet"),
+                              ("{run}/train_log.csv", "unreadable training log"),
+                              replace("train_log.csv", b"loss,lr\n\"0.5,\n")),
+    "selected_damaged": Case(("export", "{run}"), ("{run}/selected.json", "damaged"),
+                             replace("selected.json", b"[1, 2")),
+    # -- the study
+    "journal_garbage": Case(("front", "{run}"),
+                            ("{run}/study.journal", "not a readable", "line 1 is not"),
+                            replace("study.journal", garbage())),
+    "journal_record_torn_in_the_middle": Case(("front", "{run}"),
+                                              ("{run}/study.journal", "is not a journal record"),
+                                              replace("study.journal", tear_a_middle_record)),
+    "journal_empty": Case(("front", "{run}"), ("{run}/study.journal", "empty", "no study"),
+                          replace("study.journal", b"")),
+    "journal_of_another_study": Case(
+        ("search", "{run}", "--trials", "7", "--quiet"),
+        ("{run}/study.journal", "someone-else", "not this run's study"),
+        foreign_journal("someone-else", ["error", "params"])),
+    "journal_with_other_objectives": Case(("select", "{run}"),
+                                          ("{run}/study.journal", "objectives", "macs"),
+                                          foreign_journal("hwnas", ["error", "macs"])),
+    "journal_is_a_sqlite_database": Case(
+        ("front", "{run}"), ("{run}/study.journal", "not a readable", "line 1 is not"),
+        sqlite_file(lambda ctx: ctx.run / "study.journal")),
+    "select_before_search": Case(("select", "{run}"), ("{run}/study.journal", "hwnas search"),
+                                 delete("study.journal")),
+    "storage_record_damaged": Case(("search", "{run}"), ("{run}/storage.json", "damaged"),
+                                   lambda ctx: (ctx.run / "storage.json").write_text("{\"url\":")),
+    "storage_unreachable": Case(("study", "{run}", "--storage", UNREACHABLE),
+                                ("cannot open the study storage", "127.0.0.1:1", "refused"),
+                                delete("study.journal")),
+    "storage_url_malformed": Case(("worker", "{run}", "--storage", "notaurl"),
+                                  ("cannot open the study storage", "notaurl")),
+    "storage_not_a_database": Case(("study", "{run}", "--storage", "sqlite:///{tmp}/notes.txt"),
+                                   ("cannot open the study storage", "not a database"),
+                                   both(delete("study.journal"),
+                                        lambda ctx: (ctx.tmp / "notes.txt").write_text("notes\n"))),
+    "study_into_a_journal_run": Case(("study", "{run}", "--storage", "sqlite:///{tmp}/s.db"),
+                                     ("{run}", "study.journal", "new run directory")),
+    "worker_on_a_journal_run": Case(("worker", "{run}"), ("{run}", "study.journal", "hwnas study")),
+    # -- run directories
+    "run_dir_missing": Case(("select", "{tmp}/nowhere"),
+                            ("{tmp}/nowhere", "no such run directory")),
+    "run_dir_is_a_file": Case(("search", "{tmp}/a_file"), ("{tmp}/a_file", "is a file"),
+                              a_file()),
+    "run_dir_without_config": Case(("front", "{tmp}"), ("{tmp}", "not a run directory")),
+    "out_is_a_file": Case(("run", "{tiny}", "--out", "{tmp}/a_file", "--quiet"),
+                          ("{tmp}/a_file", "is a file"), a_file()),
+    "out_below_a_file": Case(("run", "{tiny}", "--out", "{tmp}/a_file/run", "--quiet"),
+                             ("{tmp}/a_file/run", "cannot write"), a_file()),
+    "out_in_a_read_only_place": Case(("train", "{tiny}", "--out", "/sys/hwnas-bad-input/run"),
+                                     ("/sys/hwnas-bad-input/run", "cannot write"), read_only_sys),
+    "run_dir_of_another_experiment": Case(RUN_BAD, ("different experiment", "seed", "{run}"),
+                                          config(("seed: 1", "seed: 2"))),
+    "run_dir_and_out": Case(("train", "{run}", "--out", "{tmp}/elsewhere"),
+                            ("either a run directory", "--out")),
+    # -- command-line values
+    "trials_zero": Case(("search", "{run}", "--trials", "0"), ("--trials", ">= 1", "0")),
+    "trials_not_a_number": Case(("search", "{run}", "--trials", "ten"), ("--trials", "ten")),
+    "workers_zero": Case(("search", "{run}", "--workers", "0"), ("--workers", ">= 1", "0")),
+    "workers_and_dask": Case(("search", "{run}", "--workers", "2", "--dask", "tcp://x:1"),
+                             ("--workers", "--dask")),
+    "dask_unreachable": Case(("search", "{run}", "--trials", "8", "--dask", "tcp://127.0.0.1:1",
+                              "--quiet"), ("--dask", "tcp://127.0.0.1:1", "cannot reach")),
+    "check_zero": Case(("profile", "{run}", "--check", "0"), ("--check", ">= 1")),
+    "unknown_command": Case(("frobnicate",), ("frobnicate",)),
+    "compare_different_budgets": Case(("compare", "{run}", "{tmp}/other", "--out", "{tmp}/cmp"),
+                                      ("{tmp}/other", "budgets", "same objectives"),
+                                      copy_run("other", ("params: 100000", "params: 50000"))),
+    "compare_a_run_twice": Case(("compare", "{run}", "{run}", "--out", "{tmp}/cmp"),
+                                ("named twice",)),
+    "compare_into_a_read_only_place": Case(
+        ("compare", "{run}", "{tmp}/twin", "--out", "/sys/hwnas-bad-input/cmp"),
+        ("/sys/hwnas-bad-input/cmp", "cannot write"), both(read_only_sys, copy_run("twin"))),
+    "export_unknown_option": Case(("export", "{run}", "--arch", "b0=ir_k9_e9|b1=ir_k3_e2"),
+                                  ("ir_k9_e9", "b0")),
+    "export_malformed_key": Case(("export", "{run}", "--arch", "b0"), ("--arch", "name=option")),
+    "export_key_missing_a_choice": Case(("export", "{run}", "--arch", "b0=ir_k3_e2"), ("b1",)),
+    "export_before_select": Case(("export", "{run}"), ("nothing selected", "hwnas select"),
+                                 delete("selected.json")),
+    # -- retrain
+    "retrain_epochs_zero": Case(("retrain", "{run}", "--epochs", "0"), ("--epochs", ">= 1")),
+    "retrain_unknown_option": Case(("retrain", "{run}", "--arch", "b0=ir_k9_e9|b1=ir_k3_e2"),
+                                   ("ir_k9_e9", "b0")),
+    "retrain_arch_and_arch_json": Case(("retrain", "{run}", "--arch", "b0=skip|b1=ir_k3_e2",
+                                        "--arch-json", "{run}/selected.json"),
+                                       ("--arch-json", "not allowed")),
+    "retrain_arch_json_missing": Case(("retrain", "{run}", "--arch-json", "{tmp}/none.json"),
+                                      ("--arch-json", "none.json")),
+    "retrain_arch_json_not_json": Case(("retrain", "{run}", "--arch-json", "{tmp}/a_file"),
+                                       ("--arch-json", "not JSON"), a_file()),
+    "retrain_another_subnet": Case(("retrain", "{run}", "--arch", "b0=skip|b1=ir_k3_e2"),
+                                   ("another subnet", "move it away"), claim_other_subnet),
+    "retrain_other_recipe": Case(("retrain", "{run}", "--epochs", "7"),
+                                 ("retrain", "epochs=", "not 7")),
+    "retrain_damaged_claim": Case(("retrain", "{run}"), ("arch.json", "damaged"),
+                                  tear_claim),
+    "retrain_claim_recipe_not_a_mapping": Case(("retrain", "{run}"),
+                                               ("arch.json", "damaged", "list"),
+                                               claim_with_a_list_recipe),
+    "retrain_before_select": Case(("retrain", "{run}"), ("nothing selected", "hwnas select"),
+                                  delete("selected.json")),
+    # -- Ctrl-C
+    "interrupted_search": Case(("search", "{run}", "--trials", "9", "--quiet"),
+                               ("interrupted", "same command again"), interrupt_evaluation,
+                               appended=("run/study.journal",), after=resumes_after_interrupt),
+    "interrupted_training": Case(("train", "{run}", "--quiet"),
+                                 ("interrupted", "same command again"),
+                                 both(edit_run_config("  epochs: 1\n", "  epochs: 2\n"),
+                                      interrupt_training),
+                                 after=trains_on_after_interrupt),
+}

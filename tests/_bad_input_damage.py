@@ -1,0 +1,272 @@
+"""What the cases of the bad-input catalogue do to a run before their command, and check after."""
+from __future__ import annotations
+
+import dataclasses
+import pickle
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from _cli_helpers import cli, load_trials
+from conftest import SMALL_SPACE, TINY_CONFIG
+
+
+@dataclasses.dataclass
+class Ctx:
+    """What a case's damage and command line refer to."""
+
+    run: Path  # a finished run, private to the test
+    tmp: Path  # the test's directory and working directory (the run lies inside)
+    tiny: Path  # the tiny experiment's config
+    monkeypatch: pytest.MonkeyPatch
+
+    @property
+    def cfg(self) -> Path:
+        """Where a case writes its bad config."""
+        return self.tmp / "bad.yaml"
+
+    def fill(self, text: str) -> str:
+        return text.format(run=self.run, tmp=self.tmp, tiny=self.tiny, cfg=self.cfg)
+
+
+# --- damage -----------------------------------------------------------------------------
+
+
+def config(*edits: tuple[str, str], text: str | bytes | None = None) -> Callable[[Ctx], None]:
+    """Writes the bad config: the tiny config with ``edits`` (old, new) applied, or ``text``."""
+    def damage(ctx: Ctx) -> None:
+        if isinstance(text, bytes):
+            ctx.cfg.write_bytes(text)
+            return
+        body = TINY_CONFIG if text is None else text
+        for old, new in edits:
+            assert old in body, old
+            body = body.replace(old, new)
+        ctx.cfg.write_text(body.replace("{tmp}", str(ctx.tmp)))
+    return damage
+
+
+def data_config(name: str, folder: str) -> tuple[str, str]:
+    """The edit that points the tiny config at a dataset in ``tmp/folder``."""
+    return "{name: synthetic, image_size: 8}", f"{{name: {name}, path: '{{tmp}}/{folder}'}}"
+
+
+def both(*damages: Callable[[Ctx], None]) -> Callable[[Ctx], None]:
+    def damage(ctx: Ctx) -> None:
+        for d in damages:
+            d(ctx)
+    return damage
+
+
+def replace(name: str, data: bytes | Callable[[bytes], bytes]) -> Callable[[Ctx], None]:
+    """Replaces run file ``name`` with ``data`` (or ``data(old bytes)``)."""
+    def damage(ctx: Ctx) -> None:
+        path = ctx.run / name
+        path.write_bytes(data(path.read_bytes()) if callable(data) else data)
+    return damage
+
+
+def delete(name: str) -> Callable[[Ctx], None]:
+    return lambda ctx: (ctx.run / name).unlink()
+
+
+def a_file(name: str = "a_file") -> Callable[[Ctx], None]:
+    return lambda ctx: (ctx.tmp / name).write_text("not a directory\n")
+
+
+def read_only_sys(ctx: Ctx) -> None:
+    """Root may write anywhere but below /sys, where even root cannot create a directory."""
+    try:
+        Path("/sys/hwnas-bad-input").mkdir()
+    except OSError:
+        return
+    Path("/sys/hwnas-bad-input").rmdir()
+    pytest.skip("/sys takes new directories here")
+
+
+def garbage(n: int = 4096) -> bytes:
+    """Random bytes with newlines in them and none at the end."""
+    return np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes().rstrip(b"\n")
+
+
+def half(data: bytes) -> bytes:
+    return data[:len(data) // 2]
+
+
+def tear_a_middle_record(data: bytes) -> bytes:
+    """The journal with one record in its middle cut short; the records after it intact."""
+    lines = data.splitlines(keepends=True)
+    middle = len(lines) // 2
+    lines[middle] = lines[middle][:len(lines[middle]) // 2] + b"\n"
+    return b"".join(lines)
+
+
+def foreign_journal(study_name: str, objectives: list[str]) -> Callable[[Ctx], None]:
+    """A valid Optuna journal holding study ``study_name`` over ``objectives``."""
+    def damage(ctx: Ctx) -> None:
+        path = ctx.run / "study.journal"
+        path.unlink()
+        storage = optuna.storages.JournalStorage(
+            optuna.storages.journal.JournalFileBackend(str(path)))
+        study = optuna.create_study(study_name=study_name, storage=storage,
+                                    directions=["minimize"] * len(objectives))
+        study.set_user_attr("objectives", objectives)
+        study.add_trial(optuna.trial.create_trial(values=[0.5] * len(objectives)))
+    return damage
+
+
+def sqlite_file(path: Callable[[Ctx], Path]) -> Callable[[Ctx], None]:
+    """A SQLite database of some other program at ``path(ctx)``."""
+    def damage(ctx: Ctx) -> None:
+        import sqlite3
+        target = path(ctx)
+        target.unlink(missing_ok=True)
+        with sqlite3.connect(target) as db:
+            db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, text TEXT)")
+            db.executemany("INSERT INTO notes (text) VALUES (?)", [("a",), ("b\nc",)] * 50)
+        db.close()
+    return damage
+
+
+def other_space_weights(ctx: Ctx) -> None:
+    """supernet.h5 of a supernet of another space (one more block in the first stage)."""
+    from hwnas.supernet import create_space
+    from hwnas.supernet.learners import save_weights
+    supernet = create_space("mobilenet", **SMALL_SPACE).supernet()
+    save_weights(supernet, ctx.run / "supernet.h5")
+
+
+def mnist(images_shape: tuple[int, ...], n_images: int | None = None) -> Callable[[Ctx], None]:
+    """An MNIST directory whose image file announces ``images_shape`` but may hold
+    ``n_images`` images' worth of bytes of 28x28."""
+    def damage(ctx: Ctx) -> None:
+        folder = ctx.tmp / "mnist"
+        folder.mkdir()
+        n = images_shape[0]
+        body = np.zeros((n_images or n) * 28 * 28, np.uint8).tobytes()
+        header = (0x803).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in images_shape)
+        (folder / "train-images-idx3-ubyte").write_bytes(header + body)
+        labels = (np.arange(n) % 10).astype(np.uint8).tobytes()
+        (folder / "train-labels-idx1-ubyte").write_bytes(
+            (0x801).to_bytes(4, "big") + n.to_bytes(4, "big") + labels)
+    return damage
+
+
+def cifar10_batch(data: np.ndarray, labels: list[int]) -> Callable[[Ctx], None]:
+    def damage(ctx: Ctx) -> None:
+        folder = ctx.tmp / "cifar"
+        folder.mkdir()
+        (folder / "data_batch_1").write_bytes(
+            pickle.dumps({b"data": data, b"labels": labels}, protocol=2))
+    return damage
+
+
+def copy_run(name: str, *edits: tuple[str, str]) -> Callable[[Ctx], None]:
+    """A second finished run at ``tmp/name``, its config.yaml edited."""
+    def damage(ctx: Ctx) -> None:
+        other = Path(shutil.copytree(ctx.run, ctx.tmp / name))
+        text = (other / "config.yaml").read_text()
+        for old, new in edits:
+            assert old in text, old
+            text = text.replace(old, new)
+        (other / "config.yaml").write_text(text)
+    return damage
+
+
+def selected_retraining(ctx: Ctx) -> Path:
+    """The retraining directory of the finished run's selected subnet."""
+    import json
+
+    from hwnas.retrain import retrain_dir
+    return retrain_dir(ctx.run, json.loads((ctx.run / "selected.json").read_text())["key"])
+
+
+def claim_other_subnet(ctx: Ctx) -> None:
+    """The retraining directory of subnet b0=skip|b1=ir_k3_e2 claims another subnet (a
+    directory moved by hand)."""
+    import json
+    import shutil
+
+    from hwnas.retrain import retrain_dir
+    target = retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2")
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(selected_retraining(ctx), target)
+    claim = json.loads((target / "arch.json").read_text())
+    assert claim["key"] != "b0=skip|b1=ir_k3_e2"
+
+
+def claim_with_a_list_recipe(ctx: Ctx) -> None:
+    import json
+    path = selected_retraining(ctx) / "arch.json"
+    claim = json.loads(path.read_text())
+    claim["recipe"] = [claim["recipe"]["epochs"]]
+    path.write_text(json.dumps(claim))
+
+
+def tear_claim(ctx: Ctx) -> None:
+    path = selected_retraining(ctx) / "arch.json"
+    path.write_bytes(half(path.read_bytes()))
+
+
+def interrupt_evaluation(ctx: Ctx) -> None:
+    """Ctrl-C while the first new subnet is being evaluated."""
+    from hwnas.evaluate import Evaluator
+
+    def interrupted(self, arch):
+        raise KeyboardInterrupt
+    ctx.monkeypatch.setattr(Evaluator, "__call__", interrupted)
+
+
+def edit_run_config(old: str, new: str) -> Callable[[Ctx], None]:
+    """The finished run's own config.yaml with ``old`` replaced by ``new``."""
+    def damage(ctx: Ctx) -> None:
+        path = ctx.run / "config.yaml"
+        text = path.read_text()
+        assert old in text, old
+        path.write_text(text.replace(old, new))
+    return damage
+
+
+def interrupt_training(ctx: Ctx) -> None:
+    """Ctrl-C during the first batch of the next epoch."""
+    from hwnas.supernet.learners._base import BaseLearner
+
+    def interrupted(self, *args, **kwargs):
+        raise KeyboardInterrupt
+    ctx.monkeypatch.setattr(BaseLearner, "train_step", interrupted)
+
+
+def trains_on_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    ctx.monkeypatch.undo()
+    status, _, err = cli(capfd, "train", ctx.run, "--quiet")
+    assert status == 0, err
+    with np.load(ctx.run / "train_state.npz") as state:
+        assert int(state["epochs_done"]) == 2
+    assert (ctx.run / "train_log.csv").read_text().count("\n") == 3  # header + 2 epochs
+
+
+def corrected_config_replaces_it(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    """A directory holding nothing but the failed config takes the corrected one."""
+    from hwnas._rundir import configure_run
+    run = configure_run(str(ctx.tiny), str(ctx.tmp / "fresh"))
+    assert run.config.data.name == "synthetic"
+    assert "synthetic" in (ctx.tmp / "fresh" / "config.yaml").read_text()
+
+
+def resumes_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    trials = load_trials(ctx.run)
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert len({t.user_attrs["key"] for t in trials if t.state == TrialState.COMPLETE}) == 6
+    ctx.monkeypatch.undo()
+    status, out, err = cli(capfd, "search", ctx.run, "--trials", 9, "--quiet")
+    assert status == 0, err
+    done = load_trials(ctx.run)
+    assert not [t for t in done if t.state == TrialState.RUNNING]
+    assert len({t.user_attrs["key"] for t in done if t.state == TrialState.COMPLETE}) == 9
+    assert [(t.number, t.values) for t in done[:len(trials)]] == \
+        [(t.number, t.values) for t in trials]
