@@ -16,7 +16,7 @@
 #   HWNAS_CIFAR10=/path/to/cifar-10-python.tar.gz   HWNAS_MNIST=/path/to/mnist-idx-files
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
-# strategies 10 min (digits-all about an hour, measured 52 min after make demo), mnist 2 h,
+# strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,
 # cifar10 10 h (those two extrapolated, not measured).
 set -euo pipefail
 cd "$(dirname "$0")"
