@@ -4,7 +4,10 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -70,6 +73,19 @@ def graph_leaves(y: nn.Variable) -> set[nn.Variable]:
 
     y.visit(visit)
     return leaves
+
+
+def run_alone(loader: str, path: Path, images: np.ndarray,
+              tmp_path: Path) -> tuple[np.ndarray, str]:
+    """Runs ``loader`` (Python source; argv: model file, input .npy, output .npy) in a fresh
+    process without this checkout on PYTHONPATH; the logits it saved and its stdout."""
+    np.save(tmp_path / "x.npy", images)
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", loader, str(path), str(tmp_path / "x.npy"),
+                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return np.load(tmp_path / "y.npy"), proc.stdout
 
 
 @pytest.fixture(autouse=True)

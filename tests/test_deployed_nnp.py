@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from collections import OrderedDict
 from pathlib import Path
@@ -14,7 +11,7 @@ import nnabla.functions as F
 import numpy as np
 import pytest
 from _optimize_helpers import ARCHS, close, like_trained
-from conftest import SMALL_SPACE
+from conftest import SMALL_SPACE, run_alone
 
 from hwnas.export import export_module_nnp, export_nnp, inference_graph, pixels, save_nnp
 from hwnas.hwcost import inference_output
@@ -58,13 +55,8 @@ LOADER = textwrap.dedent("""
 
 
 def load_elsewhere(path: Path, images: np.ndarray, tmp_path: Path) -> tuple[np.ndarray, dict]:
-    np.save(tmp_path / "x.npy", images)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", LOADER, str(path), str(tmp_path / "x.npy"),
-                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return np.load(tmp_path / "y.npy"), json.loads(proc.stdout.strip().splitlines()[-1])
+    logits, out = run_alone(LOADER, path, images, tmp_path)
+    return logits, json.loads(out.strip().splitlines()[-1])
 
 
 def test_exported_module_round_trips_without_hwnas(subnet, tmp_path: Path) -> None:

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
 import nnabla as nn
 import numpy as np
 import pytest
-from conftest import SMALL_SPACE, randomize
+from conftest import SMALL_SPACE, randomize, run_alone
 from _cli_helpers import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
 
 import hwnas.export as export_module
@@ -61,18 +58,6 @@ ONNX_LOADER = textwrap.dedent("""
     assert not leaked, leaked
 """)
 LOADERS = {"nnp": LOADER, "onnx": ONNX_LOADER}
-
-
-def run_alone(loader: str, path: Path, images: np.ndarray, tmp_path: Path) -> np.ndarray:
-    """The logits ``loader`` computes for ``images`` from the file ``path`` in a fresh process."""
-    np.save(tmp_path / "x.npy", images)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run([sys.executable, "-c", loader, str(path), str(tmp_path / "x.npy"),
-                           str(tmp_path / "y.npy")], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return np.load(tmp_path / "y.npy")
-
 
 
 @pytest.fixture
@@ -147,7 +132,7 @@ def test_exported_nnp_runs_in_plain_nnabla(subnet, data: Dataset, tmp_path: Path
     assert path.is_file() and path.stat().st_size > 0
     assert nn.get_parameters(grad_only=False) == {}  # export leaves the global scope alone
     images = pixels(data, data.val.x[:N])
-    theirs = run_alone(LOADER, path, images, tmp_path)
+    theirs = run_alone(LOADER, path, images, tmp_path)[0]
     mine = in_process(subnet, data, images)
     assert theirs.shape == (N, 10)
     np.testing.assert_allclose(theirs, mine, atol=1e-5, rtol=0)
@@ -198,7 +183,7 @@ def test_exported_onnx_runs_in_onnxruntime_alone(subnet, data: Dataset, tmp_path
     assert [(o.domain, o.version) for o in model.opset_import] == [("", 13)]
     images = pixels(data, data.val.x[:N])
     mine = in_process(subnet, data, images)
-    theirs = run_alone(ONNX_LOADER, path, images, tmp_path)
+    theirs = run_alone(ONNX_LOADER, path, images, tmp_path)[0]
     np.testing.assert_allclose(theirs, mine, atol=1e-5, rtol=0)
     assert np.ptp(mine, axis=0).max() > 1e-3
     np.testing.assert_allclose(FORMATS["onnx"].run(path, images), mine, atol=1e-5, rtol=0)
@@ -240,8 +225,8 @@ def test_cells_export_to_onnx_through_exportable_functions(data: Dataset, tmp_pa
     np.testing.assert_allclose(y.d, want, atol=1e-5, rtol=0)
 
     export_onnx(sub, data, tmp_path / "model.onnx")
-    np.testing.assert_allclose(run_alone(ONNX_LOADER, tmp_path / "model.onnx", images, tmp_path),
-                               in_process(sub, data, images), atol=1e-4, rtol=0)
+    theirs = run_alone(ONNX_LOADER, tmp_path / "model.onnx", images, tmp_path)[0]
+    np.testing.assert_allclose(theirs, in_process(sub, data, images), atol=1e-4, rtol=0)
 
 
 def test_a_graph_that_fixes_the_batch_size_is_refused(tmp_path: Path) -> None:
@@ -303,7 +288,7 @@ def test_export_round_trips_in_nnabla_and_onnxruntime(run_copy: Path, capfd, tmp
     for name, entry in info["formats"].items():
         path = run_copy / entry["model"]
         assert f"{path} ({entry['runtime']})" in out
-        logits = run_alone(LOADERS[name], path, pixels(ws.data, test.x), tmp_path)
+        logits = run_alone(LOADERS[name], path, pixels(ws.data, test.x), tmp_path)[0]
         assert logits.shape == y.shape == (len(test), ws.data.n_classes)
         np.testing.assert_allclose(logits, y.d, atol=1e-4, rtol=0, err_msg=name)
         assert entry["max_abs_diff"] <= 1e-4
