@@ -8,6 +8,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 
+from _cli_helpers import cli
 from _lut_helpers import FakeProfiler
 from hwnas import profiling
 from hwnas.cli import main
@@ -51,11 +52,10 @@ def test_predictions_follow_real_measurements(space, supernet, monkeypatch) -> N
                                                        report["table_probe_ms"])
 
 
-def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space) -> None:
+def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space, supernet) -> None:
     slow = FakeProfiler(space, slowdown=lambda m: 2.0)
-    table = LatencyTable.build(space, slow, supernet=space.supernet(), calibration_samples=6,
+    table = LatencyTable.build(space, slow, supernet=supernet, calibration_samples=6,
                                rng=np.random.default_rng(0), progress=False)
-    supernet = space.supernet()
     same = profiling.check(table, space, supernet, slow, 4, np.random.default_rng(1),
                            progress=False)
     assert same["warning"] is None and same["mape"] < 1e-6
@@ -73,13 +73,6 @@ def test_make_profiler_picks_the_command_when_set() -> None:
 
 
 # --- run level and commands -----------------------------------------------------------
-
-
-def cli(capfd, *argv: object) -> tuple[int, str, str]:
-    capfd.readouterr()
-    status = main([str(a) for a in argv])
-    out, err = capfd.readouterr()
-    return status, out, err
 
 
 @pytest.fixture
