@@ -15,7 +15,6 @@ from hwnas.errors import MeasurementError
 from hwnas.evaluate import Evaluator, split_accuracy
 from hwnas.hwcost import LatencyProtocol, count_graph_params, describe_device, inference_output
 from hwnas.records import Evaluation
-from hwnas.supernet import create_space
 
 INPUT_SHAPE = (1, 8, 8)
 SMALL = SMALL_SPACE
@@ -29,14 +28,9 @@ MIDDLE = Arch({"b0": "ir_k3_e2", "b1": "skip", "b2": "ir_k3_e3"})
 BIGGEST = Arch({"b0": "ir_k5_e3", "b1": "ir_k5_e3", "b2": "ir_k5_e3"})
 
 
-
-@pytest.fixture
-def space():
-    return create_space("mobilenet", **SMALL)
-
-
 @pytest.fixture
 def supernet(space):
+    """The conftest ``space``'s supernet with random weights and BN statistics."""
     net = space.supernet()
     randomize(net)
     return net
