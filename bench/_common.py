@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def code_version() -> dict:
     """The commit and the files changed since, of the code measured (read when the run starts)."""
-    from hwnas._git import source_state
+    from hwnas.run.source import source_state
 
     return source_state(ROOT) or {"commit": "", "modified": []}
 
@@ -22,18 +22,18 @@ def trained_digits(path: Path, trials: int, batch: int | None = None):
     """
     import time
 
-    from hwnas import pipeline, profiling, training
-    from hwnas._rundir import configure_run
+    from hwnas import run as steps
+    from hwnas.run.files import configure_run
     from hwnas.errors import MeasurementError
 
     overrides = {"train.epochs": 1, "search.trials": trials}
     if batch is not None:
         overrides["search.batch"] = batch
     run = configure_run(str(ROOT / "experiments" / "digits.yaml"), str(path), overrides)
-    training.train(run, progress=False)
+    steps.train(run, progress=False)
     for attempt in range(4):
         try:
-            profiling.ensure_table(run, pipeline.workspace(run, progress=False), progress=False)
+            steps.ensure_table(run, steps.workspace(run, progress=False), progress=False)
             return run
         except MeasurementError as exc:
             if attempt == 3:

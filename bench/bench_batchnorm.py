@@ -36,7 +36,7 @@ import numpy as np  # noqa: E402
 
 from _common import code_version  # noqa: E402
 from bench_learners import SPACES, QUICK_DARTS, make_learner, run_steps  # noqa: E402
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402
 from hwnas.supernet import _batchnorm  # noqa: E402
 from hwnas.supernet._batchnorm import batch_normalization, nnabla_batchnorm  # noqa: E402

@@ -50,7 +50,7 @@ import nnabla as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
 from _common import code_version  # noqa: E402
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.config import TrainConfig  # noqa: E402
 from hwnas.data import Dataset, Split  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402

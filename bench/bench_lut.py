@@ -29,11 +29,11 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
 import nnabla as nn  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.config import LatencyConfig  # noqa: E402
 from hwnas.errors import MeasurementError  # noqa: E402
 from hwnas.hwcost import LatencyTable, NnablaProfiler, describe_device  # noqa: E402
-from hwnas.profiling import check, plot_check  # noqa: E402
+from hwnas.run.lut import check, plot_check  # noqa: E402
 from hwnas.supernet import create_space  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -37,7 +37,7 @@ import nnabla as nn  # noqa: E402
 import nnabla.functions as F  # noqa: E402
 import numpy as np  # noqa: E402
 
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402
 from hwnas.supernet._weighted import weighted_sum_broadcast, weighted_sum_stacked  # noqa: E402
 

@@ -31,8 +31,8 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
 from _common import code_version, trained_digits  # noqa: E402
-from hwnas import pipeline  # noqa: E402
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas import run as steps  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.studies import evaluations, open_study  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -40,11 +40,11 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def search_once(base: Path, where: Path, workers: int) -> dict:
     run_path = Path(shutil.copytree(base, where))
-    run = pipeline.RunDir.open(run_path)
+    run = steps.RunDir.open(run_path)
     began = time.perf_counter()
-    pipeline.search(run, progress=False, workers=workers)
+    steps.search(run, progress=False, workers=workers)
     wall = time.perf_counter() - began
-    stats = json.loads((run_path / pipeline.SEARCH_STATS).read_text())
+    stats = json.loads((run_path / steps.RunDir.SEARCH_STATS).read_text())
     study = open_study(run_path, run.config.search.objectives, create=False)
     return {"workers": workers, "evaluated": stats["evaluated"], "loop_s": stats["seconds"],
             "evaluating_s": stats["evaluating_seconds"], "command_s": wall,

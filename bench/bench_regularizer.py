@@ -26,9 +26,9 @@ from pathlib import Path
 os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
-from hwnas import pipeline, profiling, training  # noqa: E402
-from hwnas._rundir import configure_run  # noqa: E402
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas import run as steps  # noqa: E402
+from hwnas.run.files import configure_run  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LEARNERS = {
@@ -38,15 +38,15 @@ LEARNERS = {
 
 
 def configure(root: Path, name: str, epochs: int, learner: dict,
-              regularizer: dict | None) -> pipeline.RunDir:
+              regularizer: dict | None) -> steps.RunDir:
     overrides = {"name": name, "train.epochs": epochs, "train.regularizer": regularizer,
                  **{f"train.{k}": v for k, v in learner.items()}}
     return configure_run(None, str(root / name), overrides)
 
 
-def measure(run: pipeline.RunDir, arch) -> float:
-    ws = pipeline.workspace(run, progress=False)
-    return pipeline.remeasure(run, ws, [arch])[arch.key]["latency_ms"]
+def measure(run: steps.RunDir, arch) -> float:
+    ws = steps.workspace(run, progress=False)
+    return steps.remeasure(run, ws, [arch])[arch.key]["latency_ms"]
 
 
 def main() -> int:
@@ -60,12 +60,12 @@ def main() -> int:
     began = time.perf_counter()
     # One latency table for every run: build it in a first run directory.
     base = configure(root, "table", args.epochs, LEARNERS["darts"], None)
-    ws = pipeline.workspace(base, trained=False, progress=True)
-    table = profiling.ensure_table(base, ws, progress=True)
+    ws = steps.workspace(base, trained=False, progress=True)
+    table = steps.ensure_table(base, ws, progress=True)
     # The budget is set from the cheapest subnet measured whole: a table that
     # mispredicts the low end must not make the budget unreachable.
     low = min(ws.space.extremes(), key=lambda a: table.predict(a)[0])
-    cheapest = pipeline.remeasure(base, ws, [low])[low.key]["latency_ms"]
+    cheapest = steps.remeasure(base, ws, [low])[low.key]["latency_ms"]
     budget = args.slack * cheapest
     print(f"cheapest subnet {cheapest:.4f} ms measured "
           f"({table.predict(low)[0]:.4f} predicted); budget {budget:.4f} ms")
@@ -76,10 +76,10 @@ def main() -> int:
                     "weight": args.weight} if regularized else None)
             tag = f"{name}-{'reg' if regularized else 'plain'}"
             run = configure(root, tag, args.epochs, learner, reg)
-            shutil.copy(base / profiling.LUT, run / profiling.LUT)
+            shutil.copy(base / steps.RunDir.LUT, run / steps.RunDir.LUT)
             t = time.perf_counter()
-            training.train(run, progress=False)
-            arch = training.derived_arch(run)
+            steps.train(run, progress=False)
+            arch = steps.derived_arch(run)
             rows[tag] = {"key": arch.key, "predicted_ms": table.predict(arch)[0],
                          "measured_ms": measure(run, arch),
                          "train_seconds": round(time.perf_counter() - t, 1)}

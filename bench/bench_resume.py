@@ -30,8 +30,8 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
 from _common import code_version, trained_digits  # noqa: E402
-from hwnas import pipeline  # noqa: E402
-from hwnas._io import atomic_write_json  # noqa: E402
+from hwnas import run as steps  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
 from hwnas.pareto import ParetoFront  # noqa: E402
 from hwnas.studies import evaluations, open_study  # noqa: E402
 from optuna.trial import TrialState  # noqa: E402
@@ -46,7 +46,7 @@ def command(run: Path) -> list[str]:
 
 
 def summary(run: Path) -> dict:
-    cfg = pipeline.RunDir.open(run).config
+    cfg = steps.RunDir.open(run).config
     if not (run / "study.journal").exists():
         return {"fresh": [], "running": 0, "failed": 0, "front": []}
     study = open_study(run, cfg.search.objectives, create=False)

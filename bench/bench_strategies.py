@@ -51,10 +51,11 @@ import optuna  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from _common import code_version  # noqa: E402
-from hwnas._io import atomic_write_json, atomic_write_text  # noqa: E402
-from hwnas.benchmarks import NB201_DATASETS, NasBench201  # noqa: E402
+from hwnas.io import atomic_write_json, atomic_write_text  # noqa: E402
+from hwnas.tabular import NB201_DATASETS, NasBench201  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402
-from hwnas.strategies import STRATEGIES, create_strategy, drive, strategy_class  # noqa: E402
+from hwnas.driver import drive
+from hwnas.strategies import STRATEGIES, create_strategy, strategy_class  # noqa: E402
 from hwnas.studies import memory_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent

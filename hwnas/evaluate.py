@@ -16,7 +16,7 @@ from hwnas.records import Evaluation
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
 
 if TYPE_CHECKING:
-    from hwnas.hwcost._lut import LatencyTable
+    from hwnas.hwcost import LatencyTable
 
 #: Examples per forward pass when scoring a split.
 EVAL_BATCH = 256

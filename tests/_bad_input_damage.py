@@ -182,7 +182,7 @@ def selected_retraining(ctx: Ctx) -> Path:
     """The retraining directory of the finished run's selected subnet."""
     import json
 
-    from hwnas.retrain import retrain_dir
+    from hwnas.run.retrain import retrain_dir
     return retrain_dir(ctx.run, json.loads((ctx.run / "selected.json").read_text())["key"])
 
 
@@ -192,7 +192,7 @@ def claim_other_subnet(ctx: Ctx) -> None:
     import json
     import shutil
 
-    from hwnas.retrain import retrain_dir
+    from hwnas.run.retrain import retrain_dir
     target = retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2")
     shutil.rmtree(target, ignore_errors=True)
     shutil.copytree(selected_retraining(ctx), target)
@@ -252,7 +252,7 @@ def trains_on_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
 
 def corrected_config_replaces_it(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     """A directory holding nothing but the failed config takes the corrected one."""
-    from hwnas._rundir import configure_run
+    from hwnas.run.files import configure_run
     run = configure_run(str(ctx.tiny), str(ctx.tmp / "fresh"))
     assert run.config.data.name == "synthetic"
     assert "synthetic" in (ctx.tmp / "fresh" / "config.yaml").read_text()

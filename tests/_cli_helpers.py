@@ -109,6 +109,6 @@ def check_trial(trial: optuna.trial.FrozenTrial, choices: dict[str, list[str]],
 
 
 def space_choices(run: Path) -> dict[str, list[str]]:
-    from hwnas import pipeline
-    ws = pipeline.workspace(pipeline.RunDir.open(run), trained=False)
+    from hwnas import run as steps
+    ws = steps.workspace(steps.RunDir.open(run), trained=False)
     return {name: list(options) for name, options in ws.space.choices.items()}

@@ -2,7 +2,7 @@
 half-way through a write leaves the previous file as it was and no temporary file behind.
 
 Two kinds of tests: a scan of the source for direct writes that do not go through
-``hwnas._io.atomic_write`` (with an explicit allow-list), and writers made to fail
+``hwnas.io.atomic_write`` (with an explicit allow-list), and writers made to fail
 half-way through for the checkpoint, the weights, front.csv, selected.json and a plot.
 """
 from __future__ import annotations
@@ -16,7 +16,7 @@ import nnabla as nn
 import numpy as np
 import pytest
 
-from hwnas._io import atomic_write, atomic_write_json, atomic_write_text
+from hwnas.io import atomic_write, atomic_write_json, atomic_write_text
 from _cli_helpers import cli, snapshot
 
 PACKAGE = Path(__file__).resolve().parent.parent / "hwnas"
@@ -135,7 +135,7 @@ def test_every_write_in_the_package_is_atomic():
         for function, call, line in unwrapped_writes(path.read_text(), str(path)):
             if (rel, function, call) not in ALLOWED:
                 offending.append(f"hwnas/{rel}:{line} {call} in {function}()")
-    assert not offending, ("write these through hwnas._io.atomic_write (or allow them, with "
+    assert not offending, ("write these through hwnas.io.atomic_write (or allow them, with "
                            "the reason, in ALLOWED): " + "; ".join(offending))
 
 
@@ -196,11 +196,11 @@ def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
 @pytest.fixture
 def learner(run_copy):
     """A learner over the finished run's supernet, checkpointing into the run."""
-    from hwnas import pipeline
+    from hwnas import run as steps
     from hwnas.supernet.learners import LEARNERS
 
-    run = pipeline.RunDir.open(run_copy)
-    ws = pipeline.workspace(run, progress=False)
+    run = steps.RunDir.open(run_copy)
+    ws = steps.workspace(run, progress=False)
     cfg = run.config
     learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
                                           config=cfg.train, seed=cfg.seed, run_dir=run.path,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import randomize
 
-from hwnas.export import export_module_nnp, run_nnp
+from hwnas.deploy import export_module_nnp, run_nnp
 from hwnas.hwcost import count_macs, count_params
 from hwnas.supernet._candidates import (DARTS_OPS, KNOWN_FORMS, build_candidate, complexity,
                                         computes_nothing, describe, parse_candidate)

@@ -188,9 +188,9 @@ assert not imported, imported
 def test_export_loads_with_nnabla_alone_and_matches_the_subnet(run_copy, capfd, tmp_path, which):
     import nnabla as nn
 
-    from hwnas import pipeline
+    from hwnas import run as steps
     from hwnas.arch import Arch
-    from hwnas.export import pixels
+    from hwnas.deploy import pixels
 
     selected = json.loads((run_copy / "selected.json").read_text())["key"]
     if which == "selected":
@@ -208,10 +208,10 @@ def test_export_loads_with_nnabla_alone_and_matches_the_subnet(run_copy, capfd, 
 
     # The selected subnet was retrained by 'hwnas run': its retrained weights are exported.
     assert info["weights"] == ("retrained" if which == "selected" else "supernet")
-    run = pipeline.RunDir.open(run_copy)
-    ws = pipeline.workspace(run)
+    run = steps.RunDir.open(run_copy)
+    ws = steps.workspace(run)
     arch = Arch.from_key(key)
-    subnet, weights = pipeline._deploy_subnet(run, ws, arch)
+    subnet, weights = steps.deploy_subnet(run, ws, arch)
     assert weights == info["weights"]
     subnet.training = False
     test = ws.data.test

@@ -118,7 +118,7 @@ def test_a_new_retraining_recipe_reuses_the_run(run_copy, tiny_config, tmp_path,
     not overwritten (one line says to move it away), and then it is retrained with it."""
     import shutil
 
-    from hwnas.retrain import retrain_dir
+    from hwnas.run.retrain import retrain_dir
     other = edited_config(tiny_config, tmp_path, "other.yaml", "retrain: {epochs: 2}",
                           "retrain: {epochs: 3}")
     before = snapshot(run_copy)

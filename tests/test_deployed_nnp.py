@@ -13,7 +13,7 @@ import pytest
 from _optimize_helpers import ARCHS, close, like_trained
 from conftest import SMALL_SPACE, run_alone
 
-from hwnas.export import export_module_nnp, export_nnp, inference_graph, pixels, save_nnp
+from hwnas.deploy import export_module_nnp, export_nnp, inference_graph, pixels, save_nnp
 from hwnas.hwcost import inference_output
 from hwnas.hwcost._optimize import FOLDED_BIAS, FOLDED_WEIGHT
 from hwnas.supernet._ops import ConvBNReLU

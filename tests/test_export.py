@@ -1,4 +1,4 @@
-"""Tests of hwnas.export: a .nnp that plain nnabla runs, an ONNX file that onnxruntime runs,
+"""Tests of hwnas.deploy: a .nnp that plain nnabla runs, an ONNX file that onnxruntime runs,
 both checked against the in-process subnet on a real run's test split, and atomic writing."""
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import pytest
 from conftest import SMALL_SPACE, randomize, run_alone
 from _cli_helpers import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
 
-import hwnas.export as export_module
+import hwnas.deploy as export_module
 from hwnas.data import Dataset
-from hwnas.export import (FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp,
+from hwnas.deploy import (FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp,
                           weights_digest)
 from hwnas.supernet import Arch, create_space
 
@@ -198,7 +198,7 @@ def test_cells_export_to_onnx_through_exportable_functions(data: Dataset, tmp_pa
     gamma, average pooling that excludes the padding. The rewritten graph computes the same."""
     from nnabla.utils.converter.utils import func_set_onnx_support
 
-    from hwnas._onnx import onnx_compatible
+    from hwnas.deploy._onnx import onnx_compatible
 
     space = create_space("darts", input_shape=(1, 8, 8), n_classes=10, cells=2, channels=4,
                          nodes=2, operations=["avg_k3", "max_k3", "sep_k3", "skip"])
@@ -234,9 +234,9 @@ def test_a_graph_that_fixes_the_batch_size_is_refused(tmp_path: Path) -> None:
     import nnabla.functions as F
     import nnabla.parametric_functions as PF
 
-    from hwnas._onnx import nnp_to_onnx
+    from hwnas.deploy._onnx import nnp_to_onnx
     from hwnas.errors import HwnasError
-    from hwnas.export import save_nnp
+    from hwnas.deploy import save_nnp
 
     def build(scope):
         x = nn.Variable((1, 2, 4, 4))
@@ -260,7 +260,7 @@ def other_key(run: Path) -> str:
 
 
 def test_export_round_trips_in_nnabla_and_onnxruntime(run_copy: Path, capfd, tmp_path) -> None:
-    from hwnas import pipeline
+    from hwnas import run as steps
 
     for name in ("model.nnp", "model.onnx", "export.json"):
         (run_copy / name).unlink()
@@ -275,10 +275,10 @@ def test_export_round_trips_in_nnabla_and_onnxruntime(run_copy: Path, capfd, tmp
     assert info["formats"]["onnx"]["runtime"].startswith("onnxruntime 1.")
     assert info["formats"]["onnx"]["opset"] == 13
 
-    run = pipeline.RunDir.open(run_copy)
-    ws = pipeline.workspace(run, progress=False)
+    run = steps.RunDir.open(run_copy)
+    ws = steps.workspace(run, progress=False)
     assert info["input_shape"] == [-1, *ws.data.input_shape]
-    subnet, weights = pipeline._deploy_subnet(run, ws, Arch.from_key(info["key"]))
+    subnet, weights = steps.deploy_subnet(run, ws, Arch.from_key(info["key"]))
     assert (info["weights"], info["weights_digest"]) == (weights, weights_digest(subnet))
     subnet.training = False
     test = ws.data.test
@@ -344,7 +344,7 @@ def test_weights_digest_follows_every_value_and_name(subnet) -> None:
 
 
 def test_an_unknown_format_is_one_line_and_changes_nothing(run_copy: Path, capfd) -> None:
-    from hwnas import pipeline
+    from hwnas import run as steps
     from hwnas.errors import HwnasError
 
     before = snapshot(run_copy)
@@ -353,7 +353,7 @@ def test_an_unknown_format_is_one_line_and_changes_nothing(run_copy: Path, capfd
     assert_changed_nothing(before, run_copy)
     for formats in ((), ("nnp", "pb")):
         with pytest.raises(HwnasError, match="unknown export format"):
-            pipeline.export(pipeline.RunDir.open(run_copy), formats=formats)
+            steps.export(steps.RunDir.open(run_copy), formats=formats)
     assert_changed_nothing(before, run_copy)
 
 

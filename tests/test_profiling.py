@@ -10,13 +10,13 @@ import pytest
 
 from _cli_helpers import cli
 from _lut_helpers import FakeProfiler
-from hwnas import profiling
+from hwnas import run as steps
 from hwnas.cli import main
 from hwnas.config import LatencyConfig
 from hwnas.errors import HwnasError, MeasurementError, RunDirError
 from hwnas.hwcost import CommandProfiler, LatencyTable, NnablaProfiler
 from hwnas.hwcost import _gated
-from hwnas.pipeline import RunDir
+from hwnas.run import RunDir
 
 
 # --- on the real CPU ------------------------------------------------------------------
@@ -35,7 +35,7 @@ def test_predictions_follow_real_measurements(space, supernet, monkeypatch) -> N
             table = LatencyTable.build(space, profiler, supernet=supernet,
                                        calibration_samples=6,
                                        rng=np.random.default_rng(attempt), progress=False)
-            report = profiling.check(table, space, supernet, profiler, 4,
+            report = steps.check_table(table, space, supernet, profiler, 4,
                                      np.random.default_rng(100 + attempt), progress=False)
         except MeasurementError as exc:
             pytest.skip(f"this machine is too busy to measure: {exc}")
@@ -56,10 +56,10 @@ def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space, super
     slow = FakeProfiler(space, slowdown=lambda m: 2.0)
     table = LatencyTable.build(space, slow, supernet=supernet, calibration_samples=6,
                                rng=np.random.default_rng(0), progress=False)
-    same = profiling.check(table, space, supernet, slow, 4, np.random.default_rng(1),
+    same = steps.check_table(table, space, supernet, slow, 4, np.random.default_rng(1),
                            progress=False)
     assert same["warning"] is None and same["mape"] < 1e-6
-    fast = profiling.check(table, space, supernet, FakeProfiler(space), 4,
+    fast = steps.check_table(table, space, supernet, FakeProfiler(space), 4,
                            np.random.default_rng(1), progress=False)
     assert "faster" in fast["warning"] and "hwnas lut --rebuild" in fast["warning"]
     assert fast["bias"] == pytest.approx(1.0, rel=1e-6)  # predicted twice the measurement
@@ -67,9 +67,9 @@ def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space, super
 
 
 def test_make_profiler_picks_the_command_when_set() -> None:
-    assert isinstance(profiling.make_profiler(LatencyConfig()), NnablaProfiler)
+    assert isinstance(steps.make_profiler(LatencyConfig()), NnablaProfiler)
     command = LatencyConfig(command="echo 1.0 {model}")
-    assert isinstance(profiling.make_profiler(command), CommandProfiler)
+    assert isinstance(steps.make_profiler(command), CommandProfiler)
 
 
 # --- run level and commands -----------------------------------------------------------
@@ -122,13 +122,13 @@ def test_a_search_refuses_a_mismatched_table(run_copy: Path, space, lenient) -> 
     run = RunDir.open(run_copy)
     with pytest.raises(RunDirError, match="hwnas lut"):
         (run_copy / "lut.json").unlink(missing_ok=True)
-        profiling.load_table(run, space, FakeProfiler(space))
+        steps.load_table(run, space, FakeProfiler(space))
     main(["lut", str(run_copy), "--quiet"])
-    from hwnas.pipeline import workspace
+    from hwnas.run import workspace
     ws = workspace(run, trained=False, progress=False)
     with pytest.raises(HwnasError, match="device .*run 'hwnas lut"):
-        profiling.load_table(run, ws.space, FakeProfiler(ws.space, device="elsewhere"))
-    assert profiling.load_table(run, ws.space, profiling.make_profiler(run.config.latency))
+        steps.load_table(run, ws.space, FakeProfiler(ws.space, device="elsewhere"))
+    assert steps.load_table(run, ws.space, steps.make_profiler(run.config.latency))
 
 
 @pytest.mark.parametrize("argv, fragments", [

@@ -11,7 +11,7 @@ from hwnas.arch import Arch
 from hwnas.data import Dataset
 from hwnas.supernet import create_space
 from hwnas.supernet.learners import Regularizer
-from hwnas.training import unit_cost
+from hwnas.run.train import unit_cost
 
 
 # ---------------------------------------------------------------- regularizers

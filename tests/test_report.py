@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 
 from hwnas.cli import main
-from hwnas.retrain import retrain_dir
+from hwnas.run.retrain import retrain_dir
 
 SECTIONS = ("experiment", "training", "front", "architecture", "costs", "budgets", "retrained",
             "export", "reproduce")
@@ -292,19 +292,19 @@ def test_report_of_a_selected_subnet_not_yet_retrained(run_copy: Path, capsys) -
 
 
 def test_dashboard_interrupted_while_starting_just_stops(run_copy: Path, capsys, monkeypatch):
-    import hwnas.dashboard
+    import hwnas.run.dashboard
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(hwnas.dashboard, "serve", interrupted)
+    monkeypatch.setattr(hwnas.run.dashboard, "serve", interrupted)
     assert main(["dashboard", str(run_copy)]) == 2
     assert capsys.readouterr().err.strip() == "hwnas: interrupted"  # nothing to resume
 
 
 def test_dashboard_on_every_address_prints_a_usable_url(run_copy: Path, monkeypatch):
-    import hwnas.dashboard
-    from hwnas.pipeline import RunDir
+    import hwnas.run.dashboard
+    from hwnas.run import RunDir
 
     class Server:
         server_port = 8123
@@ -315,14 +315,14 @@ def test_dashboard_on_every_address_prints_a_usable_url(run_copy: Path, monkeypa
         def server_close(self):
             pass
 
-    monkeypatch.setattr(hwnas.dashboard, "dashboard_server", lambda *args: Server())
+    monkeypatch.setattr(hwnas.run.dashboard, "dashboard_server", lambda *args: Server())
     urls: list[str] = []
-    hwnas.dashboard.serve(RunDir.open(run_copy), "0.0.0.0", 0, announce=urls.append)
+    hwnas.run.dashboard.serve(RunDir.open(run_copy), "0.0.0.0", 0, announce=urls.append)
     assert urls == [f"http://{socket.gethostname()}:8123/dashboard/"]
 
 
 def test_source_state_names_the_commit_and_the_changed_tracked_files(tmp_path: Path) -> None:
-    from hwnas._git import source_state
+    from hwnas.run.source import source_state
 
     assert source_state(tmp_path) is None  # not a checkout
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t",

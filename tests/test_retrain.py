@@ -9,10 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hwnas import pipeline
+from hwnas import run as steps
+from hwnas.studies import evaluations, open_study
 from hwnas.data import augment, default_augmentation
 from hwnas.evaluate import split_accuracy
-from hwnas.retrain import (RetrainLearner, fresh_subnet, read_arch_json, retrain_dir,
+from hwnas.run.retrain import (RetrainLearner, fresh_subnet, read_arch_json, retrain_dir,
                            retrained_subnet)
 from hwnas.supernet import Arch
 from hwnas.supernet.learners import load_weights
@@ -75,14 +76,14 @@ def selected_dir(run: Path) -> Path:
 
 def test_the_finished_run_retrained_its_selected_subnet_from_scratch(finished_run):
     """``hwnas run`` retrains the selected subnet; the reported numbers are the weights'."""
-    run = pipeline.RunDir.open(finished_run)
+    run = steps.RunDir.open(finished_run)
     result = json.loads((selected_dir(finished_run) / "result.json").read_text())
     selected = json.loads((finished_run / "selected.json").read_text())
     assert result["key"] == selected["key"]
     assert result["epochs"] == run.config.retrain.epochs == len(
         pd.read_csv(selected_dir(finished_run) / "log.csv"))
     assert finished_run / result["weights"] == selected_dir(finished_run) / "weights.h5"
-    ws = pipeline.workspace(run, progress=False)
+    ws = steps.workspace(run, progress=False)
     arch = Arch(result["arch"])
     subnet = retrained_subnet(run, ws.supernet, arch)
     assert split_accuracy(subnet, ws.data.test) == pytest.approx(result["test_accuracy"])
@@ -97,7 +98,7 @@ def test_the_finished_run_retrained_its_selected_subnet_from_scratch(finished_ru
     for fmt in ("nnp", "onnx"):
         assert exported["formats"][fmt]["test_accuracy"] == pytest.approx(result["test_accuracy"])
     # The estimate is the search's own number for the subnet (the same recalibration).
-    trial = next(e for e in pipeline.evaluations(pipeline.open_study(
+    trial = next(e for e in evaluations(open_study(
         run.path, run.config.search.objectives, create=False)) if e.arch.key == arch.key)
     assert result["supernet_val_accuracy"] == pytest.approx(trial.metrics["accuracy"])
 
@@ -147,8 +148,8 @@ def test_resumed_retraining_equals_an_uninterrupted_one(finished_run, tmp_path, 
     log_a, log_b = (pd.read_csv(selected_dir(r) / "log.csv").drop(columns="seconds")
                     for r in (straight, resumed))
     pd.testing.assert_frame_equal(log_a, log_b)
-    run = pipeline.RunDir.open(straight)
-    space = pipeline.workspace(run, trained=False, progress=False).space
+    run = steps.RunDir.open(straight)
+    space = steps.workspace(run, trained=False, progress=False).space
     nets = []
     for r in (straight, resumed):
         net = fresh_subnet(space, Arch(a["arch"]), 99)

@@ -11,7 +11,7 @@ import pytest
 from conftest import SMALL_SPACE, forward, graph_leaves, randomize, snapshot
 
 from hwnas.arch import Arch
-from hwnas.export import export_module_nnp, run_nnp
+from hwnas.deploy import export_module_nnp, run_nnp
 from hwnas.hwcost import count_macs, inference_output
 from hwnas.supernet import BaseSearchSpace, Supernet, create_space, list_spaces
 

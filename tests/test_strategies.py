@@ -12,7 +12,8 @@ from hwnas.arch import Arch
 from hwnas.errors import MeasurementError
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.pareto._sorting import objective_matrix
-from hwnas.strategies import STRATEGIES, create_strategy, drive, strategy_class
+from hwnas.driver import drive
+from hwnas.strategies import STRATEGIES, create_strategy, strategy_class
 from hwnas.studies import evaluations, known_evaluations, memory_study, open_study
 from tests.test_study import BUDGETS, CHOICES, OBJECTIVES, fake_evaluation
 

@@ -14,7 +14,8 @@ from hwnas.arch import Arch
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.records import Evaluation
-from hwnas.strategies import STRATEGIES, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch, drive
+from hwnas.driver import drive
+from hwnas.strategies import STRATEGIES, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch
 from hwnas.strategies._deap import fitness_class, reference_divisions
 from hwnas.studies import known_evaluations, memory_study
 

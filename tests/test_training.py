@@ -15,10 +15,10 @@ from conftest import TINY_CONFIG
 
 from hwnas.arch import Arch
 from hwnas.cli import main
-from hwnas.pipeline import RunDir, workspace
+from hwnas.run import RunDir, workspace
 from hwnas.studies import evaluations, open_study
 from hwnas.supernet.learners._base import ARCH_LOG
-from hwnas.training import ARCH_PLOT, DERIVED, DERIVED_PLOT, derived_arch, make_regularizer
+from hwnas.run.train import ARCH_PLOT, DERIVED, DERIVED_PLOT, derived_arch, make_regularizer
 
 #: Learner sections of the tiny experiment: DARTS with a latency budget, and a
 #: ProxylessNAS search of the DARTS cell space.
@@ -127,7 +127,7 @@ def test_the_regularized_run_logs_its_expected_latency(regularized_run: Path) ->
     ws = workspace(run, progress=False)
     reg = make_regularizer(run, ws, reg_cfg)
     table_arch = derived_arch(run)
-    from hwnas.profiling import load_table, make_profiler
+    from hwnas.run.lut import load_table, make_profiler
     table = load_table(run, ws.space, make_profiler(run.config.latency))
     counts = {n: (pd.Series(opts) == table_arch[n]).to_numpy(float)
               for n, opts in ws.supernet.arch_options().items()}

@@ -65,8 +65,8 @@ def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url,
 
 
 def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capfd, monkeypatch):
-    from hwnas import pipeline
-    from hwnas.studies import _storage, _workers
+    from hwnas import run as steps
+    from hwnas.studies import _storage
     monkeypatch.setattr(_storage, "HEARTBEAT_INTERVAL", 1)
     monkeypatch.setattr(_storage, "GRACE_PERIOD", 2)
     assert cli(capfd, "study", trained, "--storage", fresh_postgres_url)[0] == 0
@@ -79,8 +79,8 @@ def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capf
         dead.suggest_categorical(name, options)
     study._storage.record_heartbeat(dead._trial_id)
     time.sleep(3)
-    run = pipeline.RunDir.open(trained)
-    assert _workers.work_on(run, seed=3, progress=False) == 6
+    run = steps.RunDir.open(trained)
+    assert steps.run_worker(run, seed=3, progress=False) == 6
     trials = study_of(trained).get_trials()
     assert trials[dead.number].state == TrialState.FAIL
     retried = [t for t in trials if t.system_attrs.get("failed_trial") == dead.number]

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas import pipeline, profiling
+from hwnas import run as steps
 from hwnas.cli._common import add_quiet
 from hwnas.errors import HwnasError
 
@@ -36,11 +36,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_lut(args: argparse.Namespace) -> None:
-    run = pipeline.RunDir.open(args.run)
-    path = run / profiling.LUT
+    run = steps.RunDir.open(args.run)
+    path = run / steps.RunDir.LUT
     before = path.stat().st_mtime_ns if path.exists() else None
-    ws = pipeline.workspace(run, trained=False, progress=not args.quiet)
-    table = profiling.ensure_table(run, ws, progress=not args.quiet, rebuild=args.rebuild,
+    ws = steps.workspace(run, trained=False, progress=not args.quiet)
+    table = steps.ensure_table(run, ws, progress=not args.quiet, rebuild=args.rebuild,
                                    speed=True)
     reused = before is not None and path.stat().st_mtime_ns == before
     p, cal = table.protocol, table.calibration
@@ -56,9 +56,9 @@ def cmd_lut(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     if args.check < 1:
         raise HwnasError(f"--check must be >= 1, got {args.check}")
-    run = pipeline.RunDir.open(args.run)
-    ws = pipeline.workspace(run, trained=False, progress=not args.quiet)
-    report = profiling.profile(run, ws, args.check, progress=not args.quiet)
+    run = steps.RunDir.open(args.run)
+    ws = steps.workspace(run, trained=False, progress=not args.quiet)
+    report = steps.profile(run, ws, args.check, progress=not args.quiet)
     rho = report["spearman"]
     print(f"latency table checked on {report['n']} subnets measured whole on {report['device']} "
           "(none of them used in calibration):")
@@ -71,4 +71,4 @@ def cmd_profile(args: argparse.Namespace) -> None:
               f"{w['measured_ms']:.4f} ms ({w['error_pct']:+.1f} %)")
     if report["warning"]:
         print(f"warning: {report['warning']}")
-    print(f"wrote {run / profiling.PROFILE} and {run / profiling.PROFILE_PLOT}")
+    print(f"wrote {run / steps.RunDir.PROFILE} and {run / steps.RunDir.PROFILE_PLOT}")

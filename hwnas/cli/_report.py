@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas import pipeline
+from hwnas import run as steps
 from hwnas.errors import HwnasError
 
 
@@ -31,17 +31,15 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from hwnas.report import write_report
-    run = pipeline.RunDir.open(args.run)
-    print(f"wrote {write_report(run)}")
+    run = steps.RunDir.open(args.run)
+    print(f"wrote {steps.write_report(run)}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise HwnasError(f"--port must lie in 0..65535, got {args.port}")
-    from hwnas.dashboard import serve
-    run = pipeline.RunDir.open(args.run)
-    serve(run, args.host, args.port,
+    run = steps.RunDir.open(args.run)
+    steps.serve(run, args.host, args.port,
           announce=lambda url: print(f"optuna-dashboard on {url} (read-only); Ctrl-C to stop",
                                      flush=True))
     print("dashboard stopped")

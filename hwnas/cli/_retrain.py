@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from hwnas import pipeline
+from hwnas import run as steps
 from hwnas.cli._common import add_quiet
 from hwnas.errors import HwnasError
 from hwnas.supernet import Arch
@@ -28,29 +28,27 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_retrain)
 
 
-def chosen_arch(args: argparse.Namespace, run: pipeline.RunDir) -> Arch:
+def chosen_arch(args: argparse.Namespace, run: steps.RunDir) -> Arch:
     """The subnet a command acts on: --arch, --arch-json, or selected.json's."""
-    from hwnas.retrain import read_arch_json
     if getattr(args, "arch_json", None) is not None:
-        return read_arch_json(args.arch_json)
+        return steps.read_arch_json(args.arch_json)
     if args.arch is not None:
         try:
             return Arch.from_key(args.arch)
         except ValueError as exc:
             raise HwnasError(f"--arch: {exc}") from None
-    return pipeline.selected_arch(run)
+    return steps.selected_arch(run)
 
 
 def cmd_retrain(args: argparse.Namespace) -> None:
-    from hwnas.retrain import retrain
     if args.epochs is not None and args.epochs < 1:
         raise HwnasError(f"--epochs must be >= 1, got {args.epochs}")
-    run = pipeline.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run)
     arch = chosen_arch(args, run)
-    print_retrained(run, retrain(run, arch, epochs=args.epochs, progress=not args.quiet))
+    print_retrained(run, steps.retrain(run, arch, epochs=args.epochs, progress=not args.quiet))
 
 
-def print_retrained(run: pipeline.RunDir, result: dict) -> None:
+def print_retrained(run: steps.RunDir, result: dict) -> None:
     """What a finished retraining prints."""
     print(f"retrained {result['key']} for {result['epochs']} epochs "
           f"({result['recipe']['augmentation']} augmentation, {result['seconds']:.0f} s)")

@@ -7,14 +7,16 @@ import dataclasses
 import json
 from pathlib import Path
 
-from hwnas import pipeline, training
-from hwnas._rundir import configure_run
+from optuna.trial import TrialState
+
+from hwnas import run as steps
 from hwnas.arch import Arch
 from hwnas.cli._common import add_quiet, describe, print_front
+from hwnas.cli._retrain import print_retrained
+from hwnas.deploy import FORMATS
 from hwnas.errors import HwnasError
-from hwnas.export import FORMATS
 from hwnas.pareto import parse_budgets
-from optuna.trial import TrialState
+from hwnas.studies import masked
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -147,17 +149,17 @@ def _budgets(args: argparse.Namespace) -> dict[str, float] | None:
         raise HwnasError(f"--budget: {exc}") from None
 
 
-def _run_for(config: str | None, out: str | None) -> pipeline.RunDir:
+def _run_for(config: str | None, out: str | None) -> steps.RunDir:
     if config is not None and Path(config).is_dir():
         if out is not None:
             raise HwnasError("give either a run directory or a config with --out, not both")
-        return pipeline.RunDir.open(config)
-    return configure_run(config, out)
+        return steps.RunDir.open(config)
+    return steps.configure_run(config, out)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
     run = _run_for(args.config, args.out)
-    history = training.train(run, progress=not args.quiet)
+    history = steps.train(run, progress=not args.quiet)
     last = history[-1] if history else None
     if last:
         print(f"trained {last['epoch']} epochs: loss {last['loss']:.4f}, "
@@ -165,18 +167,18 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    run = pipeline.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run)
     if args.trials is not None:
         if args.trials < 1:
             raise HwnasError(f"--trials must be >= 1, got {args.trials}")
-        run = pipeline.RunDir(run.path, _with_trials(run.config, args.trials))
+        run = steps.RunDir(run.path, _with_trials(run.config, args.trials))
     parallel = _parallel(args)
     if args.strategy is not None and args.strategy not in _strategies():
         raise HwnasError(f"--strategy: unknown strategy {args.strategy!r}; known: "
                          f"{_strategy_names()}")
-    evs = pipeline.search(run, progress=not args.quiet, strategy=args.strategy, **parallel)
+    evs = steps.search(run, progress=not args.quiet, strategy=args.strategy, **parallel)
     print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials) in "
-          f"{run / 'study.journal'}")
+          f"{run / steps.RunDir.JOURNAL}")
 
 
 def _strategies() -> dict:
@@ -189,33 +191,29 @@ def _strategy_names() -> str:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    from hwnas.studies._storage import masked
-    from hwnas.studies._workers import create
-    run = pipeline.RunDir.open(args.run)
-    study, created = create(run, args.storage)
+    run = steps.RunDir.open(args.run)
+    study, created = steps.create_study(run, args.storage)
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
         counts[trial.state.name.lower()] += 1
     print(f"{'created' if created else 'reopened'} study {study.study_name!r} in "
-          f"{masked(args.storage)} (recorded in {run / 'storage.json'})")
+          f"{masked(args.storage)} (recorded in {run / steps.RunDir.STORAGE})")
     print("trials: " + (", ".join(f"{n} {state}" for state, n in counts.items() if n) or "none"))
     print(f"start workers with: hwnas worker {run.path} --seed N")
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from hwnas.studies._workers import work_on
-    run = pipeline.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run)
     # Each worker needs its own seed, or they would all propose the same subnets.
     seed = args.seed if args.seed is not None else run.config.seed + 1 + os.getpid()
-    n = work_on(run, url=args.storage, seed=seed, strategy=args.strategy,
+    n = steps.run_worker(run, url=args.storage, seed=seed, strategy=args.strategy,
                 progress=not args.quiet)
     print(f"this worker (seed {seed}) evaluated {n} subnets; the study holds "
           f"{run.config.search.trials}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from hwnas.compare import compare
-    table = compare(args.runs, args.out)
+    table = steps.compare(args.runs, args.out)
     shown = table.drop(columns=["hypervolume"])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {Path(args.out) / 'compare.csv'} and {Path(args.out) / 'compare.png'}")
@@ -226,22 +224,22 @@ def _with_trials(config, trials: int):
 
 
 def cmd_front(args: argparse.Namespace) -> None:
-    run = pipeline.RunDir.open(args.run)
-    print_front(pipeline.front(run))
-    print(f"wrote {run / 'front.csv'} and {run / 'front.png'}")
+    run = steps.RunDir.open(args.run)
+    print_front(steps.front(run))
+    print(f"wrote {run / steps.RunDir.FRONT} and {run / steps.RunDir.FRONT_PLOT}")
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    run = pipeline.RunDir.open(args.run)
-    selection = pipeline.select(run, _budgets(args))
+    run = steps.RunDir.open(args.run)
+    selection = steps.select(run, _budgets(args))
     print(f"selected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
     _print_measured(run)
-    print(f"wrote {run / 'selected.json'}")
+    print(f"wrote {run / steps.RunDir.SELECTED}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    run = pipeline.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run)
     arch = None
     if args.arch is not None:
         try:
@@ -249,13 +247,13 @@ def cmd_export(args: argparse.Namespace) -> None:
         except ValueError as exc:
             raise HwnasError(f"--arch: {exc}") from None
     formats = tuple(args.formats or FORMATS)
-    info = pipeline.export(run, arch, formats=formats)
+    info = steps.export(run, arch, formats=formats)
     print(f"exported {info['key']} ({info['weights']} weights); each file run without hwnas "
           f"on {info['test_examples']} test examples:")
     _print_exported(run, info, formats)
 
 
-def _print_exported(run: pipeline.RunDir, info: dict, formats: tuple[str, ...]) -> None:
+def _print_exported(run: steps.RunDir, info: dict, formats: tuple[str, ...]) -> None:
     for name in formats:
         entry = info["formats"][name]
         print(f"  {run / entry['model']} ({entry['runtime']}): test accuracy "
@@ -266,30 +264,27 @@ def _print_exported(run: pipeline.RunDir, info: dict, formats: tuple[str, ...]) 
 def cmd_run(args: argparse.Namespace) -> None:
     budgets = _budgets(args)  # before anything is written
     parallel = _parallel(args)
-    run = configure_run(args.config, args.out)
+    run = steps.configure_run(args.config, args.out)
     print(f"run directory: {run.path}")
     progress = not args.quiet
-    training.train(run, progress=progress)
-    ws = pipeline.workspace(run, progress=progress)
-    pipeline.search(run, progress=progress, ws=ws, **parallel)
-    print_front(pipeline.front(run, ws=ws))
-    selection = pipeline.select(run, budgets, ws=ws)
+    steps.train(run, progress=progress)
+    ws = steps.workspace(run, progress=progress)
+    steps.search(run, progress=progress, ws=ws, **parallel)
+    print_front(steps.front(run, ws=ws))
+    selection = steps.select(run, budgets, ws=ws)
     print(f"\nselected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
     _print_measured(run)
-    from hwnas.cli._retrain import print_retrained
-    from hwnas.report import write_report
-    from hwnas.retrain import retrain
     print()
-    print_retrained(run, retrain(run, selection.chosen.arch, progress=progress, ws=ws))
-    info = pipeline.export(run, ws=ws)
+    print_retrained(run, steps.retrain(run, selection.chosen.arch, progress=progress, ws=ws))
+    info = steps.export(run, ws=ws)
     print("\nexported (each file run without hwnas on the test split):")
     _print_exported(run, info, tuple(FORMATS))
-    print(f"report: {write_report(run)}")
+    print(f"report: {steps.write_report(run)}")
 
 
-def _print_measured(run: pipeline.RunDir) -> None:
-    record = json.loads((run / "selected.json").read_text())
+def _print_measured(run: steps.RunDir) -> None:
+    record = json.loads((run / steps.RunDir.SELECTED).read_text())
     if "latency_ms_measured" in record:
         print(f"  latency predicted {record['latency_ms_predicted']:.4f} ms, measured whole "
               f"{record['latency_ms_measured']:.4f} ms")

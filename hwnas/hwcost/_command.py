@@ -33,6 +33,7 @@ import nnabla as nn
 
 from hwnas.errors import MeasurementError
 from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.hwcost._nnp import export_module_nnp
 from hwnas.hwcost._profiler import BaseProfiler
 
 if TYPE_CHECKING:  # hwnas.config imports the cost records
@@ -165,9 +166,6 @@ class CommandProfiler(BaseProfiler):
 
     def measure(self, module: nn.Module, input_shape: Sequence[int]) -> tuple[float,
                                                                               LatencyProtocol]:
-        # Imported here: hwnas.export pulls in the data package, which hwcost must not need.
-        from hwnas.export import export_module_nnp
-
         cfg = self.config
         with tempfile.TemporaryDirectory(prefix="hwnas-latency-", dir=self.workdir) as tmp:
             model = Path(tmp) / "model.nnp"

@@ -13,7 +13,7 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
-from hwnas._io import atomic_write_json
+from hwnas.io import atomic_write_json
 from hwnas.arch import Arch
 from hwnas.errors import HwnasError, MeasurementError, RunDirError
 from hwnas.hwcost._costs import LatencyProtocol

@@ -71,7 +71,7 @@ def _foldable(bn: Function) -> Function | None:
     return layer
 
 
-def _bn_statistics(bn: Function) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def bn_statistics(bn: Function) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(beta, gamma, mean, var) of an inference-mode BN as float64 vectors."""
     args = bn.info.args
     inputs = list(bn.inputs[1:])
@@ -84,7 +84,7 @@ def _bn_statistics(bn: Function) -> tuple[np.ndarray, np.ndarray, np.ndarray, np
 
 
 def _folded_weights(layer: Function, bn: Function) -> tuple[np.ndarray, np.ndarray]:
-    beta, gamma, mean, var = _bn_statistics(bn)
+    beta, gamma, mean, var = bn_statistics(bn)
     scale = gamma / np.sqrt(var + bn.info.args["eps"])
     w = np.asarray(layer.inputs[1].d, np.float64)
     b = np.asarray(layer.inputs[2].d, np.float64).reshape(-1) if len(layer.inputs) == 3 else 0.0

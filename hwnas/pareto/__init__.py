@@ -5,7 +5,8 @@ from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
 from hwnas.pareto._history import hypervolume_history, plot_hypervolume
 from hwnas.pareto._plot import objective_pairs, plot_front
 from hwnas.pareto._select import Selection, parse_budgets, select
-from hwnas.pareto._sorting import feasible_mask, non_dominated, violation
+from hwnas.pareto._sorting import (feasible_mask, non_dominated, objective_matrix,
+                                   unique_by_key, violation)
 
 __all__ = [
     "ParetoFront",
@@ -14,11 +15,13 @@ __all__ = [
     "feasible_mask",
     "hypervolume_history",
     "non_dominated",
+    "objective_matrix",
     "objective_pairs",
     "parse_budgets",
     "plot_front",
     "plot_hypervolume",
     "reference_point",
     "select",
+    "unique_by_key",
     "violation",
 ]

@@ -8,7 +8,7 @@ import moocore
 import numpy as np
 import pandas as pd
 
-from hwnas._io import atomic_write
+from hwnas.io import atomic_write
 from hwnas.pareto._sorting import (check_budgets, check_matrix, check_objectives,
                                    feasible_mask, non_dominated, objective_matrix,
                                    unique_by_key)

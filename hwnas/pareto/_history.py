@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import moocore
 import numpy as np
 
-from hwnas._io import atomic_write
+from hwnas.io import atomic_write
 from hwnas.pareto._sorting import (check_budgets, check_objectives, feasible_mask,
                                    objective_matrix, unique_by_key)
 from hwnas.records import Evaluation

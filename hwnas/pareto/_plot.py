@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from hwnas._io import atomic_write
+from hwnas.io import atomic_write
 from hwnas.pareto._front import ParetoFront
 from hwnas.pareto._sorting import (check_budgets, check_objectives, feasible_mask,
                                    non_dominated, objective_matrix, unique_by_key)

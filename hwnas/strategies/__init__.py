@@ -1,11 +1,10 @@
-"""Search strategies behind one ask/tell contract, and the loop that drives them."""
+"""Search strategies behind one ask/tell contract (the loop that drives them: hwnas.driver)."""
 from __future__ import annotations
 
 import optuna
 
 from hwnas.strategies._base import BaseStrategy
 from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
-from hwnas.strategies._driver import DriveResult, drive
 from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
                                       OptunaStrategy, QMCStrategy, TPELocalStrategy, TPEStrategy)
 from hwnas.strategies._random import RandomSearch
@@ -34,7 +33,7 @@ def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy
     return strategy_class(name)(study=study, **kwargs)
 
 
-__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2", "DriveResult",
+__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2",
            "NSGAIIIStrategy", "NSGAIIStrategy", "OptunaRandomStrategy", "OptunaStrategy",
-           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy", "create_strategy", "drive",
+           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy", "create_strategy",
            "strategy_class"]

@@ -9,7 +9,7 @@ import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hwnas.pareto._sorting import non_dominated
+from hwnas.pareto import non_dominated
 from hwnas.records import Evaluation
 from hwnas.strategies._base import BaseStrategy
 from hwnas.arch import Arch

@@ -7,7 +7,8 @@ from hwnas.supernet._darts import CellSpace, CellSupernet
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
 from hwnas.supernet._space import (BaseSearchSpace, Supernet, Unit, create_space, list_spaces,
                                    register_space, space_arguments)
+from hwnas.supernet._viz import CELL_KEY, draw_arch, plot_arch_trajectories
 
-__all__ = ["Arch", "BaseSearchSpace", "CellSpace", "CellSupernet", "ChainSpace", "ChainSupernet",
-           "Supernet", "Unit", "create_space", "list_spaces", "register_space",
-           "space_arguments"]
+__all__ = ["Arch", "BaseSearchSpace", "CELL_KEY", "CellSpace", "CellSupernet", "ChainSpace",
+           "ChainSupernet", "Supernet", "Unit", "create_space", "draw_arch", "list_spaces",
+           "plot_arch_trajectories", "register_space", "space_arguments"]

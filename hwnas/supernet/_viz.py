@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from hwnas._io import atomic_write
+from hwnas.io import atomic_write
 from hwnas.arch import Arch
 
 __all__ = ["LOG_COLUMNS", "draw_arch", "plot_arch_trajectories"]
@@ -18,7 +18,7 @@ LOG_COLUMNS = ("step", "epoch", "edge", "option", "prob")
 #: How far the probabilities of one edge at one step may sum from 1.
 SUM_TOLERANCE = 1e-3
 
-_CELL_KEY = re.compile(r"^(normal|reduce)/n(0|[1-9]\d*)/(inputs|op0|op1)$")
+CELL_KEY = re.compile(r"^(normal|reduce)/n(0|[1-9]\d*)/(inputs|op0|op1)$")
 _CELL_PARTS = ("inputs", "op0", "op1")
 _CELL_INPUTS = ("c_{k-2}", "c_{k-1}")
 _CELL_OUTPUT = "c_{k}"
@@ -230,7 +230,7 @@ def _cell_nodes(arch: Arch) -> dict[str, int]:
     """Cell type -> number of intermediate nodes, after checking that every node has its choices."""
     found: dict[str, dict[int, set[str]]] = {}
     for name in arch:
-        cell, node, part = _CELL_KEY.match(name).groups()
+        cell, node, part = CELL_KEY.match(name).groups()
         found.setdefault(cell, {}).setdefault(int(node), set()).add(part)
     counts = {}
     for cell in ("normal", "reduce"):
@@ -360,7 +360,7 @@ def draw_arch(arch: Arch, path: str | os.PathLike[str], *,
     """
     if not len(arch):
         raise ValueError("draw_arch needs an arch with at least one choice, got an empty one")
-    is_cell = [bool(_CELL_KEY.match(name)) for name in arch]
+    is_cell = [bool(CELL_KEY.match(name)) for name in arch]
     if any(is_cell) and not all(is_cell):
         raise ValueError(f"arch mixes cell choices with others: "
                          f"{[n for n, c in zip(arch, is_cell) if not c]} are not "

@@ -16,7 +16,7 @@ import pandas as pd
 from nnabla.utils.learning_rate_scheduler import CosineScheduler
 from tqdm import tqdm
 
-from hwnas._io import atomic_write, atomic_write_text
+from hwnas.io import atomic_write, atomic_write_text
 from hwnas.config import TrainConfig
 from hwnas.data import Dataset, Split, batches
 from hwnas.errors import RunDirError
@@ -60,8 +60,8 @@ class BaseLearner(abc.ABC):
     learns_arch = False
     #: (beta1, beta2) of the architecture parameters' Adam optimiser.
     arch_betas = (0.5, 0.999)
-    #: File names in ``run_dir``: checkpoint, weights and training log.
-    checkpoint_file, weights_file, log_file = CHECKPOINT, WEIGHTS, LOG
+    #: File names in ``run_dir``: checkpoint, weights, training log, architecture log.
+    checkpoint_file, weights_file, log_file, arch_log_file = CHECKPOINT, WEIGHTS, LOG, ARCH_LOG
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  config: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
@@ -313,7 +313,7 @@ class BaseLearner(abc.ABC):
         atomic_write_text(self.run_dir / self.log_file,
                           pd.DataFrame(self.history).to_csv(index=False))
         if self.arch_log:
-            atomic_write_text(self.run_dir / ARCH_LOG,
+            atomic_write_text(self.run_dir / self.arch_log_file,
                               pd.DataFrame(self.arch_log).to_csv(index=False))
         # Last, since it says how many epochs are done: a crash before it repeats the
         # epoch on resume, rather than pairing its count with the previous weights.
@@ -366,7 +366,7 @@ class BaseLearner(abc.ABC):
         self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
         done = int(arrays["epochs_done"])
         self.history = _read_log(self.run_dir / self.log_file, done)
-        self.arch_log = _read_log(self.run_dir / ARCH_LOG, done)
+        self.arch_log = _read_log(self.run_dir / self.arch_log_file, done)
         return done
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nnabla as nn
 
-from hwnas._io import atomic_write
+from hwnas.io import atomic_write
 from hwnas.errors import RunDirError
 from hwnas.supernet._space import Supernet
 

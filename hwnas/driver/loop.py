@@ -10,7 +10,7 @@ from typing import Union
 
 from hwnas.errors import MeasurementError
 from hwnas.records import Evaluation
-from hwnas.strategies._base import BaseStrategy
+from hwnas.strategies import BaseStrategy
 from hwnas.arch import Arch
 
 #: Consecutive failed evaluations after which a search stops.

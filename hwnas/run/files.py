@@ -1,4 +1,4 @@
-"""The run directory: the resolved config and every artifact of one experiment."""
+"""RunDir: the run directory, and the one place that names every file a run holds."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,15 +6,49 @@ from typing import Any
 
 import yaml
 
-from hwnas._io import atomic_write_text
 from hwnas.config import ExperimentConfig, config_from_dict, load_config
+from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
+from hwnas.io import atomic_write_text
+from hwnas.studies import JOURNAL, STORAGE
+from hwnas.supernet.learners import BaseLearner
 
 CONFIG = "config.yaml"
 
 
 class RunDir:
-    """A run directory: the resolved config and every artifact of one experiment."""
+    """A run directory: the resolved config and every artifact of one experiment.
+
+    The class attributes name every file of a run; the library packages that
+    write a file of their own format (the study, the learner's checkpoint, the
+    exported models) name it there, and it is listed here.
+    """
+
+    #: The resolved config; a later command on the directory must match it.
+    CONFIG = CONFIG
+    #: Supernet training (``hwnas train``): weights, checkpoint, logs.
+    WEIGHTS = BaseLearner.weights_file
+    CHECKPOINT = BaseLearner.checkpoint_file
+    TRAIN_LOG = BaseLearner.log_file
+    ARCH_LOG = BaseLearner.arch_log_file
+    #: What a gradient learner derived, and its plots.
+    DERIVED, ARCH_PLOT, DERIVED_PLOT = "derived.json", "arch_params.png", "derived.png"
+    #: The latency table (``hwnas lut``) and its check (``hwnas profile``).
+    LUT, PROFILE, PROFILE_PLOT = "lut.json", "profile.json", "profile.png"
+    #: The study (journal file, or storage.json naming a database) and the last search's counts.
+    JOURNAL, STORAGE, SEARCH_STATS = JOURNAL, STORAGE, "search_stats.json"
+    #: The front (``hwnas front``).
+    FRONT, FRONT_PLOT, HV_PLOT = "front.csv", "front.png", "hv.png"
+    #: Whole-subnet latencies measured after the search, and the chosen subnet.
+    MEASURED, SELECTED = "measured.json", "selected.json"
+    #: ``retrain/DIGEST/``: each subnet's retraining: its claim, result and checkpoint.
+    RETRAIN_DIR, RETRAIN_CLAIM, RETRAIN_RESULT = "retrain", "arch.json", "result.json"
+    RETRAIN_CHECKPOINT, RETRAIN_WEIGHTS, RETRAIN_LOG = "state.npz", "weights.h5", "log.csv"
+    #: The exported models and what the export recorded.
+    MODELS = tuple(fmt.filename for fmt in FORMATS.values())
+    EXPORT = EXPORT_RECORD
+    #: The report.
+    REPORT = "report.html"
 
     def __init__(self, path: str | Path, config: ExperimentConfig) -> None:
         self.path = Path(path)

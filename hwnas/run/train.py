@@ -1,31 +1,32 @@
 """The training step: learner and regularizer from the config, and the derived architecture."""
 from __future__ import annotations
 
+import json
 from typing import Any
 
+import nnabla as nn
 import pandas as pd
 
-from hwnas._io import atomic_write_json
 from hwnas.config import RegularizerConfig
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, RunDirError
 from hwnas.hwcost import count_graph_params, count_macs, inference_output
-from hwnas.supernet import Arch, Supernet, Unit
+from hwnas.io import atomic_write_json
+import hwnas.run.lut as lut
+from hwnas.run.files import RunDir
+from hwnas.run.workspace import Workspace, workspace
+from hwnas.supernet import Arch, BaseSearchSpace, Supernet, Unit, draw_arch, plot_arch_trajectories
 from hwnas.supernet.learners import LEARNERS, Regularizer
-from hwnas.supernet.learners._base import ARCH_LOG
 
-DERIVED = "derived.json"
-ARCH_PLOT = "arch_params.png"
-DERIVED_PLOT = "derived.png"
+DERIVED, ARCH_PLOT, DERIVED_PLOT = RunDir.DERIVED, RunDir.ARCH_PLOT, RunDir.DERIVED_PLOT
 
 
-def train(run, *, progress: bool = True) -> list[dict[str, Any]]:
+def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
     """Trains (or resumes training) the supernet; writes supernet.h5 and train_log.csv.
 
     A gradient learner (DARTS, ProxylessNAS) also writes arch_log.csv, the
     architecture it derives (derived.json, which the search evaluates first)
     and two plots: architecture-parameter trajectories and the derived subnet.
     """
-    from hwnas.pipeline import workspace
     ws = workspace(run, trained=False, progress=progress)
     cfg = run.config
     regularizer = (make_regularizer(run, ws, cfg.train.regularizer)
@@ -35,7 +36,7 @@ def train(run, *, progress: bool = True) -> list[dict[str, Any]]:
                                               config=cfg.train, seed=cfg.seed, run_dir=run.path,
                                               progress=progress, regularizer=regularizer)
     except ValueError as exc:  # settings the data or the space cannot meet
-        raise ConfigError(f"{run / 'config.yaml'}: cannot train: {exc}") from None
+        raise ConfigError(f"{run / RunDir.CONFIG}: cannot train: {exc}") from None
     history = learner.fit()
     if learner.learns_arch:
         write_derived(run, ws.space, ws.supernet, regularizer)
@@ -49,19 +50,17 @@ def unit_cost(objective: str, table=None):
         return lambda unit: a * table.entries[unit.key]
 
     def count(unit: Unit) -> float:
-        import nnabla as nn
         x = nn.Variable((1,) + tuple(unit.input_shape))
         y = inference_output(unit.build(), x)
         return float(count_graph_params(y, inputs=[x]) if objective == "params" else count_macs(y))
     return count
 
 
-def make_regularizer(run, ws, config: RegularizerConfig) -> Regularizer:
+def make_regularizer(run: RunDir, ws: Workspace, config: RegularizerConfig) -> Regularizer:
     """The configured regularizer; a latency one builds (or reuses) the run's latency table."""
     extra, table = 0.0, None
     if config.objective == "latency_ms":
-        from hwnas import profiling
-        table = profiling.ensure_table(run, ws, progress=ws.progress)
+        table = lut.ensure_table(run, ws, progress=ws.progress)
         extra = table.calibration.a * table.overhead_ms + table.calibration.b
     return Regularizer.for_supernet(ws.supernet, unit_cost(config.objective, table),
                                     fixed_extra=extra, objective=config.objective,
@@ -69,10 +68,9 @@ def make_regularizer(run, ws, config: RegularizerConfig) -> Regularizer:
                                     weight=config.weight)
 
 
-def write_derived(run, space, supernet: Supernet,
+def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
                   regularizer: Regularizer | None = None) -> Arch:
     """Derives the architecture and writes derived.json and its plots."""
-    from hwnas.supernet._viz import draw_arch, plot_arch_trajectories
     arch = space.validate(supernet.derive())
     probs = supernet.probabilities()
     options = supernet.arch_options()
@@ -84,7 +82,7 @@ def write_derived(run, space, supernet: Supernet,
                                  "budget": regularizer.budget,
                                  "expected": regularizer.expected_value(probs)}
     atomic_write_json(run / DERIVED, record)
-    log_path = run / ARCH_LOG
+    log_path = run / RunDir.ARCH_LOG
     if log_path.exists():
         log = pd.read_csv(log_path)
         if len(log):
@@ -96,10 +94,8 @@ def write_derived(run, space, supernet: Supernet,
     return arch
 
 
-def derived_arch(run) -> Arch | None:
+def derived_arch(run: RunDir) -> Arch | None:
     """The architecture the learner derived, or None (uniform sampling derives none)."""
-    import json
-    from hwnas.errors import RunDirError
     path = run / DERIVED
     if not path.exists():
         return None
@@ -108,6 +104,3 @@ def derived_arch(run) -> Arch | None:
     except (ValueError, KeyError, TypeError) as exc:
         raise RunDirError(f"{path}: unreadable derived architecture ({exc}); "
                           "rerun 'hwnas train' to derive it again") from None
-
-
-

@@ -2,11 +2,11 @@
 
 The saved graph is the optimised inference graph hwnas measures (batch
 normalization folded, fastest activations; see
-:func:`hwnas.hwcost._optimize.optimize_inference_graph`), and the file holds
+:func:`hwnas.hwcost.optimize_inference_graph`), and the file holds
 exactly the weights it reads: the folded ones, not the unfolded weights and BN
 parameters they replace. The ONNX file is converted from that graph by
 nnabla's own converter (nnabla-converter), after the few rewrites listed in
-:func:`hwnas._onnx.onnx_compatible`.
+:func:`hwnas.deploy._onnx.onnx_compatible`.
 """
 from __future__ import annotations
 
@@ -24,17 +24,14 @@ import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 from nnabla.utils.nnp_graph import NnpLoader
-from nnabla.utils.save import save
 
-from hwnas._io import atomic_write, atomic_write_json
-from hwnas._onnx import OPSET, nnp_to_onnx, onnx_compatible, run_onnx
+from hwnas.io import atomic_write, atomic_write_json
+from hwnas.deploy._onnx import OPSET, nnp_to_onnx, onnx_compatible, run_onnx
 from hwnas.arch import Arch
 from hwnas.data import Dataset
 from hwnas.errors import HwnasError
-from hwnas.hwcost._optimize import optimize_inference_graph
+from hwnas.hwcost import INPUT, NETWORK, OUTPUT, optimize_into, save_nnp
 
-NETWORK = "net"
-INPUT, OUTPUT = "x", "y"
 #: What the last export wrote, beside the model files.
 RECORD = "export.json"
 #: The largest difference in any logit between an exported file and the in-process subnet.
@@ -68,16 +65,8 @@ def inference_graph(subnet: nn.Module, data: Dataset, batch_size: int,
     x = nn.Variable((batch_size,) + tuple(data.input_shape))
     subnet.training = False
     y = subnet(F.div2(F.sub2(x, mean), std))
-    _optimize(subnet, y, scope)
+    optimize_into(subnet, y, scope)
     return x, y
-
-
-def _optimize(module: nn.Module, y: nn.Variable, scope: OrderedDict) -> None:
-    """Optimises the graph ending at ``y`` in place; its new weights go into ``scope``."""
-    folded = optimize_inference_graph(y, names=module.get_parameters(grad_only=False))
-    with nn.parameter_scope("", scope):
-        for key, param in folded.items():
-            nn.parameter.set_parameter(key, param)
 
 
 def export_nnp(subnet: nn.Module, data: Dataset, path: str | Path) -> None:
@@ -88,74 +77,6 @@ def export_nnp(subnet: nn.Module, data: Dataset, path: str | Path) -> None:
     variable.
     """
     save_nnp(subnet, path, lambda scope: inference_graph(subnet, data, 1, scope=scope))
-
-
-def export_module_nnp(module: nn.Module, input_shape: tuple[int, ...], path: str | Path) -> None:
-    """Writes any standalone module (a subnet, one block) as an .nnp without normalisation.
-
-    Used to run a network on another device; network ``net``, input ``x`` of
-    shape (batch, *input_shape), output ``y``.
-    """
-    def build(scope: OrderedDict) -> tuple[nn.Variable, nn.Variable]:
-        x = nn.Variable((1,) + tuple(input_shape))
-        module.training = False
-        y = module(x)
-        _optimize(module, y, scope)
-        return x, y
-
-    save_nnp(module, path, build)
-
-
-def save_nnp(module: nn.Module, path: str | Path,
-             build: Callable[[OrderedDict], tuple[nn.Variable, nn.Variable]]) -> None:
-    """Saves the graph ``build(scope)`` returns as (input, output) with the weights it reads.
-
-    ``build`` finds ``module``'s weights in ``scope`` and adds there any it
-    creates; the file keeps those the graph reads, under their scope names.
-
-    Raises:
-        ValueError: if the graph reads a weight that is in neither.
-    """
-    scope: OrderedDict = OrderedDict()
-    with nn.parameter_scope("", scope):
-        for key, param in module.get_parameters(grad_only=False).items():
-            nn.parameter.set_parameter(key, param)
-        x, y = build(scope)
-        # A module whose weights its first call creates keeps them in its own scope.
-        named = {**module.get_parameters(grad_only=False), **nn.get_parameters(grad_only=False)}
-    saved = _read_weights(y, x, named)
-    with nn.parameter_scope("", saved):
-        contents = {
-            "networks": [{"name": NETWORK, "batch_size": 1, "outputs": {OUTPUT: y},
-                          "names": {INPUT: x}}],
-            "executors": [{"name": "runtime", "network": NETWORK, "data": [INPUT],
-                           "output": [OUTPUT]}],
-        }
-        atomic_write(path, lambda tmp: save(tmp, contents))
-
-
-def _read_weights(y: nn.Variable, x: nn.Variable,
-                  named: dict[str, nn.Variable]) -> OrderedDict:
-    """A parameter scope holding the weights the graph ending at ``y`` reads, by name."""
-    names = {v.data: key for key, v in named.items()}
-    leaves: dict[str, nn.Variable] = {}
-
-    def collect(function) -> None:
-        for v in function.inputs:
-            if v.parent is None and v.data != x.data:
-                key = names.get(v.data)
-                if key is None:
-                    raise ValueError(f"the graph reads an unnamed weight of shape {v.shape} "
-                                     f"(input of {function.info.type_name}); .nnp would lose it")
-                leaves[key] = v
-
-    y.visit(collect)
-    scope: OrderedDict = OrderedDict()
-    with nn.parameter_scope("", scope):
-        for key in named:  # in the module's order
-            if key in leaves:
-                nn.parameter.set_parameter(key, leaves[key])
-    return scope
 
 
 def run_nnp(path: str | Path, pixels: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -187,7 +108,7 @@ def pixels(data: Dataset, x: np.ndarray) -> np.ndarray:
 def export_onnx(subnet: nn.Module, data: Dataset, path: str | Path, *, opset: int = OPSET) -> None:
     """Writes ``subnet`` as an ONNX model that onnxruntime runs without hwnas or nnabla.
 
-    The graph is :func:`inference_graph`'s after :func:`~hwnas._onnx.onnx_compatible`,
+    The graph is :func:`inference_graph`'s after :func:`~hwnas.deploy._onnx.onnx_compatible`,
     saved as an .nnp and converted by nnabla-converter; input ``x``
     (N, C, H, W pixels in [0, 1], N variable), output ``y`` (logits).
     """

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from hwnas._report_parts import (Raw, code, curves, esc, figure, key, missing, note, number,
-                                 pairs, percent, read_csv, read_json, table)
+from hwnas.run.files import RunDir
+from hwnas.run.report_html import (Raw, code, curves, esc, figure, key, missing, note, number,
+                                   pairs, percent, read_csv, read_json, table)
+from hwnas.run.retrain import retrain_dir
 
-SELECTED, MEASURED, EXPORT, LUT = "selected.json", "measured.json", "export.json", "lut.json"
+SELECTED, MEASURED, EXPORT, LUT = RunDir.SELECTED, RunDir.MEASURED, RunDir.EXPORT, RunDir.LUT
 
 #: The fields of a latency protocol, in plain words.
 PROTOCOL_LABELS = (("device", "Device"), ("context", "nnabla context"),
@@ -127,12 +129,11 @@ def budgets(run) -> str:
 
 
 def retrained(run) -> str:
-    from hwnas.retrain import retrain_dir
     selected = read_json(run / SELECTED)
     if selected is None or "key" not in selected:
         return missing("Nothing selected yet, so nothing retrained", f"hwnas select {run.path}")
     folder = retrain_dir(run, selected["key"])
-    result = read_json(folder / "result.json")
+    result = read_json(folder / RunDir.RETRAIN_RESULT)
     if result is None:
         return missing("The selected subnet is not retrained yet (the accuracies above are the "
                        "supernet's estimates with inherited weights)", f"hwnas retrain {run.path}")
@@ -148,7 +149,7 @@ def retrained(run) -> str:
     rows += [(f"Recipe: {name}", value) for name, value in (result.get("recipe") or {}).items()]
     body += pairs(rows)
     where = folder.relative_to(run.path)
-    log = read_csv(folder / "log.csv")
+    log = read_csv(folder / RunDir.RETRAIN_LOG)
     if log is not None and len(log):
         body += figure(lambda: curves(log, "Retraining from scratch"),
                        f"Retraining curves ({esc(where)}/log.csv)")

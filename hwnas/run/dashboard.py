@@ -7,7 +7,8 @@ from socketserver import ThreadingMixIn
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hwnas.errors import HwnasError
-from hwnas.pipeline import RunDir
+from hwnas.run.files import RunDir
+from hwnas.studies import load_read_only, read_only_storage
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
@@ -27,7 +28,7 @@ class _QuietHandler(WSGIRequestHandler):
 def dashboard_server(run: RunDir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> _Server:
     """A server of optuna-dashboard on the run's study, bound and ready for ``serve_forever``.
 
-    The study is opened read-only (``hwnas.studies._readonly``): the journal file
+    The study is opened read-only (``hwnas.studies.load_read_only``): the journal file
     is read as it is, never repaired or appended to, and the dashboard's buttons
     that would change the study fail instead.
 
@@ -38,7 +39,6 @@ def dashboard_server(run: RunDir, host: str = DEFAULT_HOST, port: int = DEFAULT_
     from bottle import HTTPError
     from optuna_dashboard import wsgi
 
-    from hwnas.studies._readonly import load_read_only, read_only_storage
     load_read_only(run.path)  # a clear error now, not a failing page later
     # An HTTP error is shown in the page as its reason, without a traceback on the console.
     storage, _, _ = read_only_storage(run.path, refuse=lambda what: HTTPError(

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from hwnas.arch import Arch
-from hwnas.hwcost._costs import Costs, LatencyProtocol
+from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.records import Evaluation
 

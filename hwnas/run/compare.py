@@ -7,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwnas._io import atomic_write_text
 from hwnas.errors import RunDirError
-from hwnas.pareto import ParetoFront, hypervolume_history, plot_hypervolume, reference_point
-from hwnas.pareto._sorting import objective_matrix, unique_by_key
-from hwnas.pipeline import RunDir, strategies_of
+from hwnas.io import atomic_write_text
+from hwnas.pareto import (ParetoFront, hypervolume_history, objective_matrix, plot_hypervolume,
+                          reference_point, unique_by_key)
+from hwnas.run.files import RunDir
+from hwnas.run.select import strategies_of
 from hwnas.studies import evaluations, open_study
 
 #: Columns of compare.csv, in order.

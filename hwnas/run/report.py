@@ -1,22 +1,30 @@
 """report.html: one self-contained page of a run, from its config to the exported subnet."""
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import platform
 from collections.abc import Callable
 from pathlib import Path
 
-from hwnas import _report_results as results
-from hwnas._git import git, source_state
-from hwnas._io import atomic_write_text
-from hwnas._report_parts import (Unreadable, code, curves, drawn_png, esc, figure, key, missing,
-                                 note, number, page, pairs, percent, read_csv, read_json, table)
-from hwnas.errors import HwnasError
-from hwnas.pipeline import CONFIG, SEARCH_STATS, RunDir
+import hwnas
+from hwnas.data import load_dataset
+from hwnas.errors import HwnasError, RunDirError
+from hwnas.io import atomic_write_text
+from hwnas.pareto import (ParetoFront, hypervolume_history, objective_matrix, plot_front,
+                          plot_hypervolume, reference_point)
+import hwnas.run.report_sections as results
+from hwnas.run.files import RunDir
+from hwnas.run.report_html import (Unreadable, code, curves, drawn_png, esc, figure, key, missing,
+                                   note, number, page, pairs, percent, read_csv, read_json, table)
+from hwnas.run.select import strategies_of
+from hwnas.run.source import git, source_state
+from hwnas.run.workspace import space_from_config
+from hwnas.studies import evaluations, load_read_only
+from hwnas.supernet import CELL_KEY, Arch, draw_arch, plot_arch_trajectories
 
-REPORT = "report.html"
-_TRAIN_LOG, _ARCH_LOG, _DERIVED = "train_log.csv", "arch_log.csv", "derived.json"
+REPORT = RunDir.REPORT
+_TRAIN_LOG, _ARCH_LOG, _DERIVED = RunDir.TRAIN_LOG, RunDir.ARCH_LOG, RunDir.DERIVED
+CONFIG, SEARCH_STATS = RunDir.CONFIG, RunDir.SEARCH_STATS
 _GRADIENT = {"darts": "DARTS", "proxyless": "ProxylessNAS"}
 
 #: The report's sections: (id, title, builder); each builder returns the section's HTML body.
@@ -117,7 +125,6 @@ def training(run: RunDir) -> str:
                                  "Supernet training per epoch (train_log.csv)")
     if t.learner not in _GRADIENT:
         return body + note("Uniform path sampling learns no architecture parameters.")
-    from hwnas.supernet._viz import draw_arch, plot_arch_trajectories
     arch_log = read_csv(run / _ARCH_LOG)
     if arch_log is not None and len(arch_log):
         body += "<h3>Architecture parameters</h3>" + figure(
@@ -126,7 +133,6 @@ def training(run: RunDir) -> str:
             "Architecture probabilities during training (arch_log.csv)")
     derived = read_json(run / _DERIVED)
     if derived is not None:
-        from hwnas.supernet import Arch
         arch = Arch(derived["choices"])
         body += f"<h3>Derived subnet</h3><p>{key(arch.key)}</p>" + figure(
             lambda: drawn_png(lambda p: draw_arch(arch, p, shapes=_feature_shapes(run, arch),
@@ -138,13 +144,6 @@ def training(run: RunDir) -> str:
 
 
 def front(run: RunDir) -> str:
-    from hwnas.pareto import (ParetoFront, hypervolume_history, plot_front, plot_hypervolume,
-                              reference_point)
-    from hwnas.pareto._sorting import objective_matrix
-    from hwnas.pipeline import strategies_of
-    from hwnas.studies import evaluations
-    from hwnas.studies._readonly import load_read_only
-    from hwnas.errors import RunDirError
     cfg = run.config
     objectives = cfg.search.objectives
     try:
@@ -205,8 +204,6 @@ def architecture(run: RunDir) -> str:
     selected = read_json(run / results.SELECTED)
     if selected is None:
         return missing("Nothing selected yet (selected.json is missing)", f"hwnas select {run.path}")
-    from hwnas.supernet import Arch
-    from hwnas.supernet._viz import draw_arch
     arch = Arch(selected["arch"])
     shapes = _feature_shapes(run, arch)
     body = f"<p>{key(arch.key)}</p>" + figure(
@@ -223,19 +220,11 @@ def architecture(run: RunDir) -> str:
 def _feature_shapes(run: RunDir, arch) -> dict[str, tuple[int, int, int]] | None:
     """(C, H, W) entering every block of a chain space, without its weights; None for cells,
     or when the data set that fixes the input shape cannot be loaded."""
-    from hwnas.supernet._viz import _CELL_KEY
-    if any(_CELL_KEY.match(name) for name in arch):
+    if any(CELL_KEY.match(name) for name in arch):
         return None
-    from hwnas.data import load_dataset
-    from hwnas.supernet import create_space, space_arguments
     cfg = run.config
     try:
-        data = load_dataset(cfg.data, seed=cfg.seed)
-        given = {**dataclasses.asdict(cfg.space), "input_shape": data.input_shape,
-                 "n_classes": data.n_classes,
-                 "stages": [(s.channels, s.blocks, s.stride) for s in cfg.space.stages]}
-        space = create_space(cfg.space.name, **{k: v for k, v in given.items()
-                                                 if k in space_arguments(cfg.space.name)})
+        space = space_from_config(cfg, load_dataset(cfg.data, seed=cfg.seed))
     except (HwnasError, OSError, ValueError):
         return None
     shapes = getattr(space, "feature_shapes", None)
@@ -247,9 +236,7 @@ def reproduce(run: RunDir) -> str:
     out = f"runs/{cfg.name}-again"
     study_strategy = None
     try:
-        from hwnas.pipeline import strategies_of
-        from hwnas.studies._readonly import load_read_only
-        study_strategy = strategies_of(load_read_only(where), cfg.search.strategy)
+                study_strategy = strategies_of(load_read_only(where), cfg.search.strategy)
     except HwnasError:
         pass
     search = f"hwnas search {out}"
@@ -287,8 +274,7 @@ def reproduce(run: RunDir) -> str:
 
 def _version(package: str) -> str:
     if package == "hwnas":
-        from hwnas import __version__
-        return __version__
+        return hwnas.__version__
     from importlib.metadata import PackageNotFoundError, version
     try:
         return version(package)
@@ -299,7 +285,7 @@ def _version(package: str) -> str:
 def source_commit() -> str | None:
     """The git commit of the hwnas source in use, with " (modified)" when its tracked files
     differ from it; None when hwnas is not run from a git checkout."""
-    package = Path(__file__).resolve().parent
+    package = Path(hwnas.__file__).resolve().parent
     top = (git(package, "rev-parse", "--show-toplevel") or "").strip()
     # An installed copy inside some other repository is not that repository's commit.
     if not top or not (Path(top) / "hwnas" / "__init__.py").resolve().parent == package:

@@ -1,4 +1,4 @@
-"""Workers sharing one study in an RDB (PostgreSQL): each proposes and evaluates on its own.
+"""The loop of a worker sharing one study in an RDB (PostgreSQL): it proposes and evaluates on its own.
 
 The study is created once (``hwnas study RUN --storage URL``), then any number
 of ``hwnas worker RUN`` processes, on any machines that can reach the database
@@ -12,7 +12,6 @@ a PostgreSQL advisory lock, so the count comes out exact.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import time
 import zlib
 from collections.abc import Callable, Iterator
@@ -21,47 +20,14 @@ import optuna
 from optuna.storages._heartbeat import get_heartbeat_thread
 from optuna.trial import TrialState
 
-from hwnas._io import atomic_write_json
-from hwnas.errors import HwnasError, MeasurementError, RunDirError
+from hwnas.arch import Arch
+from hwnas.errors import HwnasError, MeasurementError
 from hwnas.records import Evaluation
 from hwnas.strategies import BaseStrategy, OptunaStrategy
-from hwnas.studies._storage import STORAGE, masked, open_study, storage_of
-from hwnas.arch import Arch
+from hwnas.studies import evaluations
 
 #: Seconds a worker waits while the last trials are still being evaluated elsewhere.
 POLL = 1.0
-
-
-def study_name(config_name: str, config_text: str) -> str:
-    """The study's name in the database: the experiment name and a digest of its config."""
-    return f"hwnas-{config_name}-{hashlib.sha1(config_text.encode()).hexdigest()[:8]}"
-
-
-def create(run, url: str) -> tuple[optuna.Study, bool]:
-    """Creates (or reopens) the run's study in the RDB at ``url`` and records it in storage.json.
-
-    Returns:
-        the study, and whether it was created now.
-
-    Raises:
-        RunDirError: the run already uses another storage, or the database
-            cannot be reached.
-    """
-    text = (run / "config.yaml").read_text()
-    name = study_name(run.config.name, text)
-    recorded = storage_of(run.path)
-    if recorded is not None and recorded != (url, name):
-        raise RunDirError(f"{run.path} already keeps its study in {masked(recorded[0])} "
-                          f"(study {recorded[1]!r}); a run has one study")
-    if recorded is None and (run / "study.journal").exists():
-        raise RunDirError(f"{run.path} already keeps its study in study.journal; start a new "
-                          "run directory to use a database")
-    backend = open_study(run.path, run.config.search.objectives, storage=(url, name))
-    created = not backend.trials and "config" not in backend.user_attrs
-    if created:
-        backend.set_user_attr("config", text)
-    atomic_write_json(run / STORAGE, {"url": url, "study": name})
-    return backend, created
 
 
 @contextlib.contextmanager
@@ -156,66 +122,4 @@ def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target:
 
 
 def _evaluations_of(study: optuna.Study, key: str) -> Iterator[Evaluation]:
-    from hwnas.studies._storage import evaluations
     return (e for e in evaluations(study) if e.arch.key == key)
-
-
-def work_on(run, *, url: str | None = None, seed: int | None = None, strategy: str | None = None,
-            progress: bool = True, ws=None) -> int:
-    """Runs one worker of a run whose study lives in a database; returns what it evaluated.
-
-    Args:
-        run: the run directory (a ``pipeline.RunDir``).
-        url: the database, when this copy of the run directory does not record it.
-        seed: this worker's seed (default: the config's); give each worker its own.
-        strategy: an Optuna strategy instead of the config's.
-    """
-    from tqdm import tqdm
-
-    from hwnas.pipeline import workspace
-    from hwnas.strategies import strategy_class
-    from hwnas.training import derived_arch
-
-    recorded = storage_of(run.path)
-    if url is not None:
-        target = (url, study_name(run.config.name, (run / "config.yaml").read_text()))
-        if recorded is not None and recorded != target:
-            raise RunDirError(f"{run.path} keeps its study in {masked(recorded[0])}, "
-                              f"not in {masked(url)}")
-    elif recorded is not None:
-        target = recorded
-    else:
-        raise RunDirError(f"{run.path} keeps its study in study.journal, which workers on other "
-                          f"machines cannot share: create it in a database first with 'hwnas "
-                          f"study {run.path} --storage URL' (for processes on this machine, "
-                          "use 'hwnas search --workers N')")
-    cfg = run.config
-    if cfg.latency.predictor == "lut" and not (run / "lut.json").exists():
-        # Workers must not all measure the device at once to build it.
-        raise RunDirError(f"{run.path} has no latency table yet: build it once with "
-                          f"'hwnas lut {run.path}' before starting workers")
-    name = strategy or cfg.search.strategy
-    try:
-        cls = strategy_class(name)
-    except ValueError as exc:
-        raise HwnasError(str(exc)) from None
-    seed = cfg.seed if seed is None else seed
-    study = open_study(run.path, cfg.search.objectives, sampler=cls.sampler(seed), create=False,
-                       storage=target)
-    ws = ws or workspace(run, progress=progress)
-    searcher = cls(study=study, choices=ws.space.choices, objectives=cfg.search.objectives,
-                   budgets=cfg.budgets, seed=seed)
-    derived = derived_arch(run)
-    searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
-                     + ws.space.extremes())
-    evaluator = ws.evaluator
-    bar = tqdm(desc=f"worker ({name}, seed {seed})", unit="subnet", disable=not progress)
-
-    def show(evaluation: Evaluation, cached: bool) -> None:
-        if not cached:
-            bar.update(1)
-
-    try:
-        return work(searcher, evaluator, cfg.search.trials, on_result=show)
-    finally:
-        bar.close()

@@ -19,35 +19,27 @@ from hwnas.records import Evaluation
 from hwnas.arch import Arch
 
 #: run directory -> its evaluator, one per worker process.
-_EVALUATORS: dict[str, Any] = {}
+_EVALUATORS: dict[str, Callable[[Arch], Evaluation]] = {}
 _LOCK = threading.Lock()
+#: Builds a worker's evaluator from the run directory's path (module-level, so it pickles).
+EvaluatorFactory = Callable[[str], Callable[[Arch], Evaluation]]
 
 
-def _evaluator(run_path: str):
+def _evaluator(run_path: str, factory: EvaluatorFactory) -> Callable[[Arch], Evaluation]:
     if run_path not in _EVALUATORS:
-        from hwnas import profiling
-        from hwnas.evaluate import Evaluator
-        from hwnas.pipeline import RunDir, workspace
-        run = RunDir.open(run_path)
-        ws = workspace(run, progress=False)
-        cfg = run.config
-        profiler = profiling.make_profiler(cfg.latency)
-        table = (profiling.load_table(run, ws.space, profiler)
-                 if cfg.latency.predictor == "lut" else None)
-        _EVALUATORS[run_path] = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
-                                          latency=cfg.latency, bn_samples=cfg.search.bn_samples,
-                                          profiler=profiler, table=table)
+        _EVALUATORS[run_path] = factory(run_path)
     return _EVALUATORS[run_path]
 
 
-def evaluate_remote(run_path: str, choices: dict[str, str]) -> dict[str, Any]:
+def evaluate_remote(run_path: str, factory: EvaluatorFactory,
+                    choices: dict[str, str]) -> dict[str, Any]:
     """Scores one subnet in a worker: ``{"evaluation": ...}`` or ``{"error": message}``.
 
     nnabla graphs are not thread safe: one evaluation at a time per process.
     """
     with _LOCK:
         try:
-            return {"evaluation": _evaluator(run_path)(Arch(choices)).to_dict()}
+            return {"evaluation": _evaluator(run_path, factory)(Arch(choices)).to_dict()}
         except MeasurementError as exc:
             return {"error": str(exc)}
 
@@ -58,8 +50,8 @@ def _outcome(answer: dict[str, Any]) -> Evaluation | MeasurementError:
     return Evaluation.from_dict(answer["evaluation"])
 
 
-def _warm(run_path: str) -> None:
-    _evaluator(run_path)
+def _warm(run_path: str, factory: EvaluatorFactory) -> None:
+    _evaluator(run_path, factory)
 
 
 class ProcessPool:
@@ -68,20 +60,23 @@ class ProcessPool:
     Args:
         run_path: the run directory; its supernet and table must be ready.
         workers: processes to start; each loads the workspace once.
+        factory: builds a process's evaluator from ``run_path``.
     """
 
-    def __init__(self, run_path: str | Path, workers: int) -> None:
+    def __init__(self, run_path: str | Path, workers: int, factory: EvaluatorFactory) -> None:
         if workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.run_path = str(Path(run_path).resolve())
         self.workers = workers
+        self.factory = factory
         self._pool = concurrent.futures.ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=_warm, initargs=(self.run_path,))
+            initializer=_warm, initargs=(self.run_path, factory))
 
     def submit(self, archs: list[Arch]) -> Callable[[], list[Evaluation | MeasurementError]]:
         """Starts evaluating ``archs``; returns a function that waits for the answers in order."""
-        futures = [self._pool.submit(evaluate_remote, self.run_path, dict(a)) for a in archs]
+        futures = [self._pool.submit(evaluate_remote, self.run_path, self.factory, dict(a))
+                   for a in archs]
 
         def answers() -> list[Evaluation | MeasurementError]:
             try:
@@ -110,15 +105,18 @@ class DaskPool:
     Args:
         run_path: the run directory.
         address: the scheduler, e.g. ``tcp://10.0.0.5:8786``.
+        factory: builds a worker process's evaluator from ``run_path``.
         timeout: seconds to wait for the scheduler.
     """
 
-    def __init__(self, run_path: str | Path, address: str, timeout: float = 5.0) -> None:
+    def __init__(self, run_path: str | Path, address: str, factory: EvaluatorFactory,
+                 timeout: float = 5.0) -> None:
         try:
             from distributed import Client
         except ImportError:  # pragma: no cover - a dependency of hwnas
             raise HwnasError("--dask needs the 'distributed' package") from None
         self.run_path = str(Path(run_path).resolve())
+        self.factory = factory
         try:
             self.client = Client(address, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
@@ -131,7 +129,8 @@ class DaskPool:
     def submit(self, archs: list[Arch]) -> Callable[[], list[Evaluation | MeasurementError]]:
         """Starts evaluating ``archs``; returns a function that waits for the answers in order."""
         futures = self.client.map(evaluate_remote, [self.run_path] * len(archs),
-                                  [dict(a) for a in archs], pure=False)
+                                  [self.factory] * len(archs), [dict(a) for a in archs],
+                                  pure=False)
         return lambda: [_outcome(answer) for answer in self.client.gather(futures)]
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ import nnabla.functions as F
 import numpy as np
 
 from hwnas.errors import HwnasError
-from hwnas.hwcost._optimize import _bn_statistics
+from hwnas.hwcost import bn_statistics
 
 #: The ONNX opset of model.onnx: the newest nnabla-converter 1.39 writes.
 OPSET = 13
@@ -61,7 +61,7 @@ def onnx_compatible(y: nn.Variable, names: dict[str, nn.Variable]) -> dict[str, 
                 1.0 / share.d)
             h = F.mul2(F.average_pooling(inputs[0], **inclusive), s)
         elif kind == "BatchNormalization" and not args["batch_stat"] and len(args["axes"]) == 1:
-            beta, gamma, mean, var = _bn_statistics(function)
+            beta, gamma, mean, var = bn_statistics(function)
             scale = gamma / np.sqrt(var + args["eps"])
             shape = [1] * inputs[0].ndim
             shape[args["axes"][0]] = -1

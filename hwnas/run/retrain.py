@@ -18,24 +18,27 @@ from typing import Any
 
 import numpy as np
 
-from hwnas._io import atomic_write_json
+import nnabla as nn
+
 from hwnas.config import RetrainConfig, TrainConfig
 from hwnas.data import augment, default_augmentation
 from hwnas.errors import HwnasError, RunDirError
 from hwnas.evaluate import Evaluator, split_accuracy
+from hwnas.io import atomic_write_json
+from hwnas.run.files import RunDir
+from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
 from hwnas.supernet.learners import BaseLearner, load_weights
 
-RETRAIN_DIR = "retrain"
-ARCH_FILE = "arch.json"
-RESULT = "result.json"
+RETRAIN_DIR, ARCH_FILE, RESULT = RunDir.RETRAIN_DIR, RunDir.RETRAIN_CLAIM, RunDir.RETRAIN_RESULT
 
 
 class RetrainLearner(BaseLearner):
     """Trains one standalone subnet: its single path, the recipe's augmentation, and the
     validation accuracy logged after every epoch."""
 
-    checkpoint_file, weights_file, log_file = "state.npz", "weights.h5", "log.csv"
+    checkpoint_file = RunDir.RETRAIN_CHECKPOINT
+    weights_file, log_file = RunDir.RETRAIN_WEIGHTS, RunDir.RETRAIN_LOG
     weight_graph = "subnet"  # one path: the training graph is built once
 
     def __init__(self, *, augmentation: str, **kwargs: Any) -> None:
@@ -55,14 +58,13 @@ class RetrainLearner(BaseLearner):
         return {"val_accuracy": split_accuracy(self.supernet, self.data.val)}
 
 
-def retrain_dir(run, key: str) -> Path:
+def retrain_dir(run: RunDir, key: str) -> Path:
     """Where the retraining of the subnet with Arch key ``key`` lives."""
     return run / RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int) -> Supernet:
     """A standalone subnet for ``arch`` with freshly initialised, seeded weights."""
-    import nnabla as nn
     nn.seed(seed)
     np.random.seed(seed)  # nnabla's initialisers draw from numpy's global generator
     return space.supernet().extract(arch)
@@ -76,8 +78,8 @@ def recipe_of(config: RetrainConfig, dataset: str) -> dict[str, Any]:
     return recipe
 
 
-def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True,
-            ws=None) -> dict[str, Any]:
+def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: bool = True,
+            ws: Workspace | None = None) -> dict[str, Any]:
     """Trains ``arch`` from scratch (or resumes) and writes ``retrain/result.json``.
 
     Args:
@@ -92,7 +94,6 @@ def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True
         RunDirError: ``retrain/`` holds another subnet or recipe.
         HwnasError: ``arch`` is not in the run's space.
     """
-    from hwnas.pipeline import workspace
     cfg = run.config
     ws = ws or workspace(run, progress=progress)
     try:
@@ -121,7 +122,7 @@ def retrain(run, arch: Arch, *, epochs: int | None = None, progress: bool = True
                                  seed=cfg.seed, run_dir=where, progress=progress,
                                  augmentation=recipe["augmentation"])
     except ValueError as exc:
-        raise HwnasError(f"{run / 'config.yaml'}: cannot retrain: {exc}") from None
+        raise HwnasError(f"{run / RunDir.CONFIG}: cannot retrain: {exc}") from None
     history = learner.fit()
     subnet.training = False
     estimate = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
@@ -167,7 +168,7 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
     atomic_write_json(path, claim)
 
 
-def retrained_subnet(run, supernet: Supernet, arch: Arch) -> Supernet | None:
+def retrained_subnet(run: RunDir, supernet: Supernet, arch: Arch) -> Supernet | None:
     """The retrained subnet of ``arch`` (inference mode), or None when it was not retrained.
 
     ``supernet`` (the run's) only lends the subnet's structure: every weight is replaced.

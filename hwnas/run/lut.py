@@ -3,23 +3,29 @@ from __future__ import annotations
 
 import math
 import time
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from hwnas._io import atomic_write, atomic_write_json
+from hwnas.config import LatencyConfig
 from hwnas.errors import HwnasError, RunDirError
-from hwnas.hwcost import _gated
-from hwnas.hwcost import (BaseProfiler, IncompatibleTableError, LatencyTable, NnablaProfiler,
-                          measure_gated, sample_distinct)
+from hwnas.hwcost import (GATE_TOLERANCE, BaseProfiler, CommandProfiler, IncompatibleTableError,
+                          LatencyTable, NnablaProfiler, measure_gated, sample_distinct)
+from hwnas.io import atomic_write, atomic_write_json
+from hwnas.run.files import RunDir
+from hwnas.supernet import BaseSearchSpace, Supernet
 
-if TYPE_CHECKING:
-    from hwnas.config import LatencyConfig
-    from hwnas.pipeline import RunDir, Workspace
-    from hwnas.supernet import BaseSearchSpace, Supernet
+LUT, PROFILE, PROFILE_PLOT = RunDir.LUT, RunDir.PROFILE, RunDir.PROFILE_PLOT
 
-LUT, PROFILE, PROFILE_PLOT = "lut.json", "profile.json", "profile.png"
+
+class Trained(Protocol):
+    """What the table is measured over: a space and its supernet (a run's Workspace)."""
+
+    space: BaseSearchSpace
+    supernet: Supernet
+
+
 #: Subnets a check lists as its worst predictions.
 WORST = 5
 
@@ -27,7 +33,6 @@ WORST = 5
 def make_profiler(config: LatencyConfig) -> BaseProfiler:
     """The profiler of a latency protocol: the user's command when set, else this process."""
     if config.command:
-        from hwnas.hwcost._command import CommandProfiler
         return CommandProfiler(config)
     return NnablaProfiler(config)
 
@@ -60,7 +65,7 @@ def _fitting_table(run: RunDir, space: BaseSearchSpace, profiler: BaseProfiler, 
     return table
 
 
-def ensure_table(run: RunDir, ws: Workspace, *, progress: bool = True,
+def ensure_table(run: RunDir, ws: Trained, *, progress: bool = True,
                  rebuild: bool = False, speed: bool = False) -> LatencyTable:
     """The run's lut.json when it fits this device and protocol; else builds, calibrates, saves it.
 
@@ -135,7 +140,7 @@ def check(table: LatencyTable, space: BaseSearchSpace, supernet: Supernet,
         "measurement": stats,
         "warning": (f"the device ran {faster:.0%} faster during this check than while the "
                     "table was measured: rebuild it ('hwnas lut --rebuild')"
-                    if faster > _gated.TOLERANCE else None),
+                    if faster > GATE_TOLERANCE else None),
         "seconds": time.perf_counter() - start, "samples": samples,
     }
 
@@ -167,7 +172,7 @@ def plot_check(report: dict[str, Any], path: str) -> None:
         plt.close(fig)
 
 
-def profile(run: RunDir, ws: Workspace, n: int, *, progress: bool = True) -> dict[str, Any]:
+def profile(run: RunDir, ws: Trained, n: int, *, progress: bool = True) -> dict[str, Any]:
     """Checks the run's table on ``n`` subnets measured whole; writes profile.json and .png."""
     table = ensure_table(run, ws, progress=progress)
     profiler = make_profiler(run.config.latency)

@@ -1,0 +1,28 @@
+"""A run directory and the steps that fill it: train, lut, search, select, retrain, export, report.
+
+The application layer: it stands on the library packages (data, supernet, hwcost,
+evaluate, strategies, studies, pareto, driver, deploy) and the CLI stands on it.
+"""
+from __future__ import annotations
+
+from hwnas.run.compare import compare
+from hwnas.run.dashboard import dashboard_server, serve
+from hwnas.run.export import deploy_subnet, export
+from hwnas.run.files import RunDir, configure_run
+from hwnas.run.lut import check as check_table
+from hwnas.run.lut import ensure_table, load_table, make_profiler, plot_check, profile
+from hwnas.run.report import write_report
+from hwnas.run.retrain import read_arch_json, retrain, retrain_dir, retrained_subnet
+from hwnas.run.search import create_study, run_worker, search, study_name
+from hwnas.run.select import front, remeasure, select, selected_arch, strategies_of
+from hwnas.run.train import derived_arch, train, write_derived
+from hwnas.run.workspace import (Workspace, check_trained, make_evaluator, set_context,
+                                 space_from_config, worker_evaluator, workspace)
+
+__all__ = ["RunDir", "Workspace", "check_table", "check_trained", "compare", "configure_run",
+           "create_study", "dashboard_server", "deploy_subnet", "derived_arch", "ensure_table",
+           "export", "front", "load_table", "make_evaluator", "make_profiler", "plot_check",
+           "profile", "read_arch_json", "remeasure", "retrain", "retrain_dir",
+           "retrained_subnet", "run_worker", "search", "select", "selected_arch", "serve",
+           "set_context", "space_from_config", "strategies_of", "study_name", "train",
+           "workspace", "worker_evaluator", "write_derived", "write_report"]

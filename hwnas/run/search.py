@@ -1,0 +1,202 @@
+"""The search step: one set-up of strategy, study and evaluator for ``hwnas search``, its
+worker pools and ``hwnas worker``; the loop itself is :mod:`hwnas.driver`."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+
+import optuna
+from tqdm import tqdm
+
+from hwnas.driver import MAX_REPEATS, DaskPool, ProcessPool, drive, work
+from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
+from hwnas.io import atomic_write_json
+from hwnas.records import Evaluation
+from hwnas.run.files import RunDir
+from hwnas.run.train import derived_arch
+from hwnas.run.workspace import Workspace, worker_evaluator, workspace
+from hwnas.strategies import BaseStrategy, OptunaStrategy, strategy_class
+from hwnas.studies import (evaluations, fail_stale_trials, known_evaluations, masked,
+                           open_study, storage_of)
+from hwnas.supernet import Arch
+
+
+def _strategy_class(name: str, error: type[HwnasError] = ConfigError) -> type[BaseStrategy]:
+    try:
+        return strategy_class(name)
+    except ValueError as exc:
+        raise error(str(exc)) from None
+
+
+def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
+          storage: tuple[str, str] | None = None) -> optuna.Study:
+    """The run's study, opened with the strategy's sampler; in the journal, the trials a
+    crash left running are failed (and re-queued for an Optuna sampler)."""
+    study = open_study(run.path, run.config.search.objectives, sampler=cls.sampler(seed),
+                       create=storage is None, storage=storage)
+    if storage is None:
+        stale = fail_stale_trials(study)
+        if issubclass(cls, OptunaStrategy):
+            # Re-queued: the sampler's next asks. (Other strategies propose them
+            # again by themselves when they replay the study.)
+            for params in stale:
+                study.enqueue_trial(params)
+    return study
+
+
+def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna.Study,
+              seed: int) -> BaseStrategy:
+    """The strategy over ``study``, its first proposals queued: the learner's derived
+    subnet, then the space's extremes."""
+    cfg = run.config
+    searcher = cls(study=study, choices=ws.space.choices, objectives=cfg.search.objectives,
+                   budgets=cfg.budgets, seed=seed)
+    derived = derived_arch(run)
+    searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
+                     + ws.space.extremes())
+    return searcher
+
+
+def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
+           strategy: str | None = None, workers: int = 1,
+           dask: str | None = None) -> list[Evaluation]:
+    """Runs (or resumes) the search until the study holds ``search.trials`` distinct subnets.
+
+    Args:
+        strategy: a registered strategy name instead of the config's; a study
+            may hold trials of several strategies, each recorded as such.
+        workers: local processes evaluating each batch (1: this process).
+        dask: a Dask scheduler address; its workers evaluate instead.
+    """
+    if storage_of(run.path) is not None:  # a database study: this process is one worker
+        if workers != 1 or dask:
+            raise HwnasError("this run's study is in a database: start more 'hwnas worker' "
+                             "processes instead of --workers or --dask")
+        run_worker(run, strategy=strategy, progress=progress, ws=ws)
+        return evaluations(open_study(run.path, run.config.search.objectives, create=False))
+    ws = ws or workspace(run, progress=progress)
+    cfg = run.config
+    name = strategy or cfg.search.strategy
+    cls = _strategy_class(name)
+    study = _open(run, cls, cfg.seed)
+    searcher = _strategy(run, ws, cls, study, cfg.seed)
+    evaluator = ws.evaluator
+    known = known_evaluations(study)
+    for key, evaluation in known.items():
+        evaluator.cache.setdefault(key, evaluation)
+    pool = (DaskPool(run.path, dask, worker_evaluator) if dask else
+            ProcessPool(run.path, workers, worker_evaluator) if workers > 1 else None)
+    bar = tqdm(total=cfg.search.trials, initial=min(len(known), cfg.search.trials),
+               desc=f"search ({name})", disable=not progress)
+
+    def show(evaluation: Evaluation, cached: bool) -> None:
+        if not cached:
+            bar.update(1)
+            bar.set_postfix(error=f"{evaluation.metrics['error']:.3f}",
+                            latency_ms=f"{evaluation.costs.latency_ms:.3f}")
+
+    def warn_and_evaluate(arch: Arch) -> Evaluation:
+        try:
+            return evaluator(arch)
+        except MeasurementError as exc:
+            tqdm.write(f"warning: {exc}; the trial is marked failed")
+            raise
+
+    try:
+        result = drive(searcher, warn_and_evaluate, cfg.search.trials, known=known,
+                       on_result=show, batch=cfg.search.batch,
+                       submit=pool.submit if pool is not None else None)
+    finally:
+        if pool is not None:
+            pool.close()
+    bar.close()
+    if result.evaluated or result.cached or result.failed:  # a finished search stays as it was
+        atomic_write_json(run / RunDir.SEARCH_STATS,
+                          {**dataclasses.asdict(result), "strategy": name,
+                           "batch": cfg.search.batch, "workers": workers, "dask": dask})
+    if result.exhausted:
+        tqdm.write(f"note: the space holds only {len(known)} subnets; all are evaluated")
+    elif result.stalled:
+        tqdm.write(f"warning: the {name} strategy proposed only subnets already evaluated "
+                   f"{MAX_REPEATS} times in a row; stopping at {len(known)} subnets "
+                   "(the space may be exhausted)")
+    return evaluations(study)
+
+
+def study_name(config_name: str, config_text: str) -> str:
+    """The study's name in a database: the experiment name and a digest of its config."""
+    return f"hwnas-{config_name}-{hashlib.sha1(config_text.encode()).hexdigest()[:8]}"
+
+
+def create_study(run: RunDir, url: str) -> tuple[optuna.Study, bool]:
+    """Creates (or reopens) the run's study in the RDB at ``url`` and records it in storage.json.
+
+    Returns:
+        the study, and whether it was created now.
+
+    Raises:
+        RunDirError: the run already uses another storage, or the database
+            cannot be reached.
+    """
+    text = (run / RunDir.CONFIG).read_text()
+    name = study_name(run.config.name, text)
+    recorded = storage_of(run.path)
+    if recorded is not None and recorded != (url, name):
+        raise RunDirError(f"{run.path} already keeps its study in {masked(recorded[0])} "
+                          f"(study {recorded[1]!r}); a run has one study")
+    if recorded is None and (run / RunDir.JOURNAL).exists():
+        raise RunDirError(f"{run.path} already keeps its study in study.journal; start a new "
+                          "run directory to use a database")
+    study = open_study(run.path, run.config.search.objectives, storage=(url, name))
+    created = not study.trials and "config" not in study.user_attrs
+    if created:
+        study.set_user_attr("config", text)
+    atomic_write_json(run / RunDir.STORAGE, {"url": url, "study": name})
+    return study, created
+
+
+def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
+               strategy: str | None = None, progress: bool = True,
+               ws: Workspace | None = None) -> int:
+    """Runs one worker of a run whose study lives in a database; returns what it evaluated.
+
+    Args:
+        url: the database, when this copy of the run directory does not record it.
+        seed: this worker's seed (default: the config's); give each worker its own.
+        strategy: an Optuna strategy instead of the config's.
+    """
+    recorded = storage_of(run.path)
+    if url is not None:
+        target = (url, study_name(run.config.name, (run / RunDir.CONFIG).read_text()))
+        if recorded is not None and recorded != target:
+            raise RunDirError(f"{run.path} keeps its study in {masked(recorded[0])}, "
+                              f"not in {masked(url)}")
+    elif recorded is not None:
+        target = recorded
+    else:
+        raise RunDirError(f"{run.path} keeps its study in study.journal, which workers on other "
+                          f"machines cannot share: create it in a database first with 'hwnas "
+                          f"study {run.path} --storage URL' (for processes on this machine, "
+                          "use 'hwnas search --workers N')")
+    cfg = run.config
+    if cfg.latency.predictor == "lut" and not (run / RunDir.LUT).exists():
+        # Workers must not all measure the device at once to build it.
+        raise RunDirError(f"{run.path} has no latency table yet: build it once with "
+                          f"'hwnas lut {run.path}' before starting workers")
+    name = strategy or cfg.search.strategy
+    cls = _strategy_class(name, HwnasError)
+    seed = cfg.seed if seed is None else seed
+    study = _open(run, cls, seed, storage=target)
+    ws = ws or workspace(run, progress=progress)
+    searcher = _strategy(run, ws, cls, study, seed)
+    evaluator = ws.evaluator
+    bar = tqdm(desc=f"worker ({name}, seed {seed})", unit="subnet", disable=not progress)
+
+    def show(evaluation: Evaluation, cached: bool) -> None:
+        if not cached:
+            bar.update(1)
+
+    try:
+        return work(searcher, evaluator, cfg.search.trials, on_result=show)
+    finally:
+        bar.close()

@@ -1,0 +1,122 @@
+"""The workspace every step after training shares: data, search space, supernet, evaluator."""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+
+import nnabla as nn
+import numpy as np
+from nnabla.ext_utils import get_extension_context
+from nnabla.logger import logger
+
+from hwnas.config import ExperimentConfig
+from hwnas.data import Dataset, load_dataset
+from hwnas.errors import ConfigError, RunDirError
+from hwnas.evaluate import Evaluator
+import hwnas.run.lut as lut
+from hwnas.run.files import RunDir
+from hwnas.supernet import BaseSearchSpace, Supernet, create_space, space_arguments
+from hwnas.supernet.learners import load_weights
+
+
+@dataclasses.dataclass
+class Workspace:
+    """What the steps after training share: data, space, trained supernet."""
+
+    run: RunDir
+    data: Dataset
+    space: BaseSearchSpace
+    supernet: Supernet
+
+    progress: bool = True
+
+    @functools.cached_property
+    def evaluator(self) -> Evaluator:
+        """The evaluator of the search; builds (or reuses) the latency table when it predicts."""
+        cfg = self.run.config
+        table = None
+        if cfg.latency.predictor == "lut":
+            table = lut.ensure_table(self.run, self, progress=self.progress)
+        return make_evaluator(self, table)
+
+
+def make_evaluator(ws: Workspace, table=None) -> Evaluator:
+    """The run's Evaluator over ``ws``, predicting latency from ``table`` when one is given."""
+    cfg = ws.run.config
+    return Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data, latency=cfg.latency,
+                     bn_samples=cfg.search.bn_samples, profiler=lut.make_profiler(cfg.latency),
+                     table=table)
+
+
+def set_context(context: str) -> None:
+    """Makes ``context`` (``cpu``, ``cudnn``) nnabla's default, or says why it cannot be."""
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)  # nnabla logs a missing extension: one line is ours
+    try:
+        nn.set_default_context(get_extension_context(context))
+    except Exception as exc:  # the extension is not installed or no device
+        raise ConfigError(f"latency.context {context!r} is not available here ({exc}); "
+                          "install nnabla-ext-cuda for 'cudnn' or use 'cpu'") from None
+    finally:
+        logger.setLevel(level)
+
+
+def space_from_config(config: ExperimentConfig, data: Dataset, *,
+                      source: str = "config") -> BaseSearchSpace:
+    """The search space the config names, for ``data``'s input shape and classes.
+
+    Raises:
+        ConfigError: the space refuses its settings; the message names ``source``.
+    """
+    space_cfg = config.space
+    try:
+        given = {**dataclasses.asdict(space_cfg), "input_shape": data.input_shape,
+                 "n_classes": data.n_classes,
+                 "stages": [(s.channels, s.blocks, s.stride) for s in space_cfg.stages]}
+        # Each space takes the keys it knows (darts: cells, channels, nodes, operations).
+        return create_space(space_cfg.name, **{k: v for k, v in given.items()
+                                               if k in space_arguments(space_cfg.name)})
+    except ValueError as exc:
+        raise ConfigError(f"{source}: 'space' {exc}") from None
+
+
+def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Workspace:
+    """Loads the data, builds the space and supernet, and loads trained weights."""
+    cfg = run.config
+    set_context(cfg.latency.context)
+    data = load_dataset(cfg.data, seed=cfg.seed)
+    space = space_from_config(cfg, data, source=str(run / RunDir.CONFIG))
+    nn.seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    supernet = space.supernet()
+    if trained:
+        check_trained(run)
+        load_weights(supernet, run / RunDir.WEIGHTS)
+    return Workspace(run, data, space, supernet, progress)
+
+
+def check_trained(run: RunDir) -> None:
+    """Raises RunDirError unless the run's supernet finished its training."""
+    ckpt = run / RunDir.CHECKPOINT
+    if not ckpt.exists():
+        raise RunDirError(f"{run.path}: the supernet is not trained yet; run 'hwnas train {run.path}'")
+    try:
+        with np.load(ckpt) as state:
+            done = int(state["epochs_done"])
+    except Exception as exc:
+        raise RunDirError(f"{ckpt}: unreadable training checkpoint ({exc})") from None
+    if done < run.config.train.epochs:
+        raise RunDirError(f"{run.path}: supernet training stopped after {done} of "
+                          f"{run.config.train.epochs} epochs; rerun 'hwnas train {run.path}'")
+
+
+def worker_evaluator(run_path: str) -> Evaluator:
+    """The evaluator a worker process builds for itself: the run's workspace, loaded
+    once, and its latency table as it is (a worker never builds one)."""
+    run = RunDir.open(run_path)
+    ws = workspace(run, progress=False)
+    cfg = run.config
+    table = (lut.load_table(run, ws.space, lut.make_profiler(cfg.latency))
+             if cfg.latency.predictor == "lut" else None)
+    return make_evaluator(ws, table)
