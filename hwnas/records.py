@@ -4,7 +4,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from hwnas.hwcost import Costs
+from hwnas.costs import Costs
 from hwnas.arch import Arch
 
 #: Objectives a config may name; every one is minimised.

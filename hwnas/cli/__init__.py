@@ -9,12 +9,13 @@ import sys
 os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       os.path.join(os.path.dirname(__file__), "nnabla.conf"))
 
+from hwnas import __version__  # noqa: E402
+from hwnas.cli import _cost, _report, _retrain, _steps  # noqa: E402
 from hwnas.cli._common import Parser, UsageError  # noqa: E402
+from hwnas.errors import HwnasError  # noqa: E402
 
 
 def build_parser() -> Parser:
-    from hwnas import __version__
-    from hwnas.cli import _cost, _report, _retrain, _steps
     parser = Parser(prog="hwnas", description="Hardware-aware neural architecture search "
                     "for NNabla: train a weight-sharing supernet, search its subnets for the "
                     "best accuracy/latency/size trade-offs, select one within budgets, export.")
@@ -30,7 +31,6 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for bad input)."""
-    from hwnas.errors import HwnasError
     args = None
     try:
         args = build_parser().parse_args(argv)

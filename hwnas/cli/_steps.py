@@ -15,7 +15,8 @@ from hwnas.cli._common import add_quiet, describe, print_front
 from hwnas.cli._retrain import print_retrained
 from hwnas.deploy import FORMATS
 from hwnas.errors import HwnasError
-from hwnas.pareto import parse_budgets
+from hwnas.budgets import parse_budgets
+from hwnas.strategies import STRATEGIES
 from hwnas.studies import masked
 
 
@@ -182,7 +183,6 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 def _strategies() -> dict:
-    from hwnas.strategies import STRATEGIES
     return STRATEGIES
 
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import importlib
 
+# The cost record is a plain value (hwnas.costs); hwcost names it as the package that measures it.
+from hwnas.costs import Costs, LatencyProtocol
+
 _MODULES = {
-    "_costs": ("Costs", "LatencyProtocol"),
     "_counters": ("BYTES_PER_ELEMENT", "count_graph_params", "count_macs", "count_params",
                   "param_bytes", "peak_activation_bytes"),
     "_profiler": ("BaseProfiler", "NnablaProfiler", "inference_output"),
@@ -35,4 +37,5 @@ def __dir__() -> list[str]:
     return sorted({*globals(), *_WHERE})
 
 
-__all__ = sorted(_WHERE)
+__all__ = ["Costs", "LatencyProtocol"]
+__all__ += sorted(_WHERE)

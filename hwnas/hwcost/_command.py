@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import nnabla as nn
 
 from hwnas.errors import MeasurementError
-from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.costs import LatencyProtocol
 from hwnas.hwcost._nnp import export_module_nnp
 from hwnas.hwcost._profiler import BaseProfiler
 

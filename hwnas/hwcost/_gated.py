@@ -12,7 +12,7 @@ import nnabla.parametric_functions as PF
 from tqdm import tqdm
 
 from hwnas.errors import MeasurementError
-from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.costs import LatencyProtocol
 from hwnas.hwcost._profiler import BaseProfiler
 
 __all__ = ["PROBE_SHAPE", "Measured", "measure_gated", "probe_network"]

@@ -20,7 +20,7 @@ import nnabla as nn
 import numpy as np
 
 from hwnas.errors import MeasurementError
-from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.costs import LatencyProtocol
 
 __all__ = ["STATISTICS", "describe_device", "measure_graph_latency", "measure_latency"]
 

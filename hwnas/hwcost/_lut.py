@@ -16,7 +16,7 @@ import numpy as np
 from hwnas.io import atomic_write_json
 from hwnas.arch import Arch
 from hwnas.errors import HwnasError, MeasurementError, RunDirError
-from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.costs import LatencyProtocol
 from hwnas.hwcost import _gated
 from hwnas.hwcost._calibration import Calibration, _calibration_archs
 from hwnas.hwcost._gated import PROBE_SHAPE, measure_gated, probe_network

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import nnabla as nn
-from hwnas.hwcost._costs import LatencyProtocol
+from hwnas.costs import LatencyProtocol
 from hwnas.hwcost._latency import describe_device, measure_graph_latency
 from hwnas.hwcost._optimize import optimize_inference_graph
 

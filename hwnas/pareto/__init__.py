@@ -4,13 +4,15 @@ from __future__ import annotations
 from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
 from hwnas.pareto._history import hypervolume_history, plot_hypervolume
 from hwnas.pareto._plot import objective_pairs, plot_front
-from hwnas.pareto._select import Selection, parse_budgets, select
+from hwnas.budgets import check_budgets, parse_budgets
+from hwnas.pareto._select import Selection, select
 from hwnas.pareto._sorting import (feasible_mask, non_dominated, objective_matrix,
                                    unique_by_key, violation)
 
 __all__ = [
     "ParetoFront",
     "Selection",
+    "check_budgets",
     "evaluations_table",
     "feasible_mask",
     "hypervolume_history",

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from hwnas.io import atomic_write
-from hwnas.pareto._sorting import (check_budgets, check_matrix, check_objectives,
+from hwnas.budgets import check_budgets
+from hwnas.pareto._sorting import (check_matrix, check_objectives,
                                    feasible_mask, non_dominated, objective_matrix,
                                    unique_by_key)
 from hwnas.records import OBJECTIVES, Evaluation

@@ -8,7 +8,8 @@ import moocore
 import numpy as np
 
 from hwnas.io import atomic_write
-from hwnas.pareto._sorting import (check_budgets, check_objectives, feasible_mask,
+from hwnas.budgets import check_budgets
+from hwnas.pareto._sorting import (check_objectives, feasible_mask,
                                    objective_matrix, unique_by_key)
 from hwnas.records import Evaluation
 

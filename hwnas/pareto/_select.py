@@ -1,13 +1,13 @@
-"""Choosing the one subnet to deploy under budgets, and parsing budgets from the CLI."""
+"""Choosing the one subnet to deploy under budgets."""
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Iterable, Mapping
 
 from hwnas.errors import BudgetError
-from hwnas.pareto._sorting import check_budget, check_budgets, check_objectives, violation
-from hwnas.records import OBJECTIVES, Evaluation
+from hwnas.budgets import check_budgets
+from hwnas.pareto._sorting import check_objectives, violation
+from hwnas.records import Evaluation
 
 # Counted objectives print as whole numbers; fractions and milliseconds with decimals.
 _FORMATS = {"error": "{:.3f}", "latency_ms": "{:.2f}", "params": "{:.0f}",
@@ -100,41 +100,3 @@ def select(evaluations: Iterable[Evaluation], budgets: Mapping[str, float] | Non
         nearest = min(ranked, key=lambda pair: (pair[1], pair[0].objective("error"),
                                                 pair[0].arch.key))[0]
     return Selection(chosen=None, nearest=nearest, budgets=limits, objective=objective)
-
-
-def parse_budgets(items: Iterable[str]) -> dict[str, float]:
-    """Parses CLI budgets such as ``latency_ms=1.5`` or ``params=20000``.
-
-    Args:
-        items: ``name=value`` strings, one per budget.
-
-    Returns:
-        objective name -> hard upper limit.
-
-    Raises:
-        ValueError: an item lacks ``=``, names an unknown objective or repeats
-            one, or its value is not a positive finite number (an error budget
-            is a fraction, at most 1).
-    """
-    budgets: dict[str, float] = {}
-    for item in items:
-        name, sep, text = item.partition("=")
-        name, text = name.strip(), text.strip()
-        if not sep:
-            raise ValueError(f"budget {item!r} is not name=value (e.g. latency_ms=1.5)")
-        if name not in OBJECTIVES:
-            raise ValueError(f"budget {item!r}: unknown objective {name!r}; "
-                             f"known: {', '.join(OBJECTIVES)}")
-        if name in budgets:
-            raise ValueError(f"budget {item!r}: {name} is given more than once")
-        try:
-            value = float(text)
-        except ValueError:
-            raise ValueError(f"budget {item!r}: {text!r} is not a number") from None
-        if not math.isfinite(value):
-            raise ValueError(f"budget {item!r}: the value must be finite")
-        try:
-            budgets[name] = check_budget(name, value)
-        except ValueError as exc:
-            raise ValueError(f"budget {item!r}: {exc}") from None
-    return budgets

@@ -1,12 +1,12 @@
 """Non-dominated sorting, budget feasibility and budget violation of evaluations."""
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping, Sequence
 
 import moocore
 import numpy as np
 
+from hwnas.budgets import check_budgets, excess
 from hwnas.records import OBJECTIVES, Evaluation
 
 
@@ -53,40 +53,6 @@ def check_objectives(objectives: Iterable[str]) -> tuple[str, ...]:
     if len(set(names)) != len(names):
         raise ValueError(f"objectives must be distinct, got {list(names)}")
     return names
-
-
-def check_budget(name: str, value: float) -> float:
-    """Returns one budget as a float after checking it.
-
-    A budget is a hard upper limit on a minimised objective: it must be finite
-    and positive (violations are measured relative to it), and an ``error``
-    budget is a fraction, so at most 1.
-
-    Raises:
-        ValueError: unknown objective, non-number, non-finite, non-positive, or error > 1.
-    """
-    if name not in OBJECTIVES:
-        raise ValueError(f"unknown budget objective {name!r}; known: {', '.join(OBJECTIVES)}")
-    if isinstance(value, bool):
-        raise ValueError(f"budget {name} must be a number, got {value!r}")
-    try:
-        limit = float(value)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"budget {name} must be a number, got {value!r}") from exc
-    if not math.isfinite(limit):
-        raise ValueError(f"budget {name} must be finite, got {value!r}")
-    if limit <= 0:
-        raise ValueError(f"budget {name} must be positive, got {value!r}")
-    if name == "error" and limit > 1:
-        raise ValueError(f"budget error is a fraction in (0, 1], got {value!r}")
-    return limit
-
-
-def check_budgets(budgets: Mapping[str, float] | None) -> dict[str, float]:
-    """Returns a validated copy of ``budgets`` (``None`` means no budget)."""
-    if budgets is None:
-        return {}
-    return {name: check_budget(name, value) for name, value in budgets.items()}
 
 
 def objective_matrix(evaluations: Sequence[Evaluation], objectives: Sequence[str]) -> np.ndarray:
@@ -155,14 +121,12 @@ def violation(evaluation: Evaluation, budgets: Mapping[str, float] | None) -> di
         budgets: objective name -> hard upper limit.
 
     Returns:
-        objective name -> ``(value - budget) / budget`` for the violated budgets
-        only, e.g. ``{'latency_ms': 0.25}`` for 25% over; empty when it fits.
+        objective name -> ``value / budget - 1`` for the violated budgets only
+        (:func:`hwnas.budgets.excess`), e.g. ``{'latency_ms': 0.25}`` for 25% over;
+        empty when it fits.
     """
-    excess = {}
-    for name, limit in check_budgets(budgets).items():
-        value = evaluation.objective(name)
-        if not math.isfinite(value):
-            raise ValueError(f"{evaluation.arch.key}: {name} = {value} is not finite")
-        if value > limit:
-            excess[name] = (value - limit) / limit
-    return excess
+    limits = check_budgets(budgets)
+    try:
+        return excess({name: evaluation.objective(name) for name in limits}, limits)
+    except ValueError as exc:
+        raise ValueError(f"{evaluation.arch.key}: {exc}") from None

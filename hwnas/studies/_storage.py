@@ -12,7 +12,7 @@ from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from hwnas.errors import RunDirError
-from hwnas.hwcost import Costs
+from hwnas.costs import Costs
 from hwnas.records import Evaluation
 from hwnas.arch import Arch
 

@@ -8,6 +8,7 @@ import nnabla.functions as F
 import numpy as np
 
 from hwnas.supernet._ops import Op
+from hwnas.supernet._weighted import weighted_sum
 
 #: How a mixed operation combines its candidates.
 #: ``single``: one active candidate (uniform path sampling, evaluation, extraction);
@@ -93,7 +94,6 @@ class MixedOp(Op):
             return self.submodules[self.active](x)
         if self.alpha is None:
             raise ValueError(f"mode {self.mode!r} needs architecture parameters")
-        from hwnas.supernet._weighted import weighted_sum
         if self.mode == "darts":
             outputs = [None if name in self.zero else self.submodules[name](x)
                        for name in self.options]

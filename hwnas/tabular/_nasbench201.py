@@ -10,7 +10,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 
 from hwnas.arch import Arch
-from hwnas.hwcost import Costs, LatencyProtocol
+from hwnas.costs import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.records import Evaluation
 
