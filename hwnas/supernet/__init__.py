@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 from hwnas.arch import Arch
+from hwnas.supernet._candidates import parse_candidate
 # Importing the two spaces' modules registers them ("darts", "mobilenet").
 from hwnas.supernet._darts import CellSpace, CellSupernet
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
-from hwnas.supernet._space import (BaseSearchSpace, Supernet, Unit, create_space, list_spaces,
-                                   register_space, space_arguments)
+from hwnas.supernet._space import (SPACES, BaseSearchSpace, Supernet, Unit, create_space,
+                                   list_spaces, register_space, space_arguments)
 
 __all__ = ["Arch", "BaseSearchSpace", "CellSpace", "CellSupernet", "ChainSpace", "ChainSupernet",
-           "Supernet", "Unit", "create_space", "list_spaces", "register_space",
-           "space_arguments"]
+           "SPACES", "Supernet", "Unit", "create_space", "list_spaces", "parse_candidate",
+           "register_space", "space_arguments"]
