@@ -347,6 +347,6 @@ class RetrainConfig:
     def _check(self, err) -> None:
         from hwnas.data import AUGMENTATIONS
         _check_sgd(self, err)
-        if self.augmentation not in ("auto",) + AUGMENTATIONS:
+        if self.augmentation != "auto" and self.augmentation not in AUGMENTATIONS:
             err("augmentation", f"unknown augmentation {self.augmentation!r}; known: auto, "
                 + ", ".join(AUGMENTATIONS))
