@@ -7,8 +7,9 @@ from typing import Any
 import yaml
 
 from hwnas._io import atomic_write_text
-from hwnas.config import ExperimentConfig, config_from_dict, load_config
+from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, load_config
 from hwnas.errors import ConfigError, RunDirError
+from hwnas.run.names import check_names
 
 CONFIG = "config.yaml"
 
@@ -71,7 +72,9 @@ class RunDir:
         if not (path / CONFIG).exists():
             raise RunDirError(f"{path}: not a run directory (no {CONFIG})")
         try:
-            return cls(path, load_config(path / CONFIG))
+            config = load_config(path / CONFIG)
+            check_names(config, str(path / CONFIG))
+            return cls(path, config)
         except ConfigError as exc:
             reason = str(exc).removeprefix(f"{path / CONFIG}: ")
             raise RunDirError(f"{path / CONFIG} is damaged: {reason}") from None
@@ -100,4 +103,5 @@ def configure_run(config_path: str | None, out: str | None,
                 node = node[part]
             node[leaf] = value
         cfg = config_from_dict(data, source=str(config_path or "default config"))
+    check_names(cfg, str(config_path or DEFAULT_CONFIG))
     return RunDir.create(out or Path("runs") / cfg.name, cfg)

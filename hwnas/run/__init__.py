@@ -1,0 +1,1 @@
+"""The run directory and the steps that fill it."""
