@@ -1,4 +1,8 @@
-"""The sections of an experiment config: data, space, training, search, latency, retraining."""
+"""The sections of an experiment config: data, space, training, search, latency, retraining.
+
+Types and ranges only: names of datasets, spaces, learners, strategies and the
+like are checked against their registries (``hwnas.run.names.check_names``).
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -12,8 +16,10 @@ class DataConfig:
     """Which dataset, where it lives and how it is split.
 
     Attributes:
-        name: ``digits`` (embedded), ``cifar10``, ``mnist`` or ``synthetic``.
-        path: the user's local copy (cifar10: directory or .tar.gz; mnist: directory of IDX files).
+        name: a registered dataset (``hwnas.data.DATASETS``): ``digits`` (embedded),
+            ``cifar10``, ``mnist`` or ``synthetic``.
+        path: the user's local copy, for a dataset that needs one (cifar10:
+            directory or .tar.gz; mnist: directory of IDX files).
         image_size: side of the square images fed to the network (digits are upsampled).
         val_fraction: share of the data that scores subnets during search.
         test_fraction: share held out for the final report.
@@ -28,10 +34,6 @@ class DataConfig:
     limit: int = 0
 
     def _check(self, err) -> None:
-        if self.name not in ("digits", "cifar10", "mnist", "synthetic"):
-            err("name", f"unknown dataset {self.name!r}; known: digits, cifar10, mnist, synthetic")
-        if self.name in ("cifar10", "mnist") and not self.path:
-            err("path", f"dataset {self.name!r} needs the path of your local copy")
         if not 4 <= self.image_size <= 512:
             err("image_size", f"must be between 4 and 512, got {self.image_size}")
         for key in ("val_fraction", "test_fraction"):
@@ -63,7 +65,7 @@ class SpaceConfig:
     """The search space and its shape.
 
     Attributes:
-        name: a registered search space (see ``hwnas.supernet.list_spaces()``).
+        name: a registered search space (``hwnas.supernet.SPACES``).
         stem_channels: output channels of the fixed stem convolution.
         stages: the searchable stages.
         kernels: kernel sizes offered to every inverted-residual block.
@@ -93,18 +95,9 @@ class SpaceConfig:
     nodes: int = 4
 
     def _check(self, err) -> None:
-        from hwnas.supernet import list_spaces
-        if self.name not in list_spaces():
-            err("name", f"unknown search space {self.name!r}; known: {', '.join(list_spaces())}")
         for key in ("cells", "channels", "nodes"):
             if getattr(self, key) < 1:
                 err(key, f"must be >= 1, got {getattr(self, key)}")
-        from hwnas.supernet._candidates import parse_candidate
-        for option in self.operations:
-            try:
-                parse_candidate(option)
-            except ValueError as exc:
-                err("operations", str(exc))
         if not self.stages:
             err("stages", "needs at least one stage")
         if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
@@ -121,10 +114,13 @@ class RegularizerConfig:
     """A hardware constraint on the learned architecture (DARTS and ProxylessNAS).
 
     Attributes:
-        objective: ``latency_ms`` (from the run's latency table), ``params`` or ``macs``.
+        objective: a registered regularizer objective
+            (``hwnas.supernet.learners.COST_OBJECTIVES``): ``latency_ms`` (from
+            the run's latency table), ``params`` or ``macs``.
         budget: the target value of the objective.
-        form: ``additive`` (loss + weight * max(0, E[cost]/budget - 1)) or
-            ``multiplicative`` (loss * (E[cost]/budget) ** weight, MnasNet).
+        form: a registered form (``hwnas.supernet.learners.FORMS``): ``additive``
+            (loss + weight * max(0, E[cost]/budget - 1)) or ``multiplicative``
+            (loss * (E[cost]/budget) ** weight, MnasNet).
         weight: penalty weight (additive) or exponent (multiplicative).
     """
 
@@ -134,12 +130,8 @@ class RegularizerConfig:
     weight: float = 1.0
 
     def _check(self, err) -> None:
-        if self.objective not in ("latency_ms", "params", "macs"):
-            err("objective", f"must be latency_ms, params or macs, got {self.objective!r}")
         if self.budget <= 0:
             err("budget", f"must be > 0, got {self.budget}")
-        if self.form not in ("additive", "multiplicative"):
-            err("form", f"must be additive or multiplicative, got {self.form!r}")
         if self.weight <= 0:
             err("weight", f"must be > 0, got {self.weight}")
 
@@ -162,7 +154,8 @@ class TrainConfig:
     """Supernet training.
 
     Attributes:
-        learner: ``uniform`` (uniform path sampling), ``darts`` or ``proxyless``.
+        learner: a registered learner (``hwnas.supernet.learners.LEARNERS``):
+            ``uniform`` (uniform path sampling), ``darts`` or ``proxyless``.
         epochs: passes over the weight-training split.
         batch_size: examples per step.
         lr: initial learning rate (cosine-annealed to 0).
@@ -176,7 +169,8 @@ class TrainConfig:
         arch_fraction: share of the training split kept apart for architecture
             updates (gradient learners; weights train on the rest).
         warmup_epochs: first epochs that train weights only (paths sampled uniformly).
-        regularizer: a hardware constraint on the learned architecture, or none.
+        regularizer: a hardware constraint on the learned architecture (a gradient
+            learner's), or none.
     """
 
     learner: str = "uniform"
@@ -194,8 +188,6 @@ class TrainConfig:
     regularizer: Optional[RegularizerConfig] = None
 
     def _check(self, err) -> None:
-        if self.learner not in ("uniform", "darts", "proxyless"):
-            err("learner", f"unknown learner {self.learner!r}; known: uniform, darts, proxyless")
         if self.order not in (1, 2):
             err("order", f"must be 1 or 2, got {self.order}")
         if self.estimator not in ("binary_gate", "reinforce"):
@@ -208,9 +200,6 @@ class TrainConfig:
             err("arch_fraction", f"must be in (0, 1), got {self.arch_fraction}")
         if not 0 <= self.warmup_epochs <= self.epochs:
             err("warmup_epochs", f"must be in [0, epochs], got {self.warmup_epochs}")
-        if self.regularizer is not None and self.learner == "uniform":
-            err("regularizer", "needs a gradient learner (darts or proxyless); uniform "
-                "sampling has no architecture parameters; use budgets for selection")
         _check_sgd(self, err)
 
 
@@ -240,9 +229,6 @@ class SearchConfig:
     batch: int = 4
 
     def _check(self, err) -> None:
-        from hwnas.strategies import STRATEGIES
-        if self.strategy not in STRATEGIES:
-            err("strategy", f"unknown strategy {self.strategy!r}; known: {', '.join(STRATEGIES)}")
         if self.trials < 1:
             err("trials", f"must be >= 1, got {self.trials}")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
@@ -331,8 +317,9 @@ class RetrainConfig:
         lr: initial learning rate, cosine-annealed to 0 over all steps.
         momentum: SGD momentum.
         weight_decay: L2 weight decay.
-        augmentation: ``auto`` (``shift`` for digits, MNIST and synthetic data,
-            ``crop-flip`` for CIFAR-10), ``shift`` (random translation by up
+        augmentation: ``auto`` (the dataset's own: ``shift`` for digits, MNIST and
+            synthetic data, ``crop-flip`` for CIFAR-10) or a registered augmentation
+            (``hwnas.data.AUGMENTATIONS``): ``shift`` (random translation by up
             to ``max(1, image_size // 8)`` pixels, padding with black),
             ``crop-flip`` (the same, plus a random horizontal flip) or ``none``.
     """
@@ -345,8 +332,4 @@ class RetrainConfig:
     augmentation: str = "auto"
 
     def _check(self, err) -> None:
-        from hwnas.data import AUGMENTATIONS
         _check_sgd(self, err)
-        if self.augmentation not in ("auto",) + AUGMENTATIONS:
-            err("augmentation", f"unknown augmentation {self.augmentation!r}; known: auto, "
-                + ", ".join(AUGMENTATIONS))

@@ -13,6 +13,7 @@ from hwnas.config import (DEFAULT_CONFIG, DataConfig, ExperimentConfig, LatencyC
                           SearchConfig, SpaceConfig, StageConfig, TrainConfig, config_from_dict,
                           load_config)
 from hwnas.errors import ConfigError
+from hwnas.run.names import check_names
 
 DIGITS = DEFAULT_CONFIG
 
@@ -25,6 +26,13 @@ def _write(tmp_path: Path, data: Any, name: str = "exp.yaml") -> Path:
     path = tmp_path / name
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def _load_checked(path: Path) -> ExperimentConfig:
+    """Loads a config and checks its names against the registries, as every command does."""
+    cfg = load_config(path)
+    check_names(cfg, str(path))
+    return cfg
 
 
 def _with(data: dict[str, Any], dotted: str, value: Any) -> dict[str, Any]:
@@ -249,10 +257,10 @@ def test_impossible_values_raise(tmp_path: Path, dotted: str, value: Any,
                                  named: str | None) -> None:
     path = _write(tmp_path, _with(_digits_data(), dotted, value))
     if named is None:
-        load_config(path)
+        _load_checked(path)
         return
     with pytest.raises(ConfigError) as info:
-        load_config(path)
+        _load_checked(path)
     message = str(info.value)
     assert named in message
     assert str(path) in message

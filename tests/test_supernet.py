@@ -8,8 +8,7 @@ import pytest
 from _supernet_helpers import INPUT_SHAPE, SMALL, make_space
 
 from hwnas.arch import Arch
-from hwnas.supernet import ChainSpace, create_space, list_spaces, register_space
-from hwnas.supernet import _space
+from hwnas.supernet import SPACES, ChainSpace, create_space, list_spaces, register_space
 from hwnas.supernet._ops import parse_option
 
 
@@ -22,14 +21,25 @@ def test_create_space_builds_a_registered_space() -> None:
     assert space.input_shape == INPUT_SHAPE and space.n_classes == 10
 
 
-def test_list_spaces_with_wildcards(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def unregister():
+    """Call it with a space name before registering it: the test leaves the registry as it was."""
+    names: list[str] = []
+    yield names.append
+    for name in names:
+        if name in SPACES:
+            SPACES.unregister(name)
+
+
+def test_list_spaces_with_wildcards(unregister) -> None:
     assert "mobilenet" in list_spaces()
     assert list_spaces("mobile*") == ["mobilenet"]
     assert "mobilenet" in list_spaces("*net")
     assert all(name.endswith("net") for name in list_spaces("*net"))
     assert list_spaces("zz_no_such_*") == []
-    monkeypatch.setitem(_space._REGISTRY, "zz_test_a", ChainSpace)
-    monkeypatch.setitem(_space._REGISTRY, "zz_test_b", ChainSpace)
+    for name in ("zz_test_b", "zz_test_a"):
+        unregister(name)
+        register_space(name)(ChainSpace)
     assert list_spaces("zz_test_*") == ["zz_test_a", "zz_test_b"]
     assert list_spaces("zz_test_?") == ["zz_test_a", "zz_test_b"]
     assert list_spaces("zz_test_a") == ["zz_test_a"]
@@ -44,16 +54,16 @@ def test_unknown_space_lists_the_known_ones() -> None:
         assert name in message
 
 
-def test_duplicate_registration_raises(monkeypatch: pytest.MonkeyPatch) -> None:
-    before = dict(_space._REGISTRY)
+def test_duplicate_registration_raises(unregister) -> None:
+    before = SPACES.items()
 
     class Other(ChainSpace):
         pass
 
     with pytest.raises(ValueError, match="mobilenet"):
         register_space("mobilenet")(Other)
-    assert _space._REGISTRY == before  # the first registration is kept
-    monkeypatch.setattr(_space, "_REGISTRY", dict(before))
+    assert SPACES.items() == before  # the first registration is kept
+    unregister("zz_new")
     register_space("zz_new")(Other)
     assert isinstance(create_space("zz_new", **SMALL), Other)
     with pytest.raises(ValueError):

@@ -1,9 +1,16 @@
 """Datasets: loading, splitting, batching and augmenting the images a network trains on."""
 from __future__ import annotations
 
-from hwnas.data._augment import AUGMENTATIONS, augment, default_augmentation
-from hwnas.data._dataset import Dataset, Split, batches
+from hwnas.data._augment import AUGMENTATIONS, augment, register_augmentation
+from hwnas.data._dataset import Dataset, RawData, Split, batches
 from hwnas.data._load import load_dataset
+from hwnas.data._sources import (DATASETS, DataSource, default_augmentation, list_datasets,
+                                 register_dataset)
+from hwnas.data import _cifar10, _digits, _mnist, _synthetic
 
-__all__ = ["AUGMENTATIONS", "Dataset", "Split", "augment", "batches", "default_augmentation",
-           "load_dataset"]
+#: The modules of the shipped datasets: importing one registers it, digits (the default) first.
+SHIPPED = (_digits, _cifar10, _mnist, _synthetic)
+
+__all__ = ["AUGMENTATIONS", "DATASETS", "DataSource", "Dataset", "RawData", "Split", "augment",
+           "batches", "default_augmentation", "list_datasets", "load_dataset",
+           "register_augmentation", "register_dataset"]

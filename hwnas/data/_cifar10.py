@@ -1,6 +1,8 @@
 """CIFAR-10 in its python version: the cifar-10-batches-py pickles, as a directory or the .tar.gz."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import io
 import pickle
 import tarfile
@@ -11,7 +13,11 @@ import numpy as np
 
 from hwnas.data._dataset import RawData
 from hwnas.data._files import read_bytes, user_path
+from hwnas.data._sources import register_dataset
 from hwnas.errors import DataError
+
+if TYPE_CHECKING:
+    from hwnas.config import DataConfig
 
 TRAIN_BATCHES = tuple(f"data_batch_{i}" for i in range(1, 6))
 TEST_BATCH = "test_batch"
@@ -141,3 +147,8 @@ def parse_batch(blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
         raise DataError(f"{where}: labels must lie in [0, {N_CLASSES}), found {y.min()}..{y.max()}")
     # Each row holds the red, green then blue planes, each row-major: NCHW as it stands.
     return data.reshape(-1, 3, 32, 32), y.astype(np.int64)
+
+
+@register_dataset("cifar10", needs_path=True, augmentation="crop-flip")
+def _load(cfg: DataConfig) -> RawData:
+    return load_cifar10_raw(cfg.path)

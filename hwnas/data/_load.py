@@ -1,50 +1,25 @@
 """load_dataset: pool a source's examples, subsample, split, scale, resize and normalise."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwnas.config import DataConfig
-from hwnas.data._cifar10 import load_cifar10_raw
-from hwnas.data._dataset import Dataset, RawData, Split
-from hwnas.data._digits import load_digits_raw
-from hwnas.data._mnist import load_mnist_raw
-from hwnas.data._synthetic import load_synthetic_raw
+from hwnas.data._dataset import Dataset, Split
+from hwnas.data._sources import DATASETS
 from hwnas.errors import DataError
+
+if TYPE_CHECKING:  # annotation only: the data package needs nothing of the config at run time
+    from hwnas.config import DataConfig
 
 # Images are converted and resized this many at a time, to bound the float temporaries.
 _CHUNK = 2048
 
 
-def _digits(cfg: DataConfig) -> RawData:
-    return load_digits_raw()
-
-
-def _cifar10(cfg: DataConfig) -> RawData:
-    return load_cifar10_raw(cfg.path)
-
-
-def _mnist(cfg: DataConfig) -> RawData:
-    return load_mnist_raw(cfg.path)
-
-
-def _synthetic(cfg: DataConfig) -> RawData:
-    return load_synthetic_raw()
-
-
-_SOURCES: dict[str, Callable[[DataConfig], RawData]] = {
-    "digits": _digits,
-    "cifar10": _cifar10,
-    "mnist": _mnist,
-    "synthetic": _synthetic,
-}
-
-
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     """Loads a dataset and splits it into train, val and test.
 
-    Every example the source provides is pooled (for cifar10 and mnist, the
+    Every example the registered source provides is pooled (for cifar10 and mnist, the
     official test files too); ``cfg.limit`` > 0 keeps a stratified subsample of
     that size (the whole pool when it is smaller); the pool is then split, stratified by class, into test
     (``cfg.test_fraction``), val (``cfg.val_fraction``) and train (the rest).
@@ -59,14 +34,18 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         The dataset, splits in pool order.
 
     Raises:
-        DataError: the source is unknown, its files are missing or malformed,
-            or it has too few examples to split.
+        DataError: the source is not registered (see ``DATASETS``), its files are
+            missing or malformed, or it has too few examples to split.
     """
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    if cfg.name not in _SOURCES:
-        raise DataError(f"unknown dataset {cfg.name!r}; known: {', '.join(_SOURCES)}")
-    raw = _SOURCES[cfg.name](cfg)
+    try:
+        source = DATASETS.get(cfg.name)
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+    if source.needs_path and not cfg.path:
+        raise DataError(f"dataset {cfg.name!r} needs the path of your local copy")
+    raw = source.load(cfg)
     where = cfg.path or cfg.name
     x, y = raw.x, np.asarray(raw.y).astype(np.int64)
     if x.ndim != 4 or len(x) != len(y):

@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import numpy as np
 
 from hwnas.data._dataset import RawData
 from hwnas.data._files import read_bytes, user_path
+from hwnas.data._sources import register_dataset
 from hwnas.errors import DataError
+
+if TYPE_CHECKING:
+    from hwnas.config import DataConfig
 
 IMAGES_MAGIC = 0x00000803  # unsigned bytes, 3 dimensions
 LABELS_MAGIC = 0x00000801  # unsigned bytes, 1 dimension
@@ -100,3 +104,8 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
         raise DataError(f"{path}: {state}: the header announces {'x'.join(map(str, dims))} = "
                         f"{size} bytes of data, the file holds {len(data) - header}")
     return np.frombuffer(data, dtype=np.uint8, offset=header).reshape(dims)
+
+
+@register_dataset("mnist", needs_path=True)
+def _load(cfg: DataConfig) -> RawData:
+    return load_mnist_raw(cfg.path)

@@ -1,9 +1,15 @@
 """A seeded synthetic dataset of ten classes of noisy blobs, for fast tests and smoke runs."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from hwnas.data._dataset import RawData
+from hwnas.data._sources import register_dataset
+
+if TYPE_CHECKING:
+    from hwnas.config import DataConfig
 
 N_EXAMPLES = 600
 N_CLASSES = 10
@@ -38,3 +44,8 @@ def load_synthetic_raw(seed: int = 0) -> RawData:
     x = np.clip(blob + rng.normal(0.0, 0.25, blob.shape), 0.0, 1.0)
     return RawData(x=x[:, None].astype(np.float32), y=y.astype(np.int64), peak=1.0,
                    n_classes=N_CLASSES)
+
+
+@register_dataset("synthetic")
+def _load(cfg: DataConfig) -> RawData:
+    return load_synthetic_raw()

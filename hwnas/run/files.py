@@ -6,10 +6,11 @@ from typing import Any
 
 import yaml
 
-from hwnas.config import ExperimentConfig, config_from_dict, load_config
+from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, load_config
 from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
 from hwnas.io import atomic_write_text
+from hwnas.run.names import check_names
 from hwnas.studies import JOURNAL, STORAGE
 from hwnas.supernet.learners import BaseLearner
 
@@ -105,7 +106,9 @@ class RunDir:
         if not (path / CONFIG).exists():
             raise RunDirError(f"{path}: not a run directory (no {CONFIG})")
         try:
-            return cls(path, load_config(path / CONFIG))
+            config = load_config(path / CONFIG)
+            check_names(config, str(path / CONFIG))
+            return cls(path, config)
         except ConfigError as exc:
             reason = str(exc).removeprefix(f"{path / CONFIG}: ")
             raise RunDirError(f"{path / CONFIG} is damaged: {reason}") from None
@@ -134,4 +137,5 @@ def configure_run(config_path: str | None, out: str | None,
                 node = node[part]
             node[leaf] = value
         cfg = config_from_dict(data, source=str(config_path or "default config"))
+    check_names(cfg, str(config_path or DEFAULT_CONFIG))
     return RunDir.create(out or Path("runs") / cfg.name, cfg)

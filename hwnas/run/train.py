@@ -15,7 +15,7 @@ import hwnas.run.lut as lut
 from hwnas.run.files import RunDir
 from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet, Unit, draw_arch, plot_arch_trajectories
-from hwnas.supernet.learners import LEARNERS, Regularizer
+from hwnas.supernet.learners import Regularizer, learner_class
 
 DERIVED, ARCH_PLOT, DERIVED_PLOT = RunDir.DERIVED, RunDir.ARCH_PLOT, RunDir.DERIVED_PLOT
 
@@ -32,7 +32,7 @@ def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
     regularizer = (make_regularizer(run, ws, cfg.train.regularizer)
                    if cfg.train.regularizer is not None else None)
     try:
-        learner = LEARNERS[cfg.train.learner](space=ws.space, supernet=ws.supernet, data=ws.data,
+        learner = learner_class(cfg.train.learner)(space=ws.space, supernet=ws.supernet, data=ws.data,
                                               config=cfg.train, seed=cfg.seed, run_dir=run.path,
                                               progress=progress, regularizer=regularizer)
     except ValueError as exc:  # settings the data or the space cannot meet

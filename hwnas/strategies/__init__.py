@@ -1,8 +1,11 @@
 """Search strategies behind one ask/tell contract (the loop that drives them: hwnas.driver)."""
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import optuna
 
+from hwnas.registry import Registry
 from hwnas.strategies._base import BaseStrategy
 from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
 from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
@@ -10,10 +13,28 @@ from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRan
 from hwnas.strategies._random import RandomSearch
 
 #: name -> strategy class, in the order the CLI lists them; the first is the default.
-STRATEGIES: dict[str, type[BaseStrategy]] = {
-    cls.name: cls for cls in (TPELocalStrategy, TPEStrategy, NSGAIIStrategy, NSGAIIIStrategy, OptunaRandomStrategy,
-                              QMCStrategy, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch)
-}
+STRATEGIES: Registry[type[BaseStrategy]] = Registry("strategy")
+
+
+def register_strategy(name: str, cls: type[BaseStrategy] | None = None
+                      ) -> type[BaseStrategy] | Callable[[type[BaseStrategy]], type[BaseStrategy]]:
+    """Registers a strategy class under ``name`` (a plain call, or a class decorator without ``cls``).
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    return STRATEGIES.register(name, cls)
+
+
+for _cls in (TPELocalStrategy, TPEStrategy, NSGAIIStrategy, NSGAIIIStrategy, OptunaRandomStrategy,
+             QMCStrategy, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch):
+    register_strategy(_cls.name, _cls)
+del _cls
+
+
+def list_strategies(pattern: str = "*") -> list[str]:
+    """Registered strategy names matching a shell-style wildcard, the default first."""
+    return STRATEGIES.names(pattern)
 
 
 def strategy_class(name: str) -> type[BaseStrategy]:
@@ -22,10 +43,7 @@ def strategy_class(name: str) -> type[BaseStrategy]:
     Raises:
         ValueError: no strategy has that name; the message lists the known ones.
     """
-    try:
-        return STRATEGIES[name]
-    except KeyError:
-        raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
+    return STRATEGIES.get(name)
 
 
 def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy:
@@ -35,5 +53,5 @@ def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy
 
 __all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2",
            "NSGAIIIStrategy", "NSGAIIStrategy", "OptunaRandomStrategy", "OptunaStrategy",
-           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy", "create_strategy",
-           "strategy_class"]
+           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy",
+           "create_strategy", "list_strategies", "register_strategy", "strategy_class"]

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 from hwnas.arch import Arch
+from hwnas.supernet._candidates import parse_candidate
 # Importing the two spaces' modules registers them ("darts", "mobilenet").
 from hwnas.supernet._darts import CellSpace, CellSupernet
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
-from hwnas.supernet._space import (BaseSearchSpace, Supernet, Unit, create_space, list_spaces,
-                                   register_space, space_arguments)
+from hwnas.supernet._space import (SPACES, BaseSearchSpace, Supernet, Unit, create_space,
+                                   list_spaces, register_space, space_arguments)
 from hwnas.supernet._viz import CELL_KEY, draw_arch, plot_arch_trajectories
 
 __all__ = ["Arch", "BaseSearchSpace", "CELL_KEY", "CellSpace", "CellSupernet", "ChainSpace",
-           "ChainSupernet", "Supernet", "Unit", "create_space", "draw_arch", "list_spaces",
-           "plot_arch_trajectories", "register_space", "space_arguments"]
+           "ChainSupernet", "SPACES", "Supernet", "Unit", "create_space", "draw_arch",
+           "list_spaces", "parse_candidate", "plot_arch_trajectories", "register_space",
+           "space_arguments"]

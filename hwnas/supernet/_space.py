@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import fnmatch
 import inspect
 from collections.abc import Callable
 
@@ -11,6 +10,7 @@ import nnabla as nn
 import numpy as np
 
 from hwnas.arch import Arch
+from hwnas.registry import Registry
 from hwnas.supernet._mixed import MODES, MixedOp
 from hwnas.supernet._ops import Op
 
@@ -180,33 +180,29 @@ class BaseSearchSpace(abc.ABC):
         """
 
 
-_REGISTRY: dict[str, Callable[..., BaseSearchSpace]] = {}
+#: name -> search space class (or factory taking the space's keyword arguments).
+SPACES: Registry[Callable[..., BaseSearchSpace]] = Registry("search space", sort=True)
 
 
 def register_space(name: str) -> Callable[[type], type]:
-    """Class decorator registering a search space under ``name``."""
-    def decorate(cls: type) -> type:
-        if name in _REGISTRY:
-            raise ValueError(f"search space {name!r} is already registered")
-        _REGISTRY[name] = cls
-        return cls
-    return decorate
+    """Class decorator registering a search space under ``name``.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    return SPACES.register(name)
 
 
 def list_spaces(pattern: str = "*") -> list[str]:
-    """Registered space names matching a shell-style wildcard."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+    """Registered space names matching a shell-style wildcard, sorted."""
+    return SPACES.names(pattern)
 
 
 def space_arguments(name: str) -> set[str]:
     """The keyword arguments the registered space ``name`` takes."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(list_spaces())}")
-    return set(inspect.signature(_REGISTRY[name]).parameters)
+    return set(inspect.signature(SPACES.get(name)).parameters)
 
 
 def create_space(name: str, **kwargs) -> BaseSearchSpace:
     """Builds the registered space ``name``; an unknown name lists the known ones."""
-    if name not in _REGISTRY:
-        raise ValueError(f"unknown search space {name!r}; known: {', '.join(list_spaces())}")
-    return _REGISTRY[name](**kwargs)
+    return SPACES.get(name)(**kwargs)

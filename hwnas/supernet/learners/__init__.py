@@ -2,13 +2,17 @@
 from __future__ import annotations
 
 from hwnas.supernet.learners._base import BaseLearner
-from hwnas.supernet.learners._weights import load_weights, save_weights
+from hwnas.supernet.learners._registry import (LEARNERS, learner_class, list_learners,
+                                               register_learner)
+# Importing a learner's module registers it; uniform, the default, first.
+from hwnas.supernet.learners._uniform import UniformLearner
 from hwnas.supernet.learners._darts import DartsLearner
 from hwnas.supernet.learners._proxyless import ProxylessLearner
-from hwnas.supernet.learners._regularizer import COST_OBJECTIVES, FORMS, Regularizer
-from hwnas.supernet.learners._uniform import UniformLearner
+from hwnas.supernet.learners._regularizer import (COST_OBJECTIVES, FORMS, Form, Regularizer,
+                                                  register_cost_objective, register_form)
+from hwnas.supernet.learners._weights import load_weights, save_weights
 
-LEARNERS = {"uniform": UniformLearner, "darts": DartsLearner, "proxyless": ProxylessLearner}
-
-__all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "LEARNERS",
-           "ProxylessLearner", "Regularizer", "UniformLearner", "load_weights", "save_weights"]
+__all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "Form", "LEARNERS",
+           "ProxylessLearner", "Regularizer", "UniformLearner", "learner_class", "list_learners",
+           "load_weights", "register_cost_objective", "register_form", "register_learner",
+           "save_weights"]

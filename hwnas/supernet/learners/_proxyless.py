@@ -4,11 +4,13 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.supernet.learners._base import BaseLearner
+from hwnas.supernet.learners._registry import register_learner
 
 #: Decay of REINFORCE's moving-average reward baseline.
 BASELINE_DECAY = 0.95
 
 
+@register_learner("proxyless")
 class ProxylessLearner(BaseLearner):
     """ProxylessNAS (Cai et al., 2019): one path in memory per step.
 

@@ -1,20 +1,67 @@
 """Hardware regularizers: a differentiable expected cost added to the architecture loss."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 
 import nnabla as nn
 import nnabla.functions as F
 import numpy as np
 
+from hwnas.registry import Registry
 from hwnas.supernet._mixed import constant
 from hwnas.supernet._space import Supernet, Unit
 
-#: Objectives a regularizer can hold under a budget.
-COST_OBJECTIVES = ("latency_ms", "params", "macs")
-#: ``additive``: loss + weight * max(0, E[cost] / budget - 1) (a penalty above the budget);
-#: ``multiplicative``: loss * (E[cost] / budget) ** weight (MnasNet's soft constraint).
-FORMS = ("additive", "multiplicative")
+
+@dataclasses.dataclass(frozen=True)
+class Form:
+    """How a regularizer weighs the task against the cost ratio ``r = E[cost] / budget``.
+
+    Attributes:
+        penalize: ``(loss, r, weight)`` -> the regularized architecture loss (nnabla graph).
+        reward: ``(accuracy, r, weight)`` -> the reward of a sampled path (REINFORCE).
+    """
+
+    penalize: Callable[[nn.Variable, nn.Variable, float], nn.Variable]
+    reward: Callable[[float, float, float], float]
+
+
+#: Objectives a regularizer can hold under a budget: name -> what it prices.
+COST_OBJECTIVES: Registry[str] = Registry("regularizer objective")
+#: How the expected cost enters the architecture loss: name -> Form.
+FORMS: Registry[Form] = Registry("regularizer form")
+
+
+def register_cost_objective(name: str, description: str) -> str:
+    """Registers an objective a regularizer may hold (the run prices each unit's cost).
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    return COST_OBJECTIVES.register(name, description)
+
+
+def register_form(name: str, form: Form) -> Form:
+    """Registers a way of combining the task loss with the cost ratio.
+
+    Raises:
+        ValueError: ``name`` is already registered.
+    """
+    return FORMS.register(name, form)
+
+
+register_cost_objective("latency_ms", "latency in ms, from the run's latency table")
+register_cost_objective("params", "parameters")
+register_cost_objective("macs", "multiply-accumulates")
+# A penalty above the budget: loss + weight * max(0, r - 1).
+register_form("additive", Form(
+    penalize=lambda loss, r, w: F.add2(loss, F.mul_scalar(
+        F.maximum_scalar(F.add_scalar(r, -1.0), 0.0), w)),
+    reward=lambda accuracy, r, w: accuracy - w * max(0.0, r - 1.0)))
+# MnasNet's soft constraint: loss * r ** weight.
+register_form("multiplicative", Form(
+    penalize=lambda loss, r, w: F.mul2(loss, F.pow_scalar(r, w)),
+    reward=lambda accuracy, r, w: accuracy * r ** (-w)))
 
 
 class Regularizer:
@@ -27,24 +74,21 @@ class Regularizer:
     a chain (one operation per parameter, all kept).
 
     Args:
-        objective: the cost it holds (one of ``COST_OBJECTIVES``), for messages and logs.
+        objective: the cost it holds (a name in ``COST_OBJECTIVES``), for messages and logs.
         fixed: the cost every subnet has.
         costs: per architecture parameter, the cost each candidate adds.
         share: per architecture parameter, the share of its operations a subnet keeps.
         instances: per architecture parameter, how many mixed operations share it.
         budget: the target cost (> 0).
-        form: ``additive`` or ``multiplicative``.
+        form: a name in ``FORMS`` (``additive`` or ``multiplicative``).
         weight: the penalty weight (additive) or exponent (multiplicative), > 0.
     """
 
     def __init__(self, *, objective: str, fixed: float, costs: Mapping[str, np.ndarray],
                  share: Mapping[str, float], instances: Mapping[str, int], budget: float,
                  form: str = "additive", weight: float = 1.0) -> None:
-        if objective not in COST_OBJECTIVES:
-            raise ValueError(f"unknown objective {objective!r}; "
-                             f"known: {', '.join(COST_OBJECTIVES)}")
-        if form not in FORMS:
-            raise ValueError(f"unknown form {form!r}; known: {', '.join(FORMS)}")
+        COST_OBJECTIVES.get(objective)
+        self._form = FORMS.get(form)
         if not budget > 0:
             raise ValueError(f"budget must be > 0, got {budget}")
         if not weight > 0:
@@ -108,13 +152,8 @@ class Regularizer:
     def apply(self, loss: nn.Variable, alphas: Mapping[str, nn.Variable]) -> nn.Variable:
         """The regularized architecture loss."""
         ratio = F.mul_scalar(self.expected(alphas), 1.0 / self.budget)
-        if self.form == "additive":
-            return F.add2(loss, F.mul_scalar(F.maximum_scalar(F.add_scalar(ratio, -1.0), 0.0),
-                                             self.weight))
-        return F.mul2(loss, F.pow_scalar(ratio, self.weight))
+        return self._form.penalize(loss, ratio, self.weight)
 
     def reward(self, accuracy: float, cost: float) -> float:
         """MnasNet's reward for a sampled path (REINFORCE): accuracy scaled by its cost."""
-        if self.form == "multiplicative":
-            return accuracy * (cost / self.budget) ** (-self.weight)
-        return accuracy - self.weight * max(0.0, cost / self.budget - 1.0)
+        return self._form.reward(accuracy, cost / self.budget, self.weight)

@@ -4,8 +4,10 @@ from __future__ import annotations
 import numpy as np
 
 from hwnas.supernet.learners._base import BaseLearner
+from hwnas.supernet.learners._registry import register_learner
 
 
+@register_learner("uniform")
 class UniformLearner(BaseLearner):
     """Samples a subnet uniformly for every batch (single-path one-shot training)."""
 

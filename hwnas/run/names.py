@@ -1,0 +1,72 @@
+"""Pre-flight check of the names a config gives, against the registries that hold them."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, NoReturn, TypeVar
+
+from hwnas.data import AUGMENTATIONS, DATASETS
+from hwnas.errors import ConfigError
+from hwnas.registry import Registry
+from hwnas.strategies import STRATEGIES
+from hwnas.supernet import SPACES, parse_candidate
+from hwnas.supernet.learners import COST_OBJECTIVES, FORMS, LEARNERS
+
+if TYPE_CHECKING:
+    from hwnas.config import ExperimentConfig
+
+T = TypeVar("T")
+
+__all__ = ["check_names"]
+
+
+def check_names(config: ExperimentConfig, source: str) -> None:
+    """Checks every registered name the config gives, before anything is written or trained.
+
+    The config itself checks types and ranges; the names of datasets, search
+    spaces, candidate operations, learners, regularizer objectives and forms,
+    strategies and augmentations are looked up here in their registries, so a
+    dataset or learner registered by a plug-in is accepted like a built-in one.
+
+    Args:
+        config: a loaded config.
+        source: where it came from (a file name), for the message.
+
+    Raises:
+        ConfigError: one line naming ``source``, the dotted key, the bad name and
+            the known ones.
+    """
+    def err(key: str, message: str) -> NoReturn:
+        raise ConfigError(f"{source}: '{key}' {message}")
+
+    data = _lookup(DATASETS, config.data.name, "data.name", err)
+    if data.needs_path and not config.data.path:
+        err("data.path", f"dataset {config.data.name!r} needs the path of your local copy")
+    _lookup(SPACES, config.space.name, "space.name", err)
+    for option in config.space.operations:
+        try:
+            parse_candidate(option)
+        except ValueError as exc:
+            err("space.operations", str(exc))
+    learner = _lookup(LEARNERS, config.train.learner, "train.learner", err)
+    regularizer = config.train.regularizer
+    if regularizer is not None:
+        _lookup(COST_OBJECTIVES, regularizer.objective, "train.regularizer.objective", err)
+        _lookup(FORMS, regularizer.form, "train.regularizer.form", err)
+        if not learner.learns_arch:
+            gradient = " or ".join(name for name, cls in LEARNERS.items() if cls.learns_arch)
+            err("train.regularizer", f"needs a gradient learner ({gradient}); the "
+                f"{config.train.learner} learner has no architecture parameters; "
+                "use budgets for selection")
+    _lookup(STRATEGIES, config.search.strategy, "search.strategy", err)
+    augmentation = config.retrain.augmentation
+    if augmentation != "auto" and augmentation not in AUGMENTATIONS:
+        err("retrain.augmentation", f"unknown augmentation {augmentation!r}; known: auto, "
+            + ", ".join(AUGMENTATIONS))
+
+
+def _lookup(registry: Registry[T], name: str, key: str,
+            err: Callable[[str, str], NoReturn]) -> T:
+    try:
+        return registry.get(name)
+    except ValueError as exc:
+        err(key, str(exc))
