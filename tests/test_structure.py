@@ -169,3 +169,44 @@ def test_an_hwnas_import_inside_a_function_says_why():
                     if not any("#" in line for line in said):
                         silent.append(f"{path.relative_to(PACKAGE.parent)}:{node.lineno}")
     assert not silent, "an import inside a function needs a comment (on it or above) saying why"
+
+
+def _string_literals(path: Path) -> list[tuple[str, int]]:
+    """The string constants of a module that are not docstrings, with their lines."""
+    tree = ast.parse(path.read_text(), str(path))
+    docstrings = {id(node.value) for node in ast.walk(tree)
+                  if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant)}
+    return [(node.value, node.lineno) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and id(node) not in docstrings]
+
+
+#: Modules whose string equal to a run file's name is not that file.
+NOT_RUN_FILES = {
+    "hwnas.hwcost._command",  # the latency command's temporary model.nnp, in a temporary directory
+}
+
+
+def run_file_names() -> set[str]:
+    """Every file name RunDir lists (its class attributes in capitals, and the models)."""
+    from hwnas.run import RunDir
+    return {value for key, value in vars(RunDir).items()
+            if key.isupper() and isinstance(value, str)} | set(RunDir.MODELS)
+
+
+def test_each_run_file_is_named_once():
+    # Files only: "retrain" (the directory) is also the command's name.
+    where: dict[str, list[str]] = {name: [] for name in run_file_names() if "." in name}
+    for name, path in MODULES.items():
+        if name in NOT_RUN_FILES:
+            continue
+        for value, line in _string_literals(path):
+            if value in where:
+                where[value].append(f"{path.relative_to(PACKAGE.parent)}:{line}")
+    twice = {name: places for name, places in where.items() if len(places) != 1}
+    assert not twice, f"a run file's name written more than once (or nowhere): {twice}"
+
+
+def test_every_file_of_a_finished_run_is_named_by_rundir(finished_run):
+    top_level = {p.relative_to(finished_run).parts[0] for p in finished_run.rglob("*")}
+    assert top_level - run_file_names() == set()

@@ -56,4 +56,4 @@ def print_retrained(run: steps.RunDir, result: dict) -> None:
           f"the supernet's estimate with inherited weights: test "
           f"{result['supernet_test_accuracy']:.4f}, val {result['supernet_val_accuracy']:.4f}")
     weights = run / result["weights"]
-    print(f"wrote {weights} and {weights.parent / 'result.json'}")
+    print(f"wrote {weights} and {weights.parent / steps.RunDir.RETRAIN_RESULT}")

@@ -164,7 +164,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     last = history[-1] if history else None
     if last:
         print(f"trained {last['epoch']} epochs: loss {last['loss']:.4f}, "
-              f"train accuracy {last['train_accuracy']:.4f} -> {run / 'supernet.h5'}")
+              f"train accuracy {last['train_accuracy']:.4f} -> {run / steps.RunDir.WEIGHTS}")
 
 
 def cmd_search(args: argparse.Namespace) -> None:

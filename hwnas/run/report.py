@@ -178,7 +178,7 @@ def front(run: RunDir) -> str:
     body += figure(lambda: drawn_png(lambda p: plot_hypervolume(
         {strategies: history}, p, title="Hypervolume of the feasible front (reference: 10% "
         "beyond the worst evaluation)")), "Hypervolume against distinct subnets evaluated")
-    front_table = read_csv(run / "front.csv")
+    front_table = read_csv(run / RunDir.FRONT)
     if front_table is None:
         front_table = ParetoFront(evs, objectives, cfg.budgets).table()
         body += note(f"front.csv is not written yet (<code>hwnas front {esc(run.path)}</code> "

@@ -164,7 +164,7 @@ def export(run) -> str:
         return missing("Not exported yet (export.json is missing)", f"hwnas export {run.path}")
     formats = info.get("formats")
     if formats is None:  # the first export.json: one flat record of model.nnp
-        formats = {"nnp": {"model": info.get("model", "model.nnp"), "runtime": "nnabla",
+        formats = {"nnp": {"model": info.get("model", RunDir.MODELS[0]), "runtime": "nnabla",
                            "test_accuracy": info.get("test_accuracy"),
                            "max_abs_diff": info.get("max_abs_diff")}}
     rows = []
