@@ -13,7 +13,6 @@ import pytest
 from conftest import SMALL_SPACE, randomize, run_alone
 from _cli_helpers import assert_changed_nothing, assert_usage_error, cli, load_trials, snapshot
 
-import hwnas.deploy as export_module
 from hwnas.data import Dataset
 from hwnas.deploy import (FORMATS, export_nnp, export_onnx, inference_graph, pixels, run_nnp,
                           weights_digest)
@@ -152,7 +151,8 @@ def test_interrupted_export_leaves_the_old_file(subnet, data: Dataset, tmp_path:
         Path(filename).write_bytes(b"half a model")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(export_module, "save", crash)
+    import hwnas.hwcost._nnp as nnp_module  # where the .nnp is saved
+    monkeypatch.setattr(nnp_module, "save", crash)
     with pytest.raises(KeyboardInterrupt):
         export_nnp(subnet, data, path)
     assert path.read_bytes() == b"the previous model"

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from hwnas import run as steps
+from hwnas.run import dashboard
 from hwnas.errors import HwnasError
 
 
@@ -39,7 +40,7 @@ def cmd_dashboard(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise HwnasError(f"--port must lie in 0..65535, got {args.port}")
     run = steps.RunDir.open(args.run)
-    steps.serve(run, args.host, args.port,
+    dashboard.serve(run, args.host, args.port,
           announce=lambda url: print(f"optuna-dashboard on {url} (read-only); Ctrl-C to stop",
                                      flush=True))
     print("dashboard stopped")

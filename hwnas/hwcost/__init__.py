@@ -15,7 +15,7 @@ _MODULES = {
                   "param_bytes", "peak_activation_bytes"),
     "_profiler": ("BaseProfiler", "NnablaProfiler", "inference_output"),
     "_command": ("CommandProfiler", "parse_latency_output"),
-    "_gated": ("GATE_TOLERANCE", "Measured", "measure_gated", "probe_network"),
+    "_gated": ("Measured", "gate_tolerance", "measure_gated", "probe_network"),
     "_optimize": ("bn_statistics", "optimize_inference_graph"),
     "_nnp": ("INPUT", "NETWORK", "OUTPUT", "export_module_nnp", "optimize_into", "save_nnp"),
     "_calibration": ("Calibration", "sample_distinct"),

@@ -10,8 +10,8 @@ from scipy.stats import spearmanr
 
 from hwnas.config import LatencyConfig
 from hwnas.errors import HwnasError, RunDirError
-from hwnas.hwcost import (GATE_TOLERANCE, BaseProfiler, CommandProfiler, IncompatibleTableError,
-                          LatencyTable, NnablaProfiler, measure_gated, sample_distinct)
+from hwnas.hwcost import (BaseProfiler, CommandProfiler, IncompatibleTableError, LatencyTable,
+                          NnablaProfiler, gate_tolerance, measure_gated, sample_distinct)
 from hwnas.io import atomic_write, atomic_write_json
 from hwnas.run.files import RunDir
 from hwnas.supernet import BaseSearchSpace, Supernet
@@ -140,7 +140,7 @@ def check(table: LatencyTable, space: BaseSearchSpace, supernet: Supernet,
         "measurement": stats,
         "warning": (f"the device ran {faster:.0%} faster during this check than while the "
                     "table was measured: rebuild it ('hwnas lut --rebuild')"
-                    if faster > GATE_TOLERANCE else None),
+                    if faster > gate_tolerance() else None),
         "seconds": time.perf_counter() - start, "samples": samples,
     }
 
