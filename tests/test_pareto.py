@@ -12,7 +12,7 @@ from hwnas.errors import BudgetError
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import (ParetoFront, Selection, evaluations_table, feasible_mask,
                           hypervolume_history, non_dominated, objective_pairs, parse_budgets,
-                          plot_front, reference_point, select,
+                          plot_front, reference_point, best_within,
                           violation)
 from hwnas.records import OBJECTIVES, Evaluation
 from hwnas.arch import Arch
@@ -225,13 +225,13 @@ def test_front_rejects_unknown_objective():
 def test_select_most_accurate_within_every_budget():
     evals = [make("a", 0.99, 3.0), make("b", 0.95, 1.0, params=30_000),
              make("c", 0.90, 1.0, params=10_000), make("d", 0.85, 0.5, params=5_000)]
-    selection = select(evals, {"latency_ms": 1.5, "params": 20_000})
+    selection = best_within(evals, {"latency_ms": 1.5, "params": 20_000})
     assert isinstance(selection, Selection)
     assert selection.chosen is evals[2] and selection.nearest is None
     assert selection.require() is evals[2]
     assert evals[2].arch.key in selection.message()
-    assert select(evals, {}).chosen is evals[0]
-    assert select(evals, None, objective="latency_ms").chosen is evals[3]
+    assert best_within(evals, {}).chosen is evals[0]
+    assert best_within(evals, None, objective="latency_ms").chosen is evals[3]
 
 
 def test_select_tie_break():
@@ -239,17 +239,17 @@ def test_select_tie_break():
     evals = [make("z", latency_ms=1.0, params=500, **same),
              make("y", latency_ms=0.8, params=900, **same),  # lowest latency wins
              make("x", latency_ms=0.8, params=900, **same)]  # same latency/params: key "x" < "y"
-    assert select(evals, {}).chosen is evals[2]
+    assert best_within(evals, {}).chosen is evals[2]
     evals = [make("p", latency_ms=0.8, params=900, **same),
              make("q", latency_ms=0.8, params=400, **same)]  # same latency: fewer params
-    assert select(evals, {}).chosen is evals[1]
+    assert best_within(evals, {}).chosen is evals[1]
 
 
 def test_select_nothing_fits_names_nearest():
     evals = [make("far", 0.9, 3.0, params=40_000),      # +200% latency, +100% params
              make("near", 0.8, 1.32, params=20_000),    # +32% latency only
              make("tie", 0.7, 1.32, params=20_000)]     # same violation, worse error
-    selection = select(evals, {"latency_ms": 1.0, "params": 20_000})
+    selection = best_within(evals, {"latency_ms": 1.0, "params": 20_000})
     assert selection.chosen is None
     assert selection.nearest is evals[1]
     message = selection.message()
@@ -259,7 +259,7 @@ def test_select_nothing_fits_names_nearest():
     assert "params" not in message.split(evals[1].arch.key)[1]
     with pytest.raises(BudgetError, match="near"):
         selection.require()
-    assert select([], {"latency_ms": 1.0}).nearest is None
+    assert best_within([], {"latency_ms": 1.0}).nearest is None
 
 
 # --- parsing budgets --------------------------------------------------------------------

@@ -5,13 +5,14 @@ from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
 from hwnas.pareto._history import hypervolume_history, plot_hypervolume
 from hwnas.pareto._plot import objective_pairs, plot_front
 from hwnas.budgets import check_budgets, parse_budgets
-from hwnas.pareto._select import Selection, select
+from hwnas.pareto._select import Selection, best_within
 from hwnas.pareto._sorting import (feasible_mask, non_dominated, objective_matrix,
                                    unique_by_key, violation)
 
 __all__ = [
     "ParetoFront",
     "Selection",
+    "best_within",
     "check_budgets",
     "evaluations_table",
     "feasible_mask",
@@ -23,7 +24,6 @@ __all__ = [
     "plot_front",
     "plot_hypervolume",
     "reference_point",
-    "select",
     "unique_by_key",
     "violation",
 ]

@@ -25,7 +25,7 @@ def _percent(excess: float) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Selection:
-    """The outcome of ``select``.
+    """The outcome of ``best_within``.
 
     Attributes:
         chosen: the selected evaluation, or ``None`` when no subnet fits the budgets.
@@ -66,7 +66,7 @@ class Selection:
         return self.chosen
 
 
-def select(evaluations: Iterable[Evaluation], budgets: Mapping[str, float] | None, *,
+def best_within(evaluations: Iterable[Evaluation], budgets: Mapping[str, float] | None, *,
            objective: str = "error") -> Selection:
     """Chooses the feasible evaluation with the lowest ``objective``.
 

@@ -12,8 +12,8 @@ from hwnas.arch import Arch
 from hwnas.errors import RunDirError
 from hwnas.hwcost import measure_gated
 from hwnas.io import atomic_write_json, atomic_write_text
-from hwnas.pareto import (ParetoFront, Selection, hypervolume_history, objective_matrix,
-                          plot_front, plot_hypervolume, reference_point, select as select_subnet)
+from hwnas.pareto import (ParetoFront, Selection, best_within, hypervolume_history,
+                          objective_matrix, plot_front, plot_hypervolume, reference_point)
 from hwnas.run.files import RunDir
 from hwnas.run.workspace import Workspace, workspace
 from hwnas.studies import evaluations, open_study
@@ -95,7 +95,7 @@ def select(run: RunDir, budgets: dict[str, float] | None = None, *,
     evs = evaluations(open_study(run.path, cfg.search.objectives, create=False))
     rejected: dict[str, float] = {}
     while True:
-        selection = select_subnet([e for e in evs if e.arch.key not in rejected], budgets)
+        selection = best_within([e for e in evs if e.arch.key not in rejected], budgets)
         chosen = selection.require()
         if chosen.costs.latency_source != "predicted":
             measured = None
