@@ -3,14 +3,20 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from typing import TYPE_CHECKING, Protocol
 
-from hwnas.config import DataConfig
 from hwnas.data._augment import AUGMENTATIONS
 from hwnas.data._dataset import RawData
 from hwnas.registry import Registry
 
-#: A loader: the data config -> every example the source has (official test files too).
-Loader = Callable[[DataConfig], RawData]
+if TYPE_CHECKING:  # annotation only: the data package needs nothing of the config at run time
+    from hwnas.config import DataConfig
+
+
+class Loader(Protocol):
+    """A loader: the data config -> every example the source has (official test files too)."""
+
+    def __call__(self, cfg: DataConfig) -> RawData: ...
 
 
 @dataclasses.dataclass(frozen=True)

@@ -149,7 +149,9 @@ class CellSupernet(Supernet):
                     name = _alpha_name(kind, i, j)
                     p, names = probabilities[name], options[name]
                     k = max((k for k, o in enumerate(names) if o != _ZERO), key=lambda k: p[k])
-                    best[j] = (p[k], names[k])
+                    # Rounded: equal logits at other positions of the softmax differ in
+                    # the last bits, and a tie must go to the lower input.
+                    best[j] = (round(float(p[k]), 12), names[k])
                 kept = sorted(best, key=lambda j: -best[j][0])[:2]
                 choices.update(_node_choices(kind, i, {j: best[j][1] for j in kept}))
         return Arch(choices)
