@@ -2,12 +2,39 @@
 from __future__ import annotations
 
 import fnmatch
+import importlib
+import pkgutil
+import sys
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar, overload
 
 T = TypeVar("T")
 
-__all__ = ["Registry"]
+__all__ = ["Registry", "import_modules"]
+
+
+def import_modules(package: str) -> list[str]:
+    """Imports every module in the folder of ``package`` not imported yet, in name order.
+
+    A package whose modules register their own entries (a dataset, a learner, a
+    search space, a strategy) calls this last in its ``__init__.py``: adding an
+    entry is then adding its module, with nothing else to edit. The modules the
+    package imported by name before keep their place in the registry's order.
+    Subpackages are left alone.
+
+    Returns:
+        the names of the modules imported now.
+    """
+    path = getattr(sys.modules[package], "__path__", None)
+    if path is None:
+        raise ValueError(f"{package} is a module, not a package")
+    found = []
+    for info in sorted(pkgutil.iter_modules(path), key=lambda info: info.name):
+        name = f"{package}.{info.name}"
+        if not info.ispkg and name not in sys.modules:
+            importlib.import_module(name)
+            found.append(name)
+    return found
 
 
 class Registry(Generic[T]):

@@ -234,3 +234,46 @@ def test_loading_the_data_package_or_the_config_imports_neither_the_other() -> N
         out = subprocess.run([sys.executable, "-c", code, module, *others], check=True,
                              capture_output=True, text=True).stdout
         assert out.strip() == "[]", f"{module} imported {out.strip()}"
+
+
+# --- a new entry is one new module ---------------------------------------------------------
+
+
+def test_import_modules_imports_every_module_of_a_folder_once(tmp_path, monkeypatch):
+    import sys
+
+    from hwnas.registry import Registry, import_modules
+    toys = Registry("toy")
+    package = tmp_path / "toyplugins"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for name in ("_b", "_a", "c"):
+        (package / f"{name}.py").write_text(
+            f"from hwnas_toy_registry import TOYS\nTOYS.register({name!r}, {name!r})\n")
+    (package / "sub").mkdir()
+    (package / "sub" / "__init__.py").write_text("raise ImportError('subpackages are left alone')")
+    holder = type(sys)("hwnas_toy_registry")
+    holder.TOYS = toys
+    monkeypatch.setitem(sys.modules, "hwnas_toy_registry", holder)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import importlib
+    importlib.import_module("toyplugins")
+    try:
+        assert import_modules("toyplugins") == ["toyplugins._a", "toyplugins._b", "toyplugins.c"]
+        assert toys.names() == ["_a", "_b", "c"]
+        assert import_modules("toyplugins") == []  # each module once
+    finally:
+        for name in [m for m in sys.modules if m.startswith("toyplugins")]:
+            del sys.modules[name]
+
+
+@pytest.mark.parametrize("package", ["hwnas.data", "hwnas.supernet", "hwnas.supernet.learners",
+                                     "hwnas.strategies"])
+def test_a_registering_package_imports_every_module_of_its_folder(package):
+    import importlib
+    import pkgutil
+    import sys
+    face = importlib.import_module(package)
+    modules = [f"{package}.{info.name}" for info in pkgutil.iter_modules(face.__path__)
+               if not info.ispkg]
+    assert modules and [m for m in modules if m not in sys.modules] == []

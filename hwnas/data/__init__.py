@@ -6,10 +6,14 @@ from hwnas.data._dataset import Dataset, RawData, Split, batches
 from hwnas.data._load import load_dataset
 from hwnas.data._sources import (DATASETS, DataSource, default_augmentation, list_datasets,
                                  register_dataset)
-from hwnas.data import _cifar10, _digits, _mnist, _synthetic
+from hwnas.registry import import_modules
 
-#: The modules of the shipped datasets: importing one registers it, digits (the default) first.
+# A dataset's module registers it; the shipped ones in this order (digits, the default, first),
+# then any other module of this folder.
+from hwnas.data import _digits, _cifar10, _mnist, _synthetic
+
 SHIPPED = (_digits, _cifar10, _mnist, _synthetic)
+import_modules(__name__)
 
 __all__ = ["AUGMENTATIONS", "DATASETS", "DataSource", "Dataset", "RawData", "Split", "augment",
            "batches", "default_augmentation", "list_datasets", "load_dataset",

@@ -11,6 +11,9 @@ from hwnas.supernet.learners._proxyless import ProxylessLearner
 from hwnas.supernet.learners._regularizer import (COST_OBJECTIVES, FORMS, Form, Regularizer,
                                                   register_cost_objective, register_form)
 from hwnas.supernet.learners._weights import load_weights, save_weights
+from hwnas.registry import import_modules
+
+import_modules(__name__)  # a new learner's module registers it, with nothing else to edit
 
 __all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "Form", "LEARNERS",
            "ProxylessLearner", "Regularizer", "UniformLearner", "learner_class", "list_learners",
