@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from hwnas.studies._storage import repair_journal
+from hwnas.studies import repair_journal
 from _cli_helpers import HWNAS, cli, load_trials
 
 TRIALS = 18

@@ -66,9 +66,9 @@ def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url,
 
 def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capfd, monkeypatch):
     from hwnas import run as steps
-    from hwnas.studies import _storage
-    monkeypatch.setattr(_storage, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(_storage, "GRACE_PERIOD", 2)
+    from hwnas.studies import _store
+    monkeypatch.setattr(_store, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(_store, "GRACE_PERIOD", 2)
     assert cli(capfd, "study", trained, "--storage", fresh_postgres_url)[0] == 0
     # A worker starts a trial, beats once, then dies without a word.
     study = study_of(trained)

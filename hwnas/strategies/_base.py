@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState
 
 from hwnas.records import Evaluation
-from hwnas.studies._storage import record
+from hwnas.studies import record
 from hwnas.arch import Arch
 
 
