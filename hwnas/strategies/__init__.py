@@ -1,12 +1,10 @@
 """Search strategies behind one ask/tell contract (the loop that drives them: hwnas.driver)."""
 from __future__ import annotations
 
-import optuna
-
-from hwnas.strategies._base import BaseStrategy
+from hwnas.strategies._base import BaseStrategy, ProposingStrategy
 from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
 from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
-                                      OptunaStrategy, QMCStrategy, TPELocalStrategy, TPEStrategy)
+                                      QMCStrategy, SamplerStrategy, TPELocalStrategy, TPEStrategy)
 from hwnas.strategies._random import RandomSearch
 
 #: name -> strategy class, in the order the CLI lists them; the first is the default.
@@ -28,12 +26,13 @@ def strategy_class(name: str) -> type[BaseStrategy]:
         raise ValueError(f"unknown strategy {name!r}; known: {', '.join(STRATEGIES)}") from None
 
 
-def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy:
-    """The strategy ``name`` over ``study`` (open the study with ``strategy_class(name).sampler(seed)``)."""
-    return strategy_class(name)(study=study, **kwargs)
+def create_strategy(name: str, **kwargs) -> BaseStrategy:
+    """The strategy ``name``; a ``SamplerStrategy`` also takes ``study=`` (open it with
+    ``strategy_class(name).sampler(seed)``)."""
+    return strategy_class(name)(**kwargs)
 
 
-__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2",
-           "NSGAIIIStrategy", "NSGAIIStrategy", "OptunaRandomStrategy", "OptunaStrategy",
-           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy", "create_strategy",
-           "strategy_class"]
+__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2", "NSGAIIIStrategy",
+           "NSGAIIStrategy", "OptunaRandomStrategy", "ProposingStrategy", "QMCStrategy",
+           "RandomSearch", "STRATEGIES", "SamplerStrategy", "TPELocalStrategy", "TPEStrategy",
+           "create_strategy", "strategy_class"]
