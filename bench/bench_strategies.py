@@ -3,7 +3,7 @@
 Every registered strategy (``--strategies`` filters, wildcards allowed) runs
 on the three NAS-Bench-201 tables (cifar10, cifar100, ImageNet16-120) with
 seeds 0..9, minimising (error, latency_ms) with no budgets. One run drives
-the strategy as the pipeline does (``hwnas.strategies.drive``, the space's
+the strategy as the pipeline does (``hwnas.driver.drive``, the space's
 extremes enqueued first unless ``--no-extremes``) until it has evaluated 500
 distinct subnets; repeats are answered from the run's own evaluations and do
 not count. The normalised hypervolume after the first 100, 200 and 500
@@ -54,8 +54,9 @@ from _common import code_version  # noqa: E402
 from hwnas.io import atomic_write_json, atomic_write_text  # noqa: E402
 from hwnas.tabular import NB201_DATASETS, NasBench201  # noqa: E402
 from hwnas.hwcost import describe_device  # noqa: E402
-from hwnas.driver import drive
-from hwnas.strategies import STRATEGIES, create_strategy, strategy_class  # noqa: E402
+from hwnas.driver import drive  # noqa: E402
+from hwnas.strategies import (STRATEGIES, SamplerStrategy, create_strategy,  # noqa: E402
+                              strategy_class)
 from hwnas.studies import memory_study  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -87,13 +88,15 @@ def run(task: Task) -> dict:
     try:
         bench = benchmark(task.dataset)
         began = time.perf_counter()
-        study = memory_study(list(OBJECTIVES), sampler=strategy_class(task.strategy).sampler(task.seed))
-        strategy = create_strategy(task.strategy, study=study, choices=bench.choices,
+        cls = strategy_class(task.strategy)
+        study = memory_study(list(OBJECTIVES), sampler=cls.sampler(task.seed))
+        over = {"study": study} if issubclass(cls, SamplerStrategy) else {}
+        strategy = create_strategy(task.strategy, **over, choices=bench.choices,
                                    objectives=list(OBJECTIVES), budgets=None, seed=task.seed)
         if task.extremes:
             strategy.enqueue(bench.extremes())
         found = []
-        result = drive(strategy, bench, max(task.budgets), known={},
+        result = drive(strategy, bench, max(task.budgets), study=study, known={},
                        on_result=lambda e, cached: None if cached else found.append(e))
         out["seconds"] = time.perf_counter() - began
         out["hv"] = {str(b): bench.normalised_hv(found[:b], OBJECTIVES) for b in task.budgets}

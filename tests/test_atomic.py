@@ -36,7 +36,7 @@ WRITING_NAMES = {"save", "save_parameters"}
 #: Writes that are not atomic on purpose: (file relative to hwnas/, enclosing function, call).
 ALLOWED = {
     # Optuna's journal is append-only; a record torn by a crash is dropped on the next open.
-    ("studies/_storage.py", "repair_journal", "open"),
+    ("studies/_store.py", "repair_journal", "open"),
     # The one place that renames the temporary file over the target.
     ("io.py", "atomic_write", "os.replace"),
     # Exported models are written (atomically) into a staging directory beside them and

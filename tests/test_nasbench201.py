@@ -162,12 +162,11 @@ def test_normalised_hypervolume(bench):
 def test_random_search_over_the_table():
     bench = NasBench201("cifar100")
     study = memory_study(OBJECTIVES, sampler=strategy_class("random").sampler(0))
-    strategy = create_strategy("random", study=study, choices=bench.choices,
-                               objectives=OBJECTIVES, seed=0)
+    strategy = create_strategy("random", choices=bench.choices, objectives=OBJECTIVES, seed=0)
     strategy.enqueue(bench.extremes())
     found = []
     known: dict = {}
-    result = drive(strategy, bench, 50, known=known,
+    result = drive(strategy, bench, 50, study=study, known=known,
                    on_result=lambda e, cached: None if cached else found.append(e))
     assert result.evaluated == 50 and len(known) == 50
     assert len({e.arch.key for e in found}) == 50

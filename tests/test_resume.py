@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
-from hwnas.studies._storage import repair_journal
+from hwnas.studies import repair_journal
 from _cli_helpers import HWNAS, cli, load_trials
 
 TRIALS = 18
@@ -108,6 +108,7 @@ def test_a_half_written_journal_record_is_dropped(tmp_path):
 
 
 def test_a_trial_left_running_by_a_crash_is_failed_and_asked_again(run_copy, capfd):
+    from hwnas.driver import Books
     from hwnas.strategies import create_strategy, strategy_class
     from hwnas.studies import known_evaluations, open_study
     from _cli_helpers import space_choices
@@ -116,8 +117,8 @@ def test_a_trial_left_running_by_a_crash_is_failed_and_asked_again(run_copy, cap
     study = open_study(run_copy, ["error", "latency_ms", "params"],
                        sampler=strategy_class("random").sampler(0))
     known = known_evaluations(study)
-    crashed = create_strategy("random", study=study, choices=choices,
-                              objectives=["error", "latency_ms", "params"], seed=99)
+    crashed = Books(study=study, strategy=create_strategy(
+        "random", choices=choices, objectives=["error", "latency_ms", "params"], seed=99))
     arch = next(a for a in crashed.ask(20) if a.key not in known)  # then the process died
     status, _, err = cli(capfd, "search", run_copy, "--trials", 7, "--quiet")
     assert status == 0, err

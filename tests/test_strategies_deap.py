@@ -14,7 +14,7 @@ from hwnas.arch import Arch
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.records import Evaluation
-from hwnas.driver import drive
+from hwnas.driver import Books, drive
 from hwnas.strategies import STRATEGIES, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch
 from hwnas.strategies._deap import fitness_class, reference_divisions
 from hwnas.studies import known_evaluations, memory_study
@@ -43,10 +43,13 @@ def zdt1(arch: Arch) -> Evaluation:
     return Evaluation(arch, {"accuracy": 1.0 - f1, "error": f1}, costs)
 
 
-def make(cls, seed: int = 0, *, budgets=None, study=None, **kwargs):
-    study = study or memory_study(OBJECTIVES, sampler=cls.sampler(seed))
-    return cls(study=study, choices=CHOICES, objectives=OBJECTIVES, budgets=budgets, seed=seed,
-               **kwargs)
+def make(cls, seed: int = 0, *, budgets=None, **kwargs):
+    return cls(choices=CHOICES, objectives=OBJECTIVES, budgets=budgets, seed=seed, **kwargs)
+
+
+def new_study(cls, seed: int = 0):
+    """A study for the loop to record a strategy's trials in."""
+    return memory_study(OBJECTIVES, sampler=cls.sampler(seed))
 
 
 def trial_keys(study) -> list[str]:
@@ -54,9 +57,10 @@ def trial_keys(study) -> list[str]:
 
 
 def run(cls, seed: int = 0, n: int = 60, evaluate=zdt1, **kwargs):
-    strategy = make(cls, seed, **kwargs)
-    drive(strategy, evaluate, n, known={})
-    return strategy
+    """The study of a search by ``cls``."""
+    study = new_study(cls, seed)
+    drive(make(cls, seed, **kwargs), evaluate, n, study=study, known={})
+    return study
 
 
 # ---------------------------------------------------------------- registry and fitness
@@ -119,9 +123,9 @@ def test_same_seed_same_proposals(cls) -> None:
     random.seed(99)
     again = run(cls, seed=3, evaluate=noisy)
     other = run(cls, seed=4)
-    assert len(trial_keys(first.study)) >= 60
-    assert trial_keys(again.study) == trial_keys(first.study)
-    assert trial_keys(other.study) != trial_keys(first.study)
+    assert len(trial_keys(first)) >= 60
+    assert trial_keys(again) == trial_keys(first)
+    assert trial_keys(other) != trial_keys(first)
 
 
 # ---------------------------------------------------------------- generations
@@ -134,8 +138,9 @@ def test_generations_and_enqueued(cls) -> None:
              Arch({n: o[i % 4] for i, (n, o) in enumerate(CHOICES.items())})]
     strategy = make(cls, population=8)
     strategy.enqueue(seeds + seeds[:1])  # repeats are dropped
-    drive(strategy, zdt1, 30, known={})
-    trials = strategy.study.get_trials(states=(TrialState.COMPLETE,))
+    study = new_study(cls)
+    drive(strategy, zdt1, 30, study=study, known={})
+    trials = study.get_trials(states=(TrialState.COMPLETE,))
     assert [t.user_attrs["generation"] for t in trials] == [i // 8 for i in range(len(trials))]
     assert [t.user_attrs["key"] for t in trials[:3]] == [a.key for a in seeds]
     assert {t.user_attrs["strategy"] for t in trials} == {cls.name}
@@ -148,9 +153,10 @@ def test_enqueued_beyond_the_population_all_join_generation_0() -> None:
              for i in range(4)]
     strategy = make(DeapNSGA2, population=2)
     strategy.enqueue(seeds)
-    drive(strategy, zdt1, 10, known={})
+    study = new_study(DeapNSGA2)
+    drive(strategy, zdt1, 10, study=study, known={})
     generations = [t.user_attrs["generation"]
-                   for t in strategy.study.get_trials(states=(TrialState.COMPLETE,))]
+                   for t in study.get_trials(states=(TrialState.COMPLETE,))]
     assert generations[:6] == [0, 0, 0, 0, 1, 1]
     with pytest.raises(ValueError, match="outside the space"):
         make(DeapNSGA2).enqueue([Arch({**seeds[0], "g0": "l9"})])
@@ -161,8 +167,8 @@ def test_enqueued_beyond_the_population_all_join_generation_0() -> None:
 def test_repeated_subnets_in_a_generation_each_get_a_tell() -> None:
     study = memory_study(["error", "latency_ms"])
     choices = {"a": ("x", "y")}  # 6 individuals over 2 subnets: repeats are certain
-    strategy = DeapNSGA2(study=study, choices=choices, objectives=["error", "latency_ms"],
-                         population=6)
+    strategy = Books(study=study, strategy=DeapNSGA2(
+        choices=choices, objectives=["error", "latency_ms"], population=6))
     first = strategy.ask(10)
     assert len(first) == 6 and len({a.key for a in first}) < 6
     assert strategy.ask(1) == []  # the generation waits for its tells
@@ -240,7 +246,7 @@ def test_budget_never_loses_a_feasible_survivor(cls) -> None:
             log.append((pool, chosen))
             return chosen
 
-    strategy = run(Recording, n=400, budgets=BUDGETS, population=12)
+    study = run(Recording, n=400, budgets=BUDGETS, population=12)
     assert len(log) >= 20
     survivors = []
     for pool, chosen in log:
@@ -250,7 +256,7 @@ def test_budget_never_loses_a_feasible_survivor(cls) -> None:
         survivors.append(len(kept))
     assert survivors == sorted(survivors)  # never fewer feasible survivors
     assert survivors[0] < len(chosen) and survivors[-1] == len(chosen)
-    front = ParetoFront(known_evaluations(strategy.study).values(), OBJECTIVES, BUDGETS)
+    front = ParetoFront(known_evaluations(study).values(), OBJECTIVES, BUDGETS)
     assert len(front) > 0
 
 
@@ -263,15 +269,17 @@ def test_replay_resumes_where_the_search_stopped(cls) -> None:
         return lambda evaluation, cached: seen.append((evaluation.arch.key, cached))
 
     whole: list = []
-    uninterrupted = make(cls, population=10)
-    drive(uninterrupted, zdt1, 45, known={}, on_result=fresh(whole))
+    uninterrupted = new_study(cls)
+    drive(make(cls, population=10), zdt1, 45, study=uninterrupted, known={},
+          on_result=fresh(whole))
 
     # Stopped mid-generation at 27, then a new process resumes from the study.
     part: list = []
-    first = make(cls, population=10)
-    drive(first, zdt1, 27, known={}, on_result=fresh(part))
-    resumed = make(cls, population=10, study=first.study)
-    drive(resumed, zdt1, 45, known=known_evaluations(first.study), on_result=fresh(part))
+    first = new_study(cls)
+    drive(make(cls, population=10), zdt1, 27, study=first, known={}, on_result=fresh(part))
+    resumed = make(cls, population=10)
+    drive(resumed, zdt1, 45, study=first, known=known_evaluations(first),
+          on_result=fresh(part))
 
     evaluated = [key for key, cached in whole if not cached]
     assert len(evaluated) == 45
@@ -282,7 +290,7 @@ def test_replay_resumes_where_the_search_stopped(cls) -> None:
                 for t in study.get_trials(states=(TrialState.COMPLETE,))
                 if not t.user_attrs["cached"]]
 
-    assert generations(first.study) == generations(uninterrupted.study)
+    assert generations(first) == generations(uninterrupted)
 
 
 # ---------------------------------------------------------------- quality
@@ -293,7 +301,7 @@ def test_beats_random_search() -> None:
     # evolution gets there. Two seeds each beat the best of five random searches.
     runs = {("random", seed): run(RandomSearch, seed=seed, n=200) for seed in range(5)}
     runs.update({(cls.name, seed): run(cls, seed=seed, n=200) for cls in DEAP for seed in (0, 1)})
-    found = {name: list(known_evaluations(s.study).values()) for name, s in runs.items()}
+    found = {name: list(known_evaluations(study).values()) for name, study in runs.items()}
     F = np.array([[e.objective(o) for o in OBJECTIVES] for es in found.values() for e in es])
     ref = reference_point(F)
     hv = {name: ParetoFront(es, OBJECTIVES).hypervolume(ref) for name, es in found.items()}

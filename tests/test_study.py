@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hwnas.arch import Arch
+from hwnas.driver import Books
 from hwnas.errors import RunDirError
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.records import Evaluation
@@ -40,14 +41,16 @@ def fake_evaluation(arch: Arch) -> Evaluation:
     return Evaluation(arch, {"accuracy": accuracy, "error": 1.0 - accuracy}, costs)
 
 
-def make_strategy(run_dir: Path, seed: int = 0, objectives=None) -> TPEStrategy:
+def make_strategy(run_dir: Path, seed: int = 0, objectives=None) -> Books:
+    """A TPE strategy over the run's study, with the loop's books of its trials."""
     run_dir.mkdir(parents=True, exist_ok=True)
     study = open_study(run_dir, objectives or OBJECTIVES, sampler=TPEStrategy.sampler(seed))
-    return TPEStrategy(study=study, choices=CHOICES, objectives=objectives or OBJECTIVES,
-                       budgets=BUDGETS, seed=seed)
+    return Books(study=study, strategy=TPEStrategy(
+        study=study, choices=CHOICES, objectives=objectives or OBJECTIVES, budgets=BUDGETS,
+        seed=seed))
 
 
-def run(strategy: TPEStrategy, n: int, batch: int = 1) -> list[Evaluation]:
+def run(strategy: Books, n: int, batch: int = 1) -> list[Evaluation]:
     told = []
     while len(told) < n:
         archs = strategy.ask(batch)

@@ -66,9 +66,9 @@ def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url,
 
 def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capfd, monkeypatch):
     from hwnas import run as steps
-    from hwnas.studies import _storage
-    monkeypatch.setattr(_storage, "HEARTBEAT_INTERVAL", 1)
-    monkeypatch.setattr(_storage, "GRACE_PERIOD", 2)
+    from hwnas.studies import _store
+    monkeypatch.setattr(_store, "HEARTBEAT_INTERVAL", 1)
+    monkeypatch.setattr(_store, "GRACE_PERIOD", 2)
     assert cli(capfd, "study", trained, "--storage", fresh_postgres_url)[0] == 0
     # A worker starts a trial, beats once, then dies without a word.
     study = study_of(trained)
@@ -107,3 +107,43 @@ def test_a_run_with_a_journal_study_stays_on_it(run_copy, fresh_postgres_url, ca
     status, _, err = cli(capfd, "study", run_copy, "--storage", fresh_postgres_url)
     assert_usage_error(status, err, "study.journal", "new run directory")
     assert_changed_nothing(before, run_copy)
+
+
+def test_a_worker_leaves_what_another_evaluates_and_waits_for_it(tmp_path, monkeypatch):
+    # The loop of `hwnas worker` on an SQLite study: no server, one process playing two.
+    from hwnas.arch import Arch
+    from hwnas.driver import DatabaseSharing, work
+    from hwnas.errors import HwnasError
+    from hwnas.strategies import RandomSearch, TPEStrategy
+    from hwnas.studies import known_evaluations, open_study, record
+    from tests.test_study import CHOICES, OBJECTIVES, fake_evaluation
+
+    study = open_study(tmp_path, OBJECTIVES, sampler=TPEStrategy.sampler(0),
+                       storage=(f"sqlite:///{tmp_path / 'study.db'}", "hwnas"))
+    busy = Arch({name: options[0] for name, options in CHOICES.items()})
+    study.enqueue_trial(dict(busy))
+    other = study.ask()  # another worker is evaluating it...
+    for name, options in CHOICES.items():
+        other.suggest_categorical(name, list(options))
+    study.enqueue_trial(dict(busy))  # ...when this worker's sampler proposes it too
+    waits = []
+
+    def the_other_finishes(self) -> bool:
+        waits.append(len(known_evaluations(study)))
+        if len(waits) == 1:
+            record(study, other, fake_evaluation(busy), OBJECTIVES, {}, strategy="tpe")
+        return True
+
+    monkeypatch.setattr(DatabaseSharing, "wait", the_other_finishes)
+    strategy = TPEStrategy(study=study, choices=CHOICES, objectives=OBJECTIVES, seed=0)
+    result = work(strategy, fake_evaluation, 5, study=study)
+    assert (result.evaluated, result.stalled) == (4, False)
+    assert waits == [4]  # the last subnet was the other worker's: it waited once
+    trials = study.get_trials()
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert failed and failed[0].user_attrs["key"] == busy.key
+    assert {t.user_attrs["fail_reason"] for t in failed} == {"being evaluated by another worker"}
+    assert len(known_evaluations(study)) == 5
+    with pytest.raises(HwnasError, match="keeps its state in one process"):
+        work(RandomSearch(choices=CHOICES, objectives=OBJECTIVES), fake_evaluation, 5, study=study)

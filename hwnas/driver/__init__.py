@@ -1,9 +1,11 @@
-"""The search loop: ask a strategy, evaluate (here, in worker processes, on Dask), tell."""
+"""The search loop: ask a strategy, evaluate (here, in worker processes, on Dask), tell; the
+loop, not the strategy, opens and completes the study's trials."""
 from __future__ import annotations
 
-from hwnas.driver.loop import MAX_FAILURES, MAX_REPEATS, DriveResult, drive
+from hwnas.driver.books import Books
+from hwnas.driver.loop import MAX_FAILURES, MAX_REPEATS, DriveResult, Sharing, drive
 from hwnas.driver.pools import DaskPool, ProcessPool
-from hwnas.driver.worker import work
+from hwnas.driver.worker import DatabaseSharing, work
 
-__all__ = ["DaskPool", "DriveResult", "MAX_FAILURES", "MAX_REPEATS", "ProcessPool", "drive",
-           "work"]
+__all__ = ["Books", "DaskPool", "DatabaseSharing", "DriveResult", "MAX_FAILURES", "MAX_REPEATS",
+           "ProcessPool", "Sharing", "drive", "work"]

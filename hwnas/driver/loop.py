@@ -1,17 +1,23 @@
-"""The search loop shared by the pipeline and the benchmarks: ask, answer, tell."""
+"""The one search loop: ask, evaluate (here, in worker processes, on Dask, as a database worker), tell."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import math
 import time
 from collections.abc import Callable, MutableMapping
+from contextlib import AbstractContextManager
 from typing import Union
 
+import optuna
+
+from hwnas.arch import Arch
+from hwnas.driver.books import Books
 from hwnas.errors import MeasurementError
 from hwnas.records import Evaluation
 from hwnas.strategies import BaseStrategy
-from hwnas.arch import Arch
+from hwnas.studies import known_evaluations
 
 #: Consecutive failed evaluations after which a search stops.
 MAX_FAILURES = 3
@@ -22,7 +28,7 @@ MAX_REPEATS = 200
 
 @dataclasses.dataclass
 class DriveResult:
-    """What one call of :func:`drive` did.
+    """What one call of :func:`drive` did (in this process).
 
     Attributes:
         evaluated: distinct subnets evaluated (the budget counts these).
@@ -47,6 +53,46 @@ class DriveResult:
 Outcome = Union[Evaluation, MeasurementError]
 
 
+class Sharing:
+    """What the loop does about other processes writing the same study: here, nothing.
+
+    ``hwnas search`` (serial, ``--workers``, ``--dask``) owns its study; a
+    database worker shares it and fills these hooks in
+    (``hwnas.driver.worker.DatabaseSharing``). Per round of asks the loop
+    enters ``reserve()``, calls ``refresh(known)`` inside it and asks the
+    strategy there; it waits for each batch inside ``evaluating(trials)``;
+    and when the rest of the subnets it needs are being evaluated elsewhere,
+    it calls ``wait()``.
+    """
+
+    def reserve(self) -> AbstractContextManager:
+        """A context around counting the study's subnets and asking for the next ones."""
+        return contextlib.nullcontext()
+
+    def refresh(self, known: MutableMapping[str, Evaluation]) -> set[str]:
+        """Adds the subnets other processes evaluated to ``known``; returns the keys
+        they are evaluating now."""
+        return set()
+
+    def evaluating(self, trials: list[optuna.Trial]) -> AbstractContextManager:
+        """A context around waiting for the evaluations of ``trials``."""
+        return contextlib.nullcontext()
+
+    def wait(self) -> bool:
+        """Waits while other processes evaluate the last subnets; whether to look again."""
+        return False
+
+
+@dataclasses.dataclass
+class _Batch:
+    """Proposals asked together, and the evaluation of their new subnets."""
+
+    archs: list[Arch]  # every proposal, in the order asked
+    keys: list[str]  # the subnets evaluated for it, in the order submitted
+    trials: list[optuna.Trial]  # their trials
+    answers: Callable[[], list[Outcome]]
+
+
 def serial(evaluate: Callable[[Arch], Evaluation]) -> Callable[[list[Arch]], list[Outcome]]:
     """Evaluates a batch one subnet after the other in this process."""
     def run(archs: list[Arch]) -> list[Outcome]:
@@ -69,12 +115,13 @@ def _deferred(evaluate_batch: Callable[[list[Arch]], list[Outcome]]
 
 
 def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
-          evaluations: int, *, known: MutableMapping[str, Evaluation],
+          evaluations: int, *, study: optuna.Study,
+          known: MutableMapping[str, Evaluation] | None = None,
           on_result: Callable[[Evaluation, bool], None] | None = None,
           max_repeats: int = MAX_REPEATS, batch: int = 1,
           evaluate_batch: Callable[[list[Arch]], list[Outcome]] | None = None,
           submit: Callable[[list[Arch]], Callable[[], list[Outcome]]] | None = None,
-          depth: int = 2) -> DriveResult:
+          depth: int = 2, sharing: Sharing | None = None) -> DriveResult:
     """Runs ``strategy`` until ``known`` holds ``evaluations`` distinct subnets
     (or every subnet of a smaller space).
 
@@ -86,17 +133,21 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
     proposed thus depends on the seed, the batch size and the depth, never on
     how many workers evaluate or which finishes first.
 
-    A proposal already in ``known`` is answered from it (its trial is marked
-    ``cached``) and not evaluated again; it does not count against the budget.
-    Before the loop the strategy replays ``known``, so a resumed search goes
-    on where it stopped.
+    Every proposal is one trial of ``study`` (``Books``). A proposal already in
+    ``known`` is answered from it (its trial is marked ``cached``) and not
+    evaluated again; it does not count against the budget. Before the loop
+    the strategy replays ``known``, so a resumed search goes on where it
+    stopped. A failed measurement fails its trial (``MAX_FAILURES`` in a row
+    stop the search); an interrupt fails the trial of every proposal not yet
+    told, and is raised again.
 
     Args:
-        strategy: proposes subnets; its trials go to its study.
+        strategy: proposes subnets.
         evaluate: scores one subnet; raises MeasurementError when it cannot.
         evaluations: the number of distinct evaluated subnets to reach.
-        known: key -> evaluation of every subnet evaluated so far (the study's);
-            new evaluations are added.
+        study: the run's study; a ``SamplerStrategy`` must ask this one.
+        known: key -> evaluation of every subnet evaluated so far (default: the
+            study's); new evaluations are added.
         on_result: called with each evaluation and whether it was cached.
         max_repeats: stop after this many cached answers in a row.
         batch: proposals asked at once.
@@ -107,60 +158,84 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
             function that waits for ``evaluate_batch``'s answer (worker pools);
             default: ``evaluate_batch``, run when its answer is wanted.
         depth: batches in flight at once.
+        sharing: other processes writing the study (a database worker's lock,
+            heartbeat and count); default: none.
 
     Raises:
         MeasurementError: ``MAX_FAILURES`` evaluations in a row failed.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
+    if depth < 1:
+        raise ValueError(f"depth must be >= 1, got {depth}")
     if submit is None:
         if evaluate_batch is None:
             if evaluate is None:
                 raise ValueError("drive needs evaluate, evaluate_batch or submit")
             evaluate_batch = serial(evaluate)
         submit = _deferred(evaluate_batch)
+    sharing = sharing or Sharing()
+    known = known_evaluations(study) if known is None else known
+    books = Books(study=study, strategy=strategy)
     size = math.prod(len(options) for options in strategy.choices.values())
     target = min(evaluations, size)
     result = DriveResult(exhausted=size < evaluations)
     start = time.perf_counter()
     strategy.replay(known)
     repeats = failures = 0
-    inflight: collections.deque = collections.deque()  # (archs, keys evaluated, result)
+    inflight: collections.deque[_Batch] = collections.deque()
     pending: set[str] = set()  # keys being evaluated by an in-flight batch
     failed: dict[str, MeasurementError] = {}  # failures that in-flight repeats share
     asking = True
-    archs: list[Arch] = []
-    told = 0
+    untold: list[Arch] = []  # asked, neither in flight nor told yet
     try:
         while True:
-            while asking and len(inflight) < depth and len(known) + len(pending) < target:
-                archs = strategy.ask(min(batch, target - len(known) - len(pending)))
-                if not archs:
+            blocked = False  # the rest of the subnets are being evaluated elsewhere
+            while asking and len(inflight) < depth:
+                with sharing.reserve():
+                    elsewhere = sharing.refresh(known) - pending
+                    room = target - len(known) - len(pending) - len(elsewhere)
+                    if room <= 0:
+                        blocked = bool(elsewhere)
+                        break
+                    opened = books.open(min(batch, room))
+                if not opened:
                     break
-                todo = list({a.key: a for a in archs
-                             if a.key not in known and a.key not in pending}.values())
-                pending.update(a.key for a in todo)
+                untold = [arch for arch, _ in opened]
+                todo: dict[str, tuple[Arch, optuna.Trial]] = {}
+                for arch, trial in opened:
+                    if arch.key not in known and arch.key not in pending | elsewhere:
+                        todo.setdefault(arch.key, (arch, trial))
+                pending.update(todo)
                 began = time.perf_counter()
-                handle = submit(todo) if todo else (lambda: [])
+                answers = submit([arch for arch, _ in todo.values()]) if todo else (lambda: [])
                 result.evaluating_seconds += time.perf_counter() - began
-                inflight.append((archs, [a.key for a in todo], handle))
+                inflight.append(_Batch(untold, list(todo), [t for _, t in todo.values()],
+                                       answers))
+                untold = []
             if not inflight:
+                if blocked and len(known) < target and sharing.wait():
+                    continue
                 result.stalled = len(known) < target
                 break
-            archs, keys, handle = inflight.popleft()
-            told = 0
+            current = inflight.popleft()
+            untold = current.archs
             began = time.perf_counter()
-            outcomes = dict(zip(keys, handle()))
+            with sharing.evaluating(current.trials):
+                outcomes = dict(zip(current.keys, current.answers()))
             result.evaluating_seconds += time.perf_counter() - began
-            pending.difference_update(keys)
-            for arch in archs:
+            pending.difference_update(current.keys)
+            for i, arch in enumerate(current.archs):
+                untold = current.archs[i + 1:]
                 outcome = known.get(arch.key) or outcomes.get(arch.key) or failed.get(arch.key)
-                told += 1
+                if outcome is None:  # another process evaluates it
+                    books.abandon(arch, reason="being evaluated by another worker")
+                    continue
                 if isinstance(outcome, MeasurementError):
                     # Recorded as failed, never as a zero cost; a run of
                     # failures means the machine cannot measure reliably.
                     failed[arch.key] = outcome
-                    strategy.abandon(arch, reason=str(outcome))
+                    books.abandon(arch, reason=str(outcome))
                     result.failed += 1
                     failures += 1
                     if failures >= MAX_FAILURES:
@@ -175,7 +250,7 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                     repeats = failures = 0
                     known[arch.key] = outcome
                     result.evaluated += 1
-                strategy.tell(arch, outcome, cached=cached)
+                books.tell(arch, outcome, cached=cached)
                 if on_result is not None:
                     on_result(outcome, cached)
             if not inflight:
@@ -184,9 +259,8 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 result.stalled = True
                 asking = False  # tell what is in flight, then stop
     except BaseException:
-        untold = archs[told:] + [a for batch_archs, _, _ in inflight for a in batch_archs]
-        for arch in reversed(untold):
-            strategy.abandon(arch, reason="interrupted")
+        for arch in reversed(untold + [a for b in inflight for a in b.archs]):
+            books.abandon(arch, reason="interrupted")
         raise
     result.seconds = time.perf_counter() - start
     return result

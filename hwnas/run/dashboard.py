@@ -8,7 +8,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from hwnas.errors import HwnasError
 from hwnas.run.files import RunDir
-from hwnas.studies import load_read_only, read_only_storage
+from hwnas.studies import load_read_only, read_only_store
 
 DEFAULT_HOST, DEFAULT_PORT = "127.0.0.1", 8080
 
@@ -41,7 +41,7 @@ def dashboard_server(run: RunDir, host: str = DEFAULT_HOST, port: int = DEFAULT_
 
     load_read_only(run.path)  # a clear error now, not a failing page later
     # An HTTP error is shown in the page as its reason, without a traceback on the console.
-    storage, _, _ = read_only_storage(run.path, refuse=lambda what: HTTPError(
+    storage, _, _ = read_only_store(run.path, refuse=lambda what: HTTPError(
         403, f"hwnas dashboard shows the study read-only; it cannot {what}"))
     app = wsgi(storage)
     try:

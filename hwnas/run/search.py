@@ -15,7 +15,7 @@ from hwnas.records import Evaluation
 from hwnas.run.files import RunDir
 from hwnas.run.train import derived_arch
 from hwnas.run.workspace import Workspace, worker_evaluator, workspace
-from hwnas.strategies import BaseStrategy, OptunaStrategy, strategy_class
+from hwnas.strategies import BaseStrategy, SamplerStrategy, strategy_class
 from hwnas.studies import (evaluations, fail_stale_trials, known_evaluations, masked,
                            open_study, storage_of)
 from hwnas.supernet import Arch
@@ -36,7 +36,7 @@ def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
                        create=storage is None, storage=storage)
     if storage is None:
         stale = fail_stale_trials(study)
-        if issubclass(cls, OptunaStrategy):
+        if issubclass(cls, SamplerStrategy):
             # Re-queued: the sampler's next asks. (Other strategies propose them
             # again by themselves when they replay the study.)
             for params in stale:
@@ -46,10 +46,11 @@ def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
 
 def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna.Study,
               seed: int) -> BaseStrategy:
-    """The strategy over ``study``, its first proposals queued: the learner's derived
-    subnet, then the space's extremes."""
+    """The strategy (an Optuna sampler's over ``study``), its first proposals queued: the
+    learner's derived subnet, then the space's extremes."""
     cfg = run.config
-    searcher = cls(study=study, choices=ws.space.choices, objectives=cfg.search.objectives,
+    over = {"study": study} if issubclass(cls, SamplerStrategy) else {}
+    searcher = cls(**over, choices=ws.space.choices, objectives=cfg.search.objectives,
                    budgets=cfg.budgets, seed=seed)
     derived = derived_arch(run)
     searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
@@ -103,7 +104,7 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
             raise
 
     try:
-        result = drive(searcher, warn_and_evaluate, cfg.search.trials, known=known,
+        result = drive(searcher, warn_and_evaluate, cfg.search.trials, study=study, known=known,
                        on_result=show, batch=cfg.search.batch,
                        submit=pool.submit if pool is not None else None)
     finally:
@@ -197,6 +198,10 @@ def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
             bar.update(1)
 
     try:
-        return work(searcher, evaluator, cfg.search.trials, on_result=show)
+        result = work(searcher, evaluator, cfg.search.trials, study=study, on_result=show)
     finally:
         bar.close()
+    if result.stalled:
+        tqdm.write(f"warning: the {name} strategy proposed only subnets already evaluated "
+                   f"{MAX_REPEATS} times in a row; this worker stops")
+    return result.evaluated

@@ -3,13 +3,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import optuna
-
-from hwnas.registry import Registry
-from hwnas.strategies._base import BaseStrategy
+from hwnas.registry import Registry, import_modules
+from hwnas.strategies._base import BaseStrategy, ProposingStrategy
 from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
 from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
-                                      OptunaStrategy, QMCStrategy, TPELocalStrategy, TPEStrategy)
+                                      QMCStrategy, SamplerStrategy, TPELocalStrategy, TPEStrategy)
 from hwnas.strategies._random import RandomSearch
 
 #: name -> strategy class, in the order the CLI lists them; the first is the default.
@@ -46,12 +44,16 @@ def strategy_class(name: str) -> type[BaseStrategy]:
     return STRATEGIES.get(name)
 
 
-def create_strategy(name: str, *, study: optuna.Study, **kwargs) -> BaseStrategy:
-    """The strategy ``name`` over ``study`` (open the study with ``strategy_class(name).sampler(seed)``)."""
-    return strategy_class(name)(study=study, **kwargs)
+def create_strategy(name: str, **kwargs) -> BaseStrategy:
+    """The strategy ``name``; a ``SamplerStrategy`` also takes ``study=`` (open it with
+    ``strategy_class(name).sampler(seed)``)."""
+    return strategy_class(name)(**kwargs)
 
 
-__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2",
-           "NSGAIIIStrategy", "NSGAIIStrategy", "OptunaRandomStrategy", "OptunaStrategy",
-           "QMCStrategy", "RandomSearch", "STRATEGIES", "TPELocalStrategy", "TPEStrategy",
+# A new strategy's module registers itself (register_strategy), with nothing else to edit.
+import_modules(__name__)
+
+__all__ = ["BaseStrategy", "DeapNSGA2", "DeapNSGA3", "DeapSPEA2", "NSGAIIIStrategy",
+           "NSGAIIStrategy", "OptunaRandomStrategy", "ProposingStrategy", "QMCStrategy",
+           "RandomSearch", "STRATEGIES", "SamplerStrategy", "TPELocalStrategy", "TPEStrategy",
            "create_strategy", "list_strategies", "register_strategy", "strategy_class"]

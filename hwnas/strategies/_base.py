@@ -1,4 +1,4 @@
-"""BaseStrategy: the ask/tell contract every search strategy follows."""
+"""The strategy contract (BaseStrategy) and the base of strategies that propose by themselves."""
 from __future__ import annotations
 
 import abc
@@ -6,32 +6,35 @@ from collections.abc import Mapping
 from typing import Any
 
 import optuna
-from optuna.distributions import CategoricalDistribution
-from optuna.trial import TrialState
 
-from hwnas.records import Evaluation
-from hwnas.studies._storage import record
 from hwnas.arch import Arch
+from hwnas.records import Evaluation
 
 
 class BaseStrategy(abc.ABC):
     """Proposes subnets and learns from their objective values.
 
-    A strategy knows the search space's choices (name -> options) and the
-    objective values it is told, nothing about nnabla or how subnets are
-    scored. Every evaluation is one trial of ``study``, whatever the strategy:
-    params are the choices, values the objectives, every budget a constraint,
-    and the user attrs say which strategy proposed it (plus, for evolutionary
-    strategies, the generation). One store then serves every strategy.
+    A strategy knows the search space's choices (name -> options), the names
+    of the minimised objectives, the budgets and a seed. It proposes subnets
+    (``ask``) and is told their evaluations (``tell``: it learns from the
+    objective values and from how far they break the budgets), or that one
+    could not be evaluated (``abandon``). It knows nothing about nnabla, how
+    subnets are scored, or how the study stores them: the search loop
+    (``hwnas.driver``) opens and completes one trial per proposal. That is
+    what lets the same strategy run against a tabular benchmark.
 
-    Subclasses implement ``_propose`` and ``_learn``; the trial bookkeeping
-    is done here. Optuna samplers propose through ``study.ask()``, which opens
-    the trial itself (their study *is* their memory). The class is not thread
-    safe: one driver calls ``ask`` and ``tell``, and every ``Arch`` returned by
-    ``ask`` is answered by exactly one ``tell`` or ``abandon``.
+    There are two kinds, which the loop tells apart by type:
+
+    - ``ProposingStrategy`` proposes by itself (DEAP, random search) and needs
+      no study; the loop opens a trial with each proposal's params.
+    - ``SamplerStrategy`` proposes through an Optuna sampler, by the study's
+      public ask/tell API; the study is its memory, and the trial its
+      ``study.ask()`` opened is the proposal's.
+
+    Not thread safe: one loop calls ``ask`` and ``tell``, and every ``Arch``
+    returned by ``ask`` is answered by exactly one ``tell`` or ``abandon``.
 
     Args:
-        study: the run's study; the trials go there.
         choices: choice name -> options, in the space's order.
         objectives: the names of the minimised objectives.
         budgets: hard upper limits on objectives, treated as constraints.
@@ -43,114 +46,62 @@ class BaseStrategy(abc.ABC):
     #: one line for ``--help`` and the README.
     summary: str = ""
 
-    def __init__(self, *, study: optuna.Study, choices: Mapping[str, tuple[str, ...]],
-                 objectives: list[str], budgets: dict[str, float] | None = None,
-                 seed: int = 0) -> None:
+    def __init__(self, *, choices: Mapping[str, tuple[str, ...]], objectives: list[str],
+                 budgets: dict[str, float] | None = None, seed: int = 0) -> None:
         if not choices:
             raise ValueError("a strategy needs at least one choice")
         if not objectives:
             raise ValueError("a strategy needs at least one objective")
-        self.study = study
         self.choices = {name: tuple(options) for name, options in choices.items()}
         self.objectives = list(objectives)
         self.budgets = dict(budgets or {})
         self.seed = seed
-        self._pending: dict[str, list[optuna.Trial]] = {}
-        self._ready: list[Arch] = []  # proposed during a replay, not yet asked
 
-    @staticmethod
-    def sampler(seed: int) -> optuna.samplers.BaseSampler:
-        """The sampler the study is opened with. Strategies that propose by
-        themselves fix every param of their trials, so it is never consulted."""
+    @classmethod
+    def sampler(cls, seed: int) -> optuna.samplers.BaseSampler:
+        """The sampler the run's study is opened with. A proposing strategy's
+        trials have every param fixed, so its study never consults it."""
         return optuna.samplers.RandomSampler(seed=seed)
 
-    # -- what subclasses implement ------------------------------------------------
+    # -- the contract ---------------------------------------------------------------
 
     @abc.abstractmethod
-    def _propose(self, n: int) -> list[Arch]:
-        """Up to ``n`` new proposals; fewer (even none) while waiting for tells."""
+    def ask(self, n: int = 1) -> list[Arch]:
+        """Up to ``n`` subnets to evaluate next; fewer (even none) while waiting for tells
+        (an evolutionary strategy at the end of a generation)."""
+
+    def tell(self, arch: Arch, evaluation: Evaluation) -> None:
+        """Learns from the evaluation of a subnet returned by ``ask``."""
+        self._learn(arch, self.values(evaluation), self.violation(evaluation))
 
     @abc.abstractmethod
     def _learn(self, arch: Arch, values: list[float], violation: float) -> None:
         """Takes the objective values of a proposal; ``violation`` > 0 breaks a budget."""
 
-    def trial_attrs(self, arch: Arch) -> dict[str, Any]:
-        """Extra user attrs of a proposal's trial (for example its generation)."""
-        return {}
+    @abc.abstractmethod
+    def abandon(self, arch: Arch) -> None:
+        """A subnet returned by ``ask`` could not be evaluated: nothing is learned from it."""
 
+    @abc.abstractmethod
     def enqueue(self, archs: list[Arch]) -> None:
         """Makes ``archs`` the first proposals of a fresh search (the space's extremes, say)."""
-        seen = {a.key for a in self._ready}
-        self._ready.extend(a for a in archs if a.key not in seen and not seen.add(a.key))
 
+    @abc.abstractmethod
     def replay(self, known: Mapping[str, Evaluation]) -> int:
-        """Rebuilds the state of an interrupted search from the study's evaluations.
-
-        A strategy is deterministic given its seed and what it was told, so it
-        proposes again from the start; every proposal the study already
-        answered is learned at once, and the first one it did not is kept for
-        the next ``ask``. Optuna samplers need no replay: they read the study.
+        """Rebuilds the state of an interrupted search from its evaluations so far.
 
         Returns:
             how many proposals were answered from ``known``.
         """
-        answered = 0
-        while True:
-            archs = self._next(1)
-            if not archs:
-                return answered
-            evaluation = known.get(archs[0].key)
-            if evaluation is None:
-                self._ready.insert(0, archs[0])
-                return answered
-            self._learn(archs[0], self.values(evaluation), self.violation(evaluation))
-            answered += 1
 
-    # -- the contract ---------------------------------------------------------------
+    def trial_attrs(self, arch: Arch) -> dict[str, Any]:
+        """Extra user attrs of a proposal's trial (its generation, how it was proposed).
 
-    def _next(self, n: int) -> list[Arch]:
-        taken, self._ready = self._ready[:n], self._ready[n:]
-        return taken + (self._propose(n - len(taken)) if len(taken) < n else [])
-
-    def ask(self, n: int = 1) -> list[Arch]:
-        """Up to ``n`` subnets to evaluate next, each opened as a trial of the study.
-
-        Fewer than ``n`` come back when the strategy waits for tells (an
-        evolutionary strategy at the end of a generation).
+        The loop calls it once per proposal, right after ``ask``, in the order asked.
         """
-        archs = self._next(n)
-        for arch in archs:
-            self._open_trial(arch)
-        return archs
+        return {}
 
-    def _open_trial(self, arch: Arch) -> None:
-        """Opens the study's trial of a proposal, for its ``tell`` or ``abandon``."""
-        # A running trial with exactly these params. (study.ask() would pop
-        # the oldest waiting trial, which may be another strategy's.)
-        template = optuna.trial.create_trial(
-            state=TrialState.RUNNING, params=dict(arch),
-            distributions={name: CategoricalDistribution(list(options))
-                           for name, options in self.choices.items()},
-            user_attrs=self.trial_attrs(arch))
-        storage = self.study._storage
-        trial_id = storage.create_new_trial(self.study._study_id, template_trial=template)
-        self._pending.setdefault(arch.key, []).append(optuna.trial.Trial(self.study, trial_id))
-
-    def trial(self, arch: Arch) -> optuna.Trial:
-        """The open trial of an asked subnet (the first, if it was asked twice)."""
-        trials = self._pending.get(arch.key)
-        if not trials:
-            raise ValueError(f"{arch.key!r} was not asked by this strategy")
-        return trials[0]
-
-    def _take(self, arch: Arch) -> optuna.Trial:
-        trials = self._pending.get(arch.key)
-        if not trials:
-            raise ValueError(f"{arch.key!r} was not asked by this strategy")
-        trial = trials.pop(0)
-        if not trials:
-            del self._pending[arch.key]
-        return trial
+    # -- objective values -------------------------------------------------------------
 
     def values(self, evaluation: Evaluation) -> list[float]:
         """The objective values of an evaluation, in the order of ``objectives``."""
@@ -161,24 +112,47 @@ class BaseStrategy(abc.ABC):
         return sum(max(0.0, evaluation.objective(name) / limit - 1.0)
                    for name, limit in self.budgets.items())
 
-    def tell(self, arch: Arch, evaluation: Evaluation, *, cached: bool = False) -> None:
-        """Records the evaluation of a subnet returned by ``ask`` and learns from it.
 
-        Args:
-            cached: the evaluation was answered from the study, not computed again.
-        """
-        trial = self._take(arch)
-        record(self.study, trial, evaluation, self.objectives, self.budgets,
-               strategy=self.name, cached=cached)
-        self._learn(arch, self.values(evaluation), self.violation(evaluation))
+class ProposingStrategy(BaseStrategy):
+    """A strategy that proposes by itself, from its seed and what it was told.
 
-    def abandon(self, arch: Arch, reason: str = "") -> None:
-        """Marks the trial of a subnet that could not be evaluated as failed.
+    Subclasses implement ``_propose`` and ``_learn``. A subnet that could not
+    be evaluated is proposed again next. Such a strategy is deterministic
+    given its seed and what it was told, so it resumes an interrupted search
+    by proposing again from the start (``replay``).
+    """
 
-        The strategy learns nothing from it and proposes it again next.
-        """
-        trial = self._take(arch)
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._ready: list[Arch] = []  # enqueued, abandoned or replayed: the next asks
+
+    @abc.abstractmethod
+    def _propose(self, n: int) -> list[Arch]:
+        """Up to ``n`` new proposals; fewer (even none) while waiting for tells."""
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        taken, self._ready = self._ready[:n], self._ready[n:]
+        return taken + (self._propose(n - len(taken)) if len(taken) < n else [])
+
+    def abandon(self, arch: Arch) -> None:
+        """Learns nothing from ``arch`` and proposes it again next."""
         self._ready.insert(0, arch)
-        trial.set_user_attr("key", arch.key)
-        trial.set_user_attr("fail_reason", reason)
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+
+    def enqueue(self, archs: list[Arch]) -> None:
+        seen = {a.key for a in self._ready}
+        self._ready.extend(a for a in archs if a.key not in seen and not seen.add(a.key))
+
+    def replay(self, known: Mapping[str, Evaluation]) -> int:
+        """Proposes again from the start; every proposal ``known`` answers is learned at
+        once, and the first one it does not is kept for the next ``ask``."""
+        answered = 0
+        while True:
+            archs = self.ask(1)
+            if not archs:
+                return answered
+            evaluation = known.get(archs[0].key)
+            if evaluation is None:
+                self._ready.insert(0, archs[0])
+                return answered
+            self.tell(archs[0], evaluation)
+            answered += 1

@@ -12,7 +12,7 @@ import numpy as np
 from deap import algorithms, base, tools
 
 from hwnas.arch import Arch
-from hwnas.strategies._base import BaseStrategy
+from hwnas.strategies._base import ProposingStrategy
 
 #: Probability that a pair of mates is recombined (``tools.cxUniform``).
 CROSSOVER_PROB = 0.9
@@ -126,7 +126,7 @@ class _GlobalRandom:
         self._saved = None
 
 
-class DeapStrategy(BaseStrategy):
+class DeapStrategy(ProposingStrategy):
     """Generational (mu + lambda) evolution with DEAP's operators.
 
     A genome holds one option index per choice. Generation 0 is the enqueued

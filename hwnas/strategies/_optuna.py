@@ -1,4 +1,4 @@
-"""Optuna samplers as strategies: asks create trials in the study, tells complete them."""
+"""Optuna samplers as strategies: proposals through the study's public ask API."""
 from __future__ import annotations
 
 import warnings
@@ -15,13 +15,19 @@ from hwnas.strategies._base import BaseStrategy
 from hwnas.arch import Arch
 
 
-class OptunaStrategy(BaseStrategy):
-    """Any Optuna sampler through ``study.ask()`` / ``study.tell()``.
+class SamplerStrategy(BaseStrategy):
+    """Any Optuna sampler, proposing through the study's public ``ask()`` / ``tell()``.
 
     The study is the strategy's memory: resuming a study resumes the sampler,
-    and the sampler sees every trial, whichever strategy proposed it. Budgets
-    are recorded on every trial as constraints, which the constrained samplers
-    (TPE, NSGA-II, NSGA-III) read from the trials (``Trial.set_constraint``).
+    and the sampler sees every trial, whichever strategy proposed it. Each
+    ``ask`` opens trials with ``study.ask()``; the loop collects each one with
+    ``opened`` and completes it. Budgets are recorded on every trial as
+    constraints, which the constrained samplers (TPE, NSGA-II, NSGA-III) read
+    from the trials (``Trial.set_constraint``).
+
+    Args:
+        study: the run's study, opened with ``sampler(seed)``.
+        **kwargs: see ``BaseStrategy``.
     """
 
     name = "optuna"
@@ -29,11 +35,45 @@ class OptunaStrategy(BaseStrategy):
     sampler_class: type[optuna.samplers.BaseSampler] = optuna.samplers.RandomSampler
     sampler_options: dict[str, Any] = {}
 
+    def __init__(self, *, study: optuna.Study, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.study = study
+        self._opened: dict[str, list[optuna.Trial]] = {}  # key -> trials asked, not collected
+
     @classmethod
     def sampler(cls, seed: int) -> optuna.samplers.BaseSampler:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             return cls.sampler_class(seed=seed, **cls.sampler_options)
+
+    def ask(self, n: int = 1) -> list[Arch]:
+        archs = []
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            # Database workers beat their trials' hearts themselves (hwnas.driver.worker).
+            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
+            for _ in range(n):
+                trial = self.study.ask()
+                arch = Arch({name: trial.suggest_categorical(name, list(options))
+                             for name, options in self.choices.items()})
+                self._opened.setdefault(arch.key, []).append(trial)
+                archs.append(arch)
+        return archs
+
+    def opened(self, arch: Arch) -> optuna.Trial:
+        """Hands over the trial ``study.ask()`` opened for a proposal (the oldest, if it was
+        proposed twice); the loop completes it.
+
+        Raises:
+            ValueError: ``arch`` is no proposal awaiting collection.
+        """
+        trials = self._opened.get(arch.key)
+        if not trials:
+            raise ValueError(f"{arch.key!r} was not asked by this strategy")
+        trial = trials.pop(0)
+        if not trials:
+            del self._opened[arch.key]
+        return trial
 
     def enqueue(self, archs: list[Arch]) -> None:
         """Makes the next asks of a fresh study return ``archs`` first (kept in the study)."""
@@ -45,34 +85,14 @@ class OptunaStrategy(BaseStrategy):
     def replay(self, known: Mapping[str, Evaluation]) -> int:
         return 0  # the sampler reads the study
 
-    def _propose(self, n: int) -> list[Arch]:
-        archs = []
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            # Workers beat their trials' hearts themselves (see studies._workers).
-            warnings.filterwarnings("ignore", "Heartbeat of storage is supposed")
-            for _ in range(n):
-                trial = self.study.ask()
-                arch = Arch({name: trial.suggest_categorical(name, list(options))
-                             for name, options in self.choices.items()})
-                self._pending.setdefault(arch.key, []).append(trial)
-                archs.append(arch)
-        return archs
-
-    def _open_trial(self, arch: Arch) -> None:
-        pass  # study.ask() in _propose opened it
-
     def _learn(self, arch: Arch, values: list[float], violation: float) -> None:
         pass  # the sampler learns from the study
 
-    def abandon(self, arch: Arch, reason: str = "") -> None:
-        trial = self._take(arch)
-        trial.set_user_attr("key", arch.key)
-        trial.set_user_attr("fail_reason", reason)
-        self.study.tell(trial, state=optuna.trial.TrialState.FAIL)
+    def abandon(self, arch: Arch) -> None:
+        pass  # the study holds the failed trial; the sampler reads it
 
 
-class TPEStrategy(OptunaStrategy):
+class TPEStrategy(SamplerStrategy):
     """Optuna's multi-objective, constraint-aware TPE sampler."""
 
     name = "tpe"
@@ -81,7 +101,7 @@ class TPEStrategy(OptunaStrategy):
     sampler_options = {"multivariate": True, "n_startup_trials": 10}
 
 
-class NSGAIIStrategy(OptunaStrategy):
+class NSGAIIStrategy(SamplerStrategy):
     """Optuna's NSGA-II sampler with constrained domination."""
 
     name = "nsga2"
@@ -90,7 +110,7 @@ class NSGAIIStrategy(OptunaStrategy):
     sampler_options = {"population_size": 20}
 
 
-class NSGAIIIStrategy(OptunaStrategy):
+class NSGAIIIStrategy(SamplerStrategy):
     """Optuna's NSGA-III sampler (reference-point niching) with constrained domination."""
 
     name = "nsga3"
@@ -99,7 +119,7 @@ class NSGAIIIStrategy(OptunaStrategy):
     sampler_options = {"population_size": 20}
 
 
-class OptunaRandomStrategy(OptunaStrategy):
+class OptunaRandomStrategy(SamplerStrategy):
     """Optuna's random sampler."""
 
     name = "optuna-random"
@@ -107,7 +127,7 @@ class OptunaRandomStrategy(OptunaStrategy):
     sampler_class = optuna.samplers.RandomSampler
 
 
-class QMCStrategy(OptunaStrategy):
+class QMCStrategy(SamplerStrategy):
     """Optuna's quasi-Monte Carlo sampler (scrambled Sobol points)."""
 
     name = "qmc"
@@ -144,6 +164,7 @@ class TPELocalStrategy(TPEStrategy):
         self.share = share
         self.startup = startup
         self._rng = np.random.default_rng(self.seed)
+        self._proposals: dict[str, list[str]] = {}  # key -> "tpe" or "local", per proposal
 
     def ask(self, n: int = 1) -> list[Arch]:
         archs = []
@@ -153,12 +174,20 @@ class TPELocalStrategy(TPEStrategy):
             if not waiting and self._rng.random() < self.share:
                 local = self._local_move()
             if local is not None:
-                self.study.enqueue_trial(dict(local), user_attrs={"proposal": "local"})
+                self.study.enqueue_trial(dict(local))  # the next study.ask() opens it
             (arch,) = super().ask(1)
-            if local is None:
-                self._pending[arch.key][-1].set_user_attr("proposal", "tpe")
+            self._proposals.setdefault(arch.key, []).append("tpe" if local is None else "local")
             archs.append(arch)
         return archs
+
+    def trial_attrs(self, arch: Arch) -> dict[str, Any]:
+        kinds = self._proposals.get(arch.key)
+        if not kinds:
+            raise ValueError(f"{arch.key!r} was not asked by this strategy")
+        kind = kinds.pop(0)
+        if not kinds:
+            del self._proposals[arch.key]
+        return {"proposal": kind}
 
     def _local_move(self) -> Arch | None:
         trials = self.study.get_trials(deepcopy=False)

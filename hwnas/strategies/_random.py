@@ -3,11 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwnas.strategies._base import BaseStrategy
+from hwnas.strategies._base import ProposingStrategy
 from hwnas.arch import Arch
 
 
-class RandomSearch(BaseStrategy):
+class RandomSearch(ProposingStrategy):
     """Uniform random subnets from a seeded generator (the baseline every strategy must beat)."""
 
     name = "random"

@@ -11,10 +11,11 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from hwnas.arch import Arch
 from hwnas.errors import RunDirError
 from hwnas.costs import Costs
 from hwnas.records import Evaluation
-from hwnas.arch import Arch
+from hwnas.studies._optuna_internals import fail_running_trial
 
 JOURNAL = "study.journal"
 STUDY_NAME = "hwnas"
@@ -49,7 +50,7 @@ def masked(url: str) -> str:
         return re.sub(r"(?<=://)[^@/]*@", "***@", url)
 
 
-def rdb_storage(url: str) -> optuna.storages.RDBStorage:
+def open_rdb(url: str) -> optuna.storages.RDBStorage:
     """Optuna's RDB storage at ``url`` with heartbeats: the trial of a worker that died is
     failed after ``GRACE_PERIOD`` seconds and retried (up to ``MAX_RETRY`` times).
 
@@ -137,7 +138,7 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     url, name = target if target is not None else (None, STUDY_NAME)
     if url is not None:
         where = f"study {name!r} in {masked(url)}"
-        backend = rdb_storage(url)
+        backend = open_rdb(url)
         exists = name in {s.study_name for s in optuna.study.get_all_study_summaries(backend)}
         if not exists and not create:
             raise RunDirError(f"{where} does not exist; create it with "
@@ -217,14 +218,23 @@ def record(study: optuna.Study, trial: Trial, evaluation: Evaluation,
     return study.tell(trial, [evaluation.objective(o) for o in objectives])
 
 
+def fail(study: optuna.Study, trial: Trial, *, key: str, reason: str) -> FrozenTrial:
+    """Fails ``trial``: its subnet ``key`` could not be evaluated, for ``reason``."""
+    trial.set_user_attr("key", key)
+    trial.set_user_attr("fail_reason", reason)
+    return study.tell(trial, state=TrialState.FAIL)
+
+
+def trial_evaluation(trial: FrozenTrial) -> Evaluation:
+    """The evaluation a completed trial records (see ``record``)."""
+    attrs = trial.user_attrs
+    return Evaluation(Arch(attrs["arch"]), dict(attrs["metrics"]), Costs.from_dict(attrs["costs"]))
+
+
 def evaluations(study: optuna.Study) -> list[Evaluation]:
     """Every completed evaluation in the study, in trial order (duplicates included)."""
-    out = []
-    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        attrs = trial.user_attrs
-        out.append(Evaluation(Arch(attrs["arch"]), dict(attrs["metrics"]),
-                              Costs.from_dict(attrs["costs"])))
-    return out
+    return [trial_evaluation(trial)
+            for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))]
 
 
 def fail_stale_trials(study: optuna.Study) -> list[dict]:
@@ -235,10 +245,10 @@ def fail_stale_trials(study: optuna.Study) -> list[dict]:
     """
     stale = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
     for trial in stale:
-        study._storage.set_trial_user_attr(trial._trial_id, "fail_reason", "left running by a crash")
-        study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        fail_running_trial(study, trial, reason="left running by a crash")
     return [dict(trial.params) for trial in stale if trial.params]
 
 
 def n_complete(study: optuna.Study) -> int:
+    """How many trials of the study are complete (repeats of a subnet included)."""
     return len(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
