@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from hwnas.records import OBJECTIVES
+from hwnas.objectives import OBJECTIVES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 
-from hwnas.records import OBJECTIVES
+from hwnas.objectives import OBJECTIVES
 
 
 def check_budget(name: str, value: float) -> float:
@@ -103,13 +103,19 @@ def excess(values: Mapping[str, float], budgets: Mapping[str, float]) -> dict[st
         if not math.isfinite(value):
             raise ValueError(f"{name} = {value} is not finite")
         if value > limit:
-            out[name] = value / limit - 1.0
+            out[name] = _over(value, limit)
     return out
 
 
 def violation(values: Mapping[str, float], budgets: Mapping[str, float]) -> float:
     """The total relative excess over every budget: 0 when all are met, else > 0.
 
-    This is what constrained domination compares (the smaller, the nearer to feasible).
+    This is what constrained domination compares (the smaller, the nearer to
+    feasible). The budgets are taken as checked; a value that is not finite
+    gives a violation that is not finite.
     """
-    return sum(excess(values, budgets).values())
+    return sum(max(0.0, _over(float(values[name]), limit)) for name, limit in budgets.items())
+
+
+def _over(value: float, limit: float) -> float:
+    return value / limit - 1.0

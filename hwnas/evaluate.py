@@ -12,7 +12,7 @@ from hwnas.errors import MeasurementError
 from hwnas.hwcost import (BaseProfiler, Costs, LatencyProtocol, NnablaProfiler,
                           count_graph_params, count_macs, inference_output, param_bytes,
                           peak_activation_bytes)
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
 
 if TYPE_CHECKING:

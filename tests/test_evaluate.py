@@ -14,7 +14,7 @@ from hwnas.config import LatencyConfig
 from hwnas.errors import MeasurementError
 from hwnas.evaluate import Evaluator, split_accuracy
 from hwnas.hwcost import LatencyProtocol, count_graph_params, describe_device, inference_output
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 INPUT_SHAPE = (1, 8, 8)
 SMALL = SMALL_SPACE

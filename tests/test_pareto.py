@@ -14,7 +14,7 @@ from hwnas.pareto import (ParetoFront, Selection, evaluations_table, feasible_ma
                           hypervolume_history, non_dominated, objective_pairs, parse_budgets,
                           plot_front, reference_point, best_within,
                           violation)
-from hwnas.records import OBJECTIVES, Evaluation
+from hwnas.objectives import OBJECTIVES, Evaluation
 from hwnas.arch import Arch
 
 PROTOCOL = LatencyProtocol(context="cpu", device="test", nnabla_version="1.39.0", threads=1,

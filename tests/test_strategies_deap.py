@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 from hwnas.arch import Arch
 from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.driver import Books, drive
 from hwnas.strategies import STRATEGIES, DeapNSGA2, DeapNSGA3, DeapSPEA2, RandomSearch
 from hwnas.strategies._deap import fitness_class, reference_divisions

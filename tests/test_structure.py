@@ -28,7 +28,7 @@ LAYERS = (
     {"config"},
     {"_config_sections"},
     {"budgets"},
-    {"records"},
+    {"objectives"},
     {"arch", "costs", "errors", "io", "registry"},
 )
 
@@ -127,7 +127,7 @@ GRAPH = graph()
 def test_the_structure_check_finds_a_loop_and_a_private_import():
     assert strongly_connected({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
     tree = ast.parse("from hwnas.hwcost._lut import LatencyTable\n")
-    assert [t for t, _ in imports("hwnas.records", tree, PACKAGE / "records.py")] == \
+    assert [t for t, _ in imports("hwnas.objectives", tree, PACKAGE / "objectives.py")] == \
         ["hwnas.hwcost._lut"]
 
 

@@ -12,7 +12,7 @@ from hwnas.arch import Arch
 from hwnas.driver import Books
 from hwnas.errors import RunDirError
 from hwnas.hwcost import Costs, LatencyProtocol
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.strategies import STRATEGIES, TPEStrategy
 from hwnas.studies import JOURNAL, evaluations, fail_stale_trials, n_complete, open_study
 

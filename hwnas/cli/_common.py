@@ -6,7 +6,7 @@ import sys
 from typing import NoReturn
 
 from hwnas.pareto import ParetoFront
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 
 class UsageError(Exception):

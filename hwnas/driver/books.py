@@ -5,7 +5,7 @@ import optuna
 from optuna.distributions import CategoricalDistribution
 
 from hwnas.arch import Arch
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy, SamplerStrategy
 from hwnas.studies import fail, open_running_trial, record
 

@@ -15,7 +15,7 @@ import optuna
 from hwnas.arch import Arch
 from hwnas.driver.books import Books
 from hwnas.errors import MeasurementError
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy
 from hwnas.studies import known_evaluations
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from hwnas.errors import HwnasError, MeasurementError
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.arch import Arch
 
 #: run directory -> its evaluator, one per worker process.

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from hwnas.arch import Arch
 from hwnas.driver.loop import MAX_REPEATS, DriveResult, Sharing, drive
 from hwnas.errors import HwnasError
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy, SamplerStrategy
 from hwnas.studies import heartbeat, rdb_engine, read_trials, trial_evaluation
 

@@ -13,7 +13,7 @@ from hwnas.budgets import check_budgets
 from hwnas.pareto._sorting import (check_matrix, check_objectives,
                                    feasible_mask, non_dominated, objective_matrix,
                                    unique_by_key)
-from hwnas.records import OBJECTIVES, Evaluation
+from hwnas.objectives import OBJECTIVES, Evaluation
 
 #: Columns of every table and of ``front.csv``, in order.
 TABLE_COLUMNS = ("key", *OBJECTIVES, "accuracy", "feasible", "on_front")

@@ -11,7 +11,7 @@ from hwnas.io import atomic_write
 from hwnas.budgets import check_budgets
 from hwnas.pareto._sorting import (check_objectives, feasible_mask,
                                    objective_matrix, unique_by_key)
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 
 def hypervolume_history(evaluations: Iterable[Evaluation], objectives: Sequence[str],

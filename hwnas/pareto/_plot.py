@@ -11,7 +11,7 @@ from hwnas.pareto._front import ParetoFront
 from hwnas.budgets import check_budgets
 from hwnas.pareto._sorting import (check_objectives, feasible_mask,
                                    non_dominated, objective_matrix, unique_by_key)
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 #: Axis labels in plain words with units.
 AXIS_LABELS = {

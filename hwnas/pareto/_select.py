@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping
 from hwnas.errors import BudgetError
 from hwnas.budgets import check_budgets
 from hwnas.pareto._sorting import check_objectives, violation
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 # Counted objectives print as whole numbers; fractions and milliseconds with decimals.
 _FORMATS = {"error": "{:.3f}", "latency_ms": "{:.2f}", "params": "{:.0f}",

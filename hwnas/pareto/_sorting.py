@@ -7,7 +7,7 @@ import moocore
 import numpy as np
 
 from hwnas.budgets import check_budgets, excess
-from hwnas.records import OBJECTIVES, Evaluation
+from hwnas.objectives import OBJECTIVES, Evaluation
 
 
 def check_matrix(F: np.ndarray | Sequence[Sequence[float]], name: str = "F") -> np.ndarray:

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from hwnas.driver import MAX_REPEATS, DaskPool, ProcessPool, drive, work
 from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.io import atomic_write_json
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.run.files import RunDir
 from hwnas.run.train import derived_arch
 from hwnas.run.workspace import Workspace, worker_evaluator, workspace

@@ -7,8 +7,9 @@ from typing import Any
 
 import optuna
 
+from hwnas.budgets import violation as total_violation
 from hwnas.arch import Arch
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 
 class BaseStrategy(abc.ABC):
@@ -109,8 +110,8 @@ class BaseStrategy(abc.ABC):
 
     def violation(self, evaluation: Evaluation) -> float:
         """How far an evaluation breaks its budgets: sum of relative excesses; 0 when feasible."""
-        return sum(max(0.0, evaluation.objective(name) / limit - 1.0)
-                   for name, limit in self.budgets.items())
+        return total_violation({name: evaluation.objective(name) for name in self.budgets},
+                               self.budgets)
 
 
 class ProposingStrategy(BaseStrategy):

@@ -10,7 +10,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.pareto import non_dominated
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.strategies._base import BaseStrategy
 from hwnas.arch import Arch
 

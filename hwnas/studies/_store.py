@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from hwnas.arch import Arch
 from hwnas.errors import RunDirError
 from hwnas.costs import Costs
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 from hwnas.studies._optuna_internals import fail_running_trial
 
 JOURNAL = "study.journal"

@@ -12,7 +12,7 @@ import numpy as np
 from hwnas.arch import Arch
 from hwnas.costs import Costs, LatencyProtocol
 from hwnas.pareto import ParetoFront, reference_point
-from hwnas.records import Evaluation
+from hwnas.objectives import Evaluation
 
 #: Datasets of the table; ``imagenet`` is ImageNet16-120.
 NB201_DATASETS = ("cifar10", "cifar100", "imagenet")

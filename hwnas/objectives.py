@@ -1,4 +1,4 @@
-"""Evaluation: what scoring one subnet produced; shared by strategies, study and front."""
+"""The objectives a search minimises, and Evaluation: what scoring one subnet gave on each."""
 from __future__ import annotations
 
 import dataclasses
