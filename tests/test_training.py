@@ -18,7 +18,9 @@ from hwnas.cli import main
 from hwnas.run import RunDir, workspace
 from hwnas.studies import evaluations, open_study
 from hwnas.supernet.learners._base import ARCH_LOG
-from hwnas.run.train import ARCH_PLOT, DERIVED, DERIVED_PLOT, derived_arch, make_regularizer
+from hwnas.run.train import derived_arch, make_regularizer
+
+DERIVED, ARCH_PLOT, DERIVED_PLOT = RunDir.DERIVED, RunDir.ARCH_PLOT, RunDir.DERIVED_PLOT
 
 #: Learner sections of the tiny experiment: DARTS with a latency budget, and a
 #: ProxylessNAS search of the DARTS cell space.

@@ -16,7 +16,6 @@ from hwnas.io import atomic_write, atomic_write_json
 from hwnas.run.files import RunDir
 from hwnas.supernet import BaseSearchSpace, Supernet
 
-LUT, PROFILE, PROFILE_PLOT = RunDir.LUT, RunDir.PROFILE, RunDir.PROFILE_PLOT
 
 
 class Trained(Protocol):
@@ -44,7 +43,7 @@ def load_table(run: RunDir, space: BaseSearchSpace, profiler: BaseProfiler) -> L
         HwnasError: there is none, it is damaged, uncalibrated, or measured
             differently from ``profiler``; the message says to run ``hwnas lut``.
     """
-    if not (run / LUT).exists():
+    if not (run / RunDir.LUT).exists():
         raise RunDirError(f"{run.path} has no latency table; run 'hwnas lut {run.path}'")
     try:
         return _fitting_table(run, space, profiler)
@@ -58,7 +57,7 @@ def _fitting_table(run: RunDir, space: BaseSearchSpace, profiler: BaseProfiler, 
     # differently (device, protocol, units): the trials already in the study
     # were predicted with it, so the device's speed of the moment must not
     # swap it silently ('hwnas lut' checks that).
-    table = LatencyTable.load(run / LUT, space)
+    table = LatencyTable.load(run / RunDir.LUT, space)
     if table.calibration is None:
         raise IncompatibleTableError("the latency table is not calibrated")
     table.check_compatible(profiler, space, speed=speed)
@@ -74,7 +73,7 @@ def ensure_table(run: RunDir, ws: Trained, *, progress: bool = True,
     """
     cfg = run.config.latency
     profiler = make_profiler(cfg)
-    path = run / LUT
+    path = run / RunDir.LUT
     if path.exists() and not rebuild:
         try:
             return _fitting_table(run, ws.space, profiler, speed=speed)
@@ -178,6 +177,6 @@ def profile(run: RunDir, ws: Trained, n: int, *, progress: bool = True) -> dict[
     profiler = make_profiler(run.config.latency)
     rng = np.random.default_rng(run.config.seed + 1)
     report = check(table, ws.space, ws.supernet, profiler, n, rng, progress=progress)
-    atomic_write_json(run / PROFILE, report)
-    plot_check(report, run / PROFILE_PLOT)
+    atomic_write_json(run / RunDir.PROFILE, report)
+    plot_check(report, run / RunDir.PROFILE_PLOT)
     return report

@@ -22,9 +22,6 @@ from hwnas.run.workspace import space_from_config
 from hwnas.studies import evaluations, load_read_only
 from hwnas.supernet import CELL_KEY, Arch, draw_arch, plot_arch_trajectories
 
-REPORT = RunDir.REPORT
-_TRAIN_LOG, _ARCH_LOG, _DERIVED = RunDir.TRAIN_LOG, RunDir.ARCH_LOG, RunDir.DERIVED
-CONFIG, SEARCH_STATS = RunDir.CONFIG, RunDir.SEARCH_STATS
 _GRADIENT = {"darts": "DARTS", "proxyless": "ProxylessNAS"}
 
 #: The report's sections: (id, title, builder); each builder returns the section's HTML body.
@@ -43,14 +40,14 @@ def write_report(run: RunDir) -> Path:
         RunDirError: the directory has no readable config (from ``RunDir.open``).
     """
     sections = [(ident, title, _guarded(build, run)) for ident, title, build in SECTIONS]
-    selected = read_json_or_none(run / results.SELECTED)
+    selected = read_json_or_none(run / RunDir.SELECTED)
     lines = [f"Run directory {code(str(run.path))}",
              f"Generated {esc(datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))} by hwnas "
              f"{esc(_version('hwnas'))}"]
     if selected is not None:
         lines.insert(1, f"Selected {key(selected['key'])}, validation accuracy "
                         f"{percent(selected['metrics']['accuracy'])}")
-    path = run / REPORT
+    path = run / RunDir.REPORT
     atomic_write_text(path, page(f"hwnas report: {run.config.name}", lines, sections))
     return path
 
@@ -103,12 +100,12 @@ def experiment(run: RunDir) -> str:
             ("Objectives (minimised)", ", ".join(cfg.search.objectives)), ("Budgets", budgets),
             ("Latency", f"{lat.context}, {lat.statistic}, batch {lat.batch_size}, predictor "
                         f"{lat.predictor}"), ("Seed", cfg.seed)]
-    text = (run / CONFIG).read_text()
+    text = (run / RunDir.CONFIG).read_text()
     return pairs(rows) + f"<details><summary>config.yaml</summary><pre>{esc(text)}</pre></details>"
 
 
 def training(run: RunDir) -> str:
-    log = read_csv(run / _TRAIN_LOG)
+    log = read_csv(run / RunDir.TRAIN_LOG)
     t = run.config.train
     if log is None or not len(log):
         return missing("The supernet is not trained yet (no train_log.csv)",
@@ -125,13 +122,13 @@ def training(run: RunDir) -> str:
                                  "Supernet training per epoch (train_log.csv)")
     if t.learner not in _GRADIENT:
         return body + note("Uniform path sampling learns no architecture parameters.")
-    arch_log = read_csv(run / _ARCH_LOG)
+    arch_log = read_csv(run / RunDir.ARCH_LOG)
     if arch_log is not None and len(arch_log):
         body += "<h3>Architecture parameters</h3>" + figure(
             lambda: drawn_png(lambda p: plot_arch_trajectories(
                 arch_log, p, title="softmax(α) per block or edge during training")),
             "Architecture probabilities during training (arch_log.csv)")
-    derived = read_json(run / _DERIVED)
+    derived = read_json(run / RunDir.DERIVED)
     if derived is not None:
         arch = Arch(derived["choices"])
         body += f"<h3>Derived subnet</h3><p>{key(arch.key)}</p>" + figure(
@@ -166,7 +163,7 @@ def front(run: RunDir) -> str:
              ("Distinct subnets evaluated", len({e.arch.key for e in evs})),
              ("Proposed by", strategies),
              ("Hypervolume of the feasible front", f"{history[-1]:.6g}")]
-    stats = read_json(run / SEARCH_STATS)
+    stats = read_json(run / RunDir.SEARCH_STATS)
     if stats:
         facts.append(("Last search call", f"{stats.get('evaluated', 0)} evaluated, "
                       f"{stats.get('cached', 0)} answered from the study, "
@@ -183,7 +180,7 @@ def front(run: RunDir) -> str:
         front_table = ParetoFront(evs, objectives, cfg.budgets).table()
         body += note(f"front.csv is not written yet (<code>hwnas front {esc(run.path)}</code> "
                      "also measures the front whole); the front below is computed from the study.")
-    selected = read_json(run / results.SELECTED)
+    selected = read_json(run / RunDir.SELECTED)
     chosen = selected["key"] if selected else None
     cols = ["key", "accuracy", *[o for o in objectives if o != "error"]]
     cols += [c for c in ("latency_ms_measured",) if c in front_table]
@@ -201,7 +198,7 @@ def front(run: RunDir) -> str:
 
 
 def architecture(run: RunDir) -> str:
-    selected = read_json(run / results.SELECTED)
+    selected = read_json(run / RunDir.SELECTED)
     if selected is None:
         return missing("Nothing selected yet (selected.json is missing)", f"hwnas select {run.path}")
     arch = Arch(selected["arch"])
@@ -242,12 +239,12 @@ def reproduce(run: RunDir) -> str:
     search = f"hwnas search {out}"
     if study_strategy and study_strategy != cfg.search.strategy and " " not in study_strategy:
         search += f" --strategy {study_strategy}"
-    selected = read_json_or_none(run / results.SELECTED)
+    selected = read_json_or_none(run / RunDir.SELECTED)
     select = f"hwnas select {out}"
     if selected is not None and dict(selected.get("budgets", {})) != dict(cfg.budgets):
         select += "".join(f" --budget {k}={v:g}" for k, v in selected["budgets"].items())
-    export = read_json_or_none(run / results.EXPORT) or {}
-    steps = [f"hwnas train {where}/{CONFIG} --out {out}"]
+    export = read_json_or_none(run / RunDir.EXPORT) or {}
+    steps = [f"hwnas train {where}/{RunDir.CONFIG} --out {out}"]
     if cfg.latency.predictor == "lut":
         steps.append(f"hwnas lut {out}")
     steps += [search, f"hwnas front {out}", select]
@@ -261,7 +258,7 @@ def reproduce(run: RunDir) -> str:
     body = (f"<p>The whole pipeline, into a new directory (the config's seed fixes the data "
             f"splits and the initial weights; latencies, and so the subnets a search proposes, "
             f"depend on the device):</p>"
-            f"<pre>hwnas run {esc(where)}/{CONFIG} --out {esc(out)}</pre>"
+            f"<pre>hwnas run {esc(where)}/{RunDir.CONFIG} --out {esc(out)}</pre>"
             f"<p>or step by step:</p><pre>{esc(chr(10).join(steps))}</pre>")
     commit = source_commit()
     body += pairs([("hwnas", _version("hwnas")), ("hwnas source", commit or "not a git checkout"),

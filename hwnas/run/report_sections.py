@@ -8,7 +8,6 @@ from hwnas.run.report_html import (Raw, code, curves, esc, figure, key, missing,
                                    pairs, percent, read_csv, read_json, table)
 from hwnas.run.retrain import retrain_dir
 
-SELECTED, MEASURED, EXPORT, LUT = RunDir.SELECTED, RunDir.MEASURED, RunDir.EXPORT, RunDir.LUT
 
 #: The fields of a latency protocol, in plain words.
 PROTOCOL_LABELS = (("device", "Device"), ("context", "nnabla context"),
@@ -34,7 +33,7 @@ def measured_latency(run, selected: dict[str, Any]) -> tuple[float, dict[str, An
     costs = selected["costs"]
     if "latency_ms_measured" in selected:
         return float(selected["latency_ms_measured"]), selected.get("measured_protocol", {})
-    cached = (read_json(run / MEASURED) or {}).get(selected["key"])
+    cached = (read_json(run / RunDir.MEASURED) or {}).get(selected["key"])
     if cached is not None:
         return float(cached["latency_ms"]), cached.get("protocol", {})
     if costs.get("latency_source", "measured") == "measured":
@@ -49,7 +48,7 @@ def _value(name: str, value: float) -> str:
 
 
 def costs(run) -> str:
-    selected = read_json(run / SELECTED)
+    selected = read_json(run / RunDir.SELECTED)
     if selected is None:
         return _select_hint(run)
     c = selected["costs"]
@@ -84,7 +83,7 @@ def costs(run) -> str:
     command = run.config.latency.command
     if command:
         body += note(f"Measured on another device through {code(command)}.")
-    calibration = (read_json(run / LUT) or {}).get("calibration")
+    calibration = (read_json(run / RunDir.LUT) or {}).get("calibration")
     if predicted and calibration:
         b = calibration["b"]
         body += note(f"Prediction: the sum of the table's units, calibrated on "
@@ -96,7 +95,7 @@ def costs(run) -> str:
 
 
 def budgets(run) -> str:
-    selected = read_json(run / SELECTED)
+    selected = read_json(run / RunDir.SELECTED)
     limits = selected["budgets"] if selected is not None else run.config.budgets
     if not limits:
         body = note("No budgets: the most accurate subnet evaluated is selected.")
@@ -129,7 +128,7 @@ def budgets(run) -> str:
 
 
 def retrained(run) -> str:
-    selected = read_json(run / SELECTED)
+    selected = read_json(run / RunDir.SELECTED)
     if selected is None or "key" not in selected:
         return missing("Nothing selected yet, so nothing retrained", f"hwnas select {run.path}")
     folder = retrain_dir(run, selected["key"])
@@ -159,7 +158,7 @@ def retrained(run) -> str:
 
 
 def export(run) -> str:
-    info = read_json(run / EXPORT)
+    info = read_json(run / RunDir.EXPORT)
     if info is None:
         return missing("Not exported yet (export.json is missing)", f"hwnas export {run.path}")
     formats = info.get("formats")

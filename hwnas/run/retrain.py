@@ -30,7 +30,6 @@ from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
 from hwnas.supernet.learners import BaseLearner, load_weights
 
-RETRAIN_DIR, ARCH_FILE, RESULT = RunDir.RETRAIN_DIR, RunDir.RETRAIN_CLAIM, RunDir.RETRAIN_RESULT
 
 
 class RetrainLearner(BaseLearner):
@@ -60,7 +59,7 @@ class RetrainLearner(BaseLearner):
 
 def retrain_dir(run: RunDir, key: str) -> Path:
     """Where the retraining of the subnet with Arch key ``key`` lives."""
-    return run / RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
+    return run / RunDir.RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
 def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int) -> Supernet:
@@ -105,7 +104,7 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
     where = retrain_dir(run, arch.key)
     claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": cfg.seed}
     _claim(where, claim)
-    result_path = where / RESULT
+    result_path = where / RunDir.RETRAIN_RESULT
     if result_path.exists():
         try:
             done = json.loads(result_path.read_text())
@@ -144,7 +143,7 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
 
 def _claim(where: Path, claim: dict[str, Any]) -> None:
     """Records which subnet and recipe ``where`` trains; refuses a directory holding others."""
-    path = where / ARCH_FILE
+    path = where / RunDir.RETRAIN_CLAIM
     if path.exists():
         try:
             held = json.loads(path.read_text())
@@ -174,7 +173,7 @@ def retrained_subnet(run: RunDir, supernet: Supernet, arch: Arch) -> Supernet | 
     ``supernet`` (the run's) only lends the subnet's structure: every weight is replaced.
     """
     where = retrain_dir(run, arch.key)
-    path = where / RESULT
+    path = where / RunDir.RETRAIN_RESULT
     if not path.exists():
         return None
     try:

@@ -17,7 +17,6 @@ from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet, Unit, draw_arch, plot_arch_trajectories
 from hwnas.supernet.learners import Regularizer, learner_class
 
-DERIVED, ARCH_PLOT, DERIVED_PLOT = RunDir.DERIVED, RunDir.ARCH_PLOT, RunDir.DERIVED_PLOT
 
 
 def train(run: RunDir, *, progress: bool = True) -> list[dict[str, Any]]:
@@ -81,22 +80,22 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
         record["regularizer"] = {"objective": regularizer.objective,
                                  "budget": regularizer.budget,
                                  "expected": regularizer.expected_value(probs)}
-    atomic_write_json(run / DERIVED, record)
+    atomic_write_json(run / RunDir.DERIVED, record)
     log_path = run / RunDir.ARCH_LOG
     if log_path.exists():
         log = pd.read_csv(log_path)
         if len(log):
-            plot_arch_trajectories(log, run / ARCH_PLOT,
+            plot_arch_trajectories(log, run / RunDir.ARCH_PLOT,
                                    title=f"{run.config.name}: architecture parameters")
     shapes = getattr(space, "feature_shapes", None)
-    draw_arch(arch, run / DERIVED_PLOT, shapes=shapes() if shapes else None,
+    draw_arch(arch, run / RunDir.DERIVED_PLOT, shapes=shapes() if shapes else None,
               title=f"derived by {run.config.train.learner}")
     return arch
 
 
 def derived_arch(run: RunDir) -> Arch | None:
     """The architecture the learner derived, or None (uniform sampling derives none)."""
-    path = run / DERIVED
+    path = run / RunDir.DERIVED
     if not path.exists():
         return None
     try:

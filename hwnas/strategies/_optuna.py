@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import optuna
@@ -14,6 +14,8 @@ from hwnas.objectives import Evaluation
 from hwnas.strategies._base import BaseStrategy
 from hwnas.arch import Arch
 
+
+T = TypeVar("T")
 
 class SamplerStrategy(BaseStrategy):
     """Any Optuna sampler, proposing through the study's public ``ask()`` / ``tell()``.
@@ -67,13 +69,7 @@ class SamplerStrategy(BaseStrategy):
         Raises:
             ValueError: ``arch`` is no proposal awaiting collection.
         """
-        trials = self._opened.get(arch.key)
-        if not trials:
-            raise ValueError(f"{arch.key!r} was not asked by this strategy")
-        trial = trials.pop(0)
-        if not trials:
-            del self._opened[arch.key]
-        return trial
+        return _take_oldest(self._opened, arch)
 
     def enqueue(self, archs: list[Arch]) -> None:
         """Makes the next asks of a fresh study return ``archs`` first (kept in the study)."""
@@ -181,13 +177,7 @@ class TPELocalStrategy(TPEStrategy):
         return archs
 
     def trial_attrs(self, arch: Arch) -> dict[str, Any]:
-        kinds = self._proposals.get(arch.key)
-        if not kinds:
-            raise ValueError(f"{arch.key!r} was not asked by this strategy")
-        kind = kinds.pop(0)
-        if not kinds:
-            del self._proposals[arch.key]
-        return {"proposal": kind}
+        return {"proposal": _take_oldest(self._proposals, arch)}
 
     def _local_move(self) -> Arch | None:
         trials = self.study.get_trials(deepcopy=False)
@@ -239,3 +229,18 @@ def crowding_distance(F: np.ndarray, ends: float = 10.0) -> np.ndarray:
     finite = distance[np.isfinite(distance)]
     top = ends * finite.max() if len(finite) and finite.max() > 0 else 1.0
     return np.where(np.isinf(distance), top, distance) + 1e-3
+
+
+def _take_oldest(queues: dict[str, list[T]], arch: Arch) -> T:
+    """Removes and returns the oldest entry queued for ``arch`` (it may be proposed twice).
+
+    Raises:
+        ValueError: nothing is queued for ``arch``: this strategy did not propose it.
+    """
+    queue = queues.get(arch.key)
+    if not queue:
+        raise ValueError(f"{arch.key!r} was not asked by this strategy")
+    entry = queue.pop(0)
+    if not queue:
+        del queues[arch.key]
+    return entry
