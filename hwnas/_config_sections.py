@@ -244,6 +244,15 @@ class SearchConfig:
             err("batch", f"must be >= 1, got {self.batch}")
 
 
+#: The fewest whole subnets a latency table is calibrated on. The fit has two parameters
+#: (slope, offset) and keeps the offset only when it predicts each subnet left out of the
+#: fit better than the plain ratio does: with 6 subnets each left-out line rests on 5
+#: points, and the predictions' uncertainty (the residual spread) on 4 degrees of freedom.
+#: With 4 subnets one noisy measurement decided the offset: it came out negative, and the
+#: cheapest subnets were predicted below 0 ms.
+MIN_CALIBRATION_SAMPLES = 6
+
+
 @dataclasses.dataclass(frozen=True)
 class LatencyConfig:
     """The latency measurement protocol.
@@ -260,7 +269,8 @@ class LatencyConfig:
         predictor: ``lut`` (search predicts latency from the run's calibrated
             per-block table, lut.json, and re-measures the front and the
             selected subnet) or ``measure`` (every subnet is measured whole).
-        calibration_samples: whole subnets measured to calibrate the table.
+        calibration_samples: whole subnets measured to calibrate the table,
+            at least ``MIN_CALIBRATION_SAMPLES``.
         command: measure on another device: a shell command run once per
             network, with ``{model}`` replaced by the path of an exported .nnp
             (leave it unquoted) and ``{batch_size}``, ``{warmup}``,
@@ -299,8 +309,10 @@ class LatencyConfig:
             err("max_spread", f"must be > 0, got {self.max_spread}")
         if self.predictor not in ("lut", "measure"):
             err("predictor", f"must be 'lut' or 'measure', got {self.predictor!r}")
-        if self.calibration_samples < 2:
-            err("calibration_samples", f"must be >= 2, got {self.calibration_samples}")
+        if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
+            err("calibration_samples", f"must be >= {MIN_CALIBRATION_SAMPLES} (fewer subnets "
+                "cannot tell the calibration's offset from noise), "
+                f"got {self.calibration_samples}")
         if self.command is not None and "{model}" not in self.command:
             err("command", "must contain '{model}', the path of the exported .nnp")
         if self.command_timeout <= 0:

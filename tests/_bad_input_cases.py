@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 
 from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_subnet,
-                              claim_with_a_list_recipe, config, copy_run,
+                              claim_with_a_list_recipe, config, copy_run, edit_lut,
                               corrected_config_replaces_it, data_config, delete, edit_run_config,
                               foreign_journal, garbage, half, interrupt_evaluation,
                               interrupt_training, mnist, other_space_weights, read_only_sys,
                               replace, resumes_after_interrupt, sqlite_file, tear_a_middle_record,
-                              tear_claim, trains_on_after_interrupt)
+                              tear_claim, trains_on_after_interrupt, zero_for_the_fastest_subnet)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -307,4 +307,20 @@ CASES: dict[str, Case] = {
                                  both(edit_run_config("  epochs: 1\n", "  epochs: 2\n"),
                                       interrupt_training),
                                  after=trains_on_after_interrupt),
+    # -- issue 15: the latency table and its calibration (hwcost)
+    "lut_calibration_slope_nan": Case(  # issue 15, item 6: the search went on with NaN latencies
+        ("search", "{run}", "--trials", "74", "--quiet"),
+        ("{run}/lut.json", "calibration.a is nan", "hwnas lut {run}"),
+        edit_lut(lambda data: data["calibration"].update(a=float("nan")))),
+    "lut_calibration_slope_negative": Case(
+        ("search", "{run}", "--trials", "7", "--quiet"),
+        ("{run}/lut.json", "calibration.a is negative", "hwnas lut {run}"),
+        edit_lut(lambda data: data["calibration"].update(a=-data["calibration"]["a"]))),
+    "lut_calibration_zero_for_the_fastest_subnet": Case(  # issue 15, item 7
+        ("search", "{run}", "--trials", "7", "--quiet"),
+        ("{run}/lut.json", "predicts 0 ms for the fastest subnet", "hwnas lut {run}"),
+        zero_for_the_fastest_subnet),
+    "calibration_samples_below_the_minimum": Case(
+        RUN_BAD, ("bad.yaml", "latency.calibration_samples", ">= 6", "got 4"),
+        config(("latency: {", "latency: {calibration_samples: 4, "))),
 }

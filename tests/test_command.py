@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import shlex
+import signal
 import sys
+import time
 from pathlib import Path
 
 import nnabla as nn
@@ -119,6 +122,61 @@ def test_failures_raise(subnet, tmp_path, command, reason):
     message = str(info.value)
     assert reason in message and "\n" not in message
     assert prof.render(tmp_path / "model.nnp").split(" # ")[0] in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.fixture
+def pid_files(tmp_path):
+    """Files a command writes the pids of its children to (beside the work directory); every
+    child still alive after the test is killed by its pid."""
+    files = [tmp_path.parent / f"{tmp_path.name}-{name}.pid" for name in ("bg", "fg")]
+    yield files
+    for path in files:
+        if path.exists():
+            try:
+                os.kill(int(path.read_text()), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+            path.unlink()
+
+
+def alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie waiting for init to reap it does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_a_background_child_holding_stdout_does_not_delay_the_result(subnet, tmp_path,
+                                                                     pid_files):
+    """An ssh ControlPersist master or a daemon outlives the command holding its stdout: the
+    command's own exit is what counts, and the child is left running."""
+    bg, _ = pid_files
+    command = f"(setsid sleep 30 & echo $! > {bg}); echo 'latency 1.5 ms' # {{model}}"
+    start = time.monotonic()
+    latency, _ = profiler(command, tmp_path, command_timeout=2).measure(subnet, INPUT_SHAPE)
+    assert latency == 1.5 and time.monotonic() - start < 10
+    assert alive(int(bg.read_text()))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_timeout_is_a_wall_clock_bound_whatever_the_children_do(subnet, tmp_path,
+                                                                    pid_files):
+    """A command that hangs is killed, with its process group, at its timeout, even while a
+    child outside the group holds its stdout (before, this waited for the child: 30 s)."""
+    bg, fg = pid_files
+    command = (f"(setsid sleep 30 & echo $! > {bg}); sleep 30 & echo $! > {fg}; wait; "
+               "echo 1 # {model}")
+    start = time.monotonic()
+    with pytest.raises(MeasurementError, match="timed out after 2 s") as info:
+        profiler(command, tmp_path, command_timeout=2).measure(subnet, INPUT_SHAPE)
+    assert 2 <= time.monotonic() - start < 10
+    assert "\n" not in str(info.value)
+    deadline = time.monotonic() + 5
+    while alive(int(fg.read_text())) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not alive(int(fg.read_text())), "the command's own child outlived the timeout"
     assert list(tmp_path.iterdir()) == []
 
 

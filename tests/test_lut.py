@@ -1,6 +1,7 @@
 """Tests for the latency table: units, gated measurement, calibration, persistence."""
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -12,7 +13,8 @@ import pytest
 from _lut_helpers import PROBE_MS, FakeProfiler, protocol, unit_ms
 from conftest import SMALL_SPACE
 from hwnas.errors import MeasurementError, RunDirError
-from hwnas.hwcost import IncompatibleTableError, LatencyTable, inference_output, measure_gated
+from hwnas.hwcost import (Calibration, IncompatibleTableError, LatencyTable, inference_output,
+                          measure_gated)
 from hwnas.hwcost import _gated
 from hwnas.supernet import Arch, create_space
 from hwnas.supernet._ops import InvertedResidual
@@ -161,6 +163,55 @@ def test_expected_latency_is_the_mean_over_the_distribution(table, space) -> Non
         table.expected_latency({**one_hot, "b1": {"ir_k3_e2": 0.5}})
 
 
+def test_the_fastest_subnets_table_sum_is_exact(table, space) -> None:
+    assert table.min_table_ms() == pytest.approx(min(map(table.table_ms, all_archs(space))),
+                                                 rel=1e-12)
+
+
+def test_an_offset_that_would_predict_zero_or_less_falls_back_to_the_ratio(table, space,
+                                                                          supernet) -> None:
+    """Issue 15, item 7: a line through the calibration subnets (all predicted right) that
+    goes below 0 ms before the space's fastest subnet: the front listed one at -0.031 ms."""
+    sums = sorted(table.table_ms(arch) for arch in all_archs(space))
+    a, b = 3.0, -3.0 * 1.5 * sums[0]  # the line is below 0 for the fastest few subnets
+    assert sum(a * x + b <= 0 for x in sums) >= 3
+    fresh = LatencyTable(space=space, entries=table.entries, overhead_ms=table.overhead_ms,
+                         protocol=table.protocol, info=table.info)
+    # Seed 0 draws none of them (the fake device would measure them at or below 0 ms).
+    cal = fresh.calibrate(supernet, FakeProfiler(space, a=a, b=b), 6,
+                          np.random.default_rng(0), progress=False)
+    line = Calibration.fit(cal.samples)  # the samples alone ask for the line
+    assert (line.a, line.b) == (pytest.approx(a), pytest.approx(b))
+    assert cal.b == 0.0 and cal.a > 0
+    assert min(fresh.predict(arch)[0] for arch in all_archs(space)) > 0
+    assert fresh.option_costs()[0] == pytest.approx(cal.a * sums[0]) and sums[0] > 0
+
+
+def test_a_calibration_predicting_zero_or_less_is_refused(table) -> None:
+    cal, floor = table.calibration, table.min_table_ms()
+    fresh = LatencyTable(space=table.space, entries=table.entries,
+                         overhead_ms=table.overhead_ms, protocol=table.protocol, calibration=cal)
+    for b in (-cal.a * floor, -cal.a * floor - 1.0):
+        with pytest.raises(ValueError, match="fastest subnet"):
+            fresh.calibration = dataclasses.replace(cal, b=b)
+        assert fresh.calibration is cal
+    fresh.calibration = dataclasses.replace(cal, b=-0.99 * cal.a * floor)
+    assert fresh.option_costs()[0] == pytest.approx(0.01 * cal.a * floor)
+    for a in (0.0, -1.0, math.nan, math.inf):
+        with pytest.raises(ValueError, match="calibration.a"):
+            dataclasses.replace(cal, a=a)
+
+
+def test_a_degenerate_calibration_is_refused_with_what_to_do(table, space, supernet) -> None:
+    fresh = LatencyTable(space=space, entries=table.entries, overhead_ms=table.overhead_ms,
+                         protocol=table.protocol, info=table.info)
+    with pytest.raises(MeasurementError, match="calibration refused: calibration.residual_std_ms"
+                                               " = inf.*calibration_samples.*repeats"):
+        fresh.calibrate(supernet, FakeProfiler(space, a=1e300), 6, np.random.default_rng(1),
+                        progress=False)
+    assert fresh.calibration is None
+
+
 # --- persistence and compatibility ----------------------------------------------------
 
 
@@ -179,12 +230,65 @@ def test_save_load_round_trip(table, space, tmp_path) -> None:
 
 @pytest.mark.parametrize("text", ["", "{", "[1, 2]", '{"format": "other"}',
                                   '{"format": "hwnas-lut", "version": 1}',
-                                  '{"format": "hwnas-lut", "version": 99}'])
+                                  '{"format": "hwnas-lut", "version": 99}',
+                                  "[" * 100_000 + "]" * 100_000])
 def test_a_corrupt_or_foreign_file_is_a_run_dir_error(space, tmp_path, text) -> None:
     path = tmp_path / "lut.json"
     path.write_text(text)
     with pytest.raises(RunDirError, match="lut.json"):
         LatencyTable.load(path, space)
+
+
+def _set(data: dict, field: str, value) -> None:
+    *path, last = field.split(".")
+    for key in path:
+        data = data[int(key)] if isinstance(data, list) else data[key]
+    data[last] = value
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("calibration.a", math.nan, "calibration.a is nan"),
+    ("calibration.b", math.inf, "calibration.b is inf"),
+    ("calibration.a", -1.25, "calibration.a is negative"),
+    ("calibration.a", 0, "calibration.a = 0.0 is not a positive"),
+    ("calibration.b", -1e6, "predicts .* ms for the fastest subnet"),
+    ("calibration.relative_std", -0.1, "calibration.relative_std is negative"),
+    ("calibration.samples.2.measured_ms", -0.2, r"calibration.samples\[2\].measured_ms"),
+    ("overhead_ms", -math.inf, "overhead_ms is -inf"),
+    ("info.build.probe_ms", -0.1, "info.build.probe_ms is negative"),
+    ("protocol.spread", math.nan, "protocol.spread is nan"),
+    ("calibration.a", "nan", "calibration.a = nan is not a positive"),
+])
+def test_a_table_with_an_impossible_number_is_refused_naming_it(table, space, tmp_path, field,
+                                                                value, message) -> None:
+    path = tmp_path / "lut.json"
+    table.save(path)
+    data = json.loads(path.read_text())
+    _set(data, field, value)
+    path.write_text(json.dumps(data))  # NaN and Infinity as Python's json writes them
+    with pytest.raises(RunDirError, match=f"lut.json: .*{message}"):
+        LatencyTable.load(path, space)
+
+
+def test_an_entry_that_is_not_finite_is_refused(table, space, tmp_path) -> None:
+    path = tmp_path / "lut.json"
+    table.save(path)
+    key = next(iter(table.entries))
+    path.write_text(path.read_text().replace(f'"ms": {table.entries[key]!r}', '"ms": Infinity',
+                                             1))
+    with pytest.raises(RunDirError, match=r"lut.json: entries\..*\.ms is inf"):
+        LatencyTable.load(path, space)
+
+
+def test_a_negative_offset_that_keeps_every_subnet_above_zero_loads(table, space,
+                                                                    tmp_path) -> None:
+    path = tmp_path / "lut.json"
+    table.save(path)
+    data = json.loads(path.read_text())
+    data["calibration"]["b"] = -0.5 * table.calibration.a * table.min_table_ms()
+    path.write_text(json.dumps(data))
+    loaded = LatencyTable.load(path, space)
+    assert min(loaded.predict(arch)[0] for arch in all_archs(space)) > 0
 
 
 @pytest.mark.parametrize("field, value", [("device", "another CPU"), ("context", "cudnn"),

@@ -41,7 +41,7 @@ def cmd_lut(args: argparse.Namespace) -> None:
     before = path.stat().st_mtime_ns if path.exists() else None
     ws = steps.workspace(run, trained=False, progress=not args.quiet)
     table = steps.ensure_table(run, ws, progress=not args.quiet, rebuild=args.rebuild,
-                                   speed=True)
+                               speed=True, repair=True)
     reused = before is not None and path.stat().st_mtime_ns == before
     p, cal = table.protocol, table.calibration
     print(f"latency table: {len(table.entries)} units on {table.device} ({p.context}, "

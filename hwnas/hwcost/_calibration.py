@@ -75,6 +75,10 @@ class Calibration:
         relative_std: standard deviation of the residuals relative to the
             prediction; a prediction's uncertainty is this times the prediction.
         samples: per subnet: ``key``, ``table_ms`` (its sum) and ``measured_ms``.
+
+    Raises:
+        ValueError: ``a`` is not positive, a number is not finite, a spread is
+            negative or a sample is not positive.
     """
 
     a: float
@@ -83,33 +87,76 @@ class Calibration:
     relative_std: float
     samples: tuple[dict[str, Any], ...]
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.a) and self.a > 0):
+            raise ValueError(f"calibration.a = {self.a} is not a positive finite slope")
+        if not math.isfinite(self.b):
+            raise ValueError(f"calibration.b = {self.b} is not a finite intercept")
+        for name in ("residual_std_ms", "relative_std"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"calibration.{name} = {value} is not a finite number >= 0")
+        for i, sample in enumerate(self.samples):
+            for name in ("table_ms", "measured_ms"):
+                value = sample.get(name)
+                if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                        or not (math.isfinite(value) and value > 0):
+                    raise ValueError(f"calibration.samples[{i}].{name} = {value!r} is not a "
+                                     "positive number")
+
     @property
     def n(self) -> int:
         return len(self.samples)
 
+    def __str__(self) -> str:
+        return (f"latency = {self.a:.4g} x table sum {'+' if self.b >= 0 else '-'} "
+                f"{abs(self.b):.4g} ms, fitted on {self.n} subnets")
+
+    def check(self, floor_ms: float) -> None:
+        """Raises ValueError unless table sums from ``floor_ms`` up predict positive latencies.
+
+        With a positive slope the smallest prediction is the one of the
+        smallest table sum, so ``floor_ms`` (the fastest subnet's sum) decides.
+        """
+        low = self.a * floor_ms + self.b
+        if not (math.isfinite(low) and low > 0):
+            raise ValueError(f"the calibration ({self}) predicts {low:.4g} ms for the fastest "
+                             f"subnet of the space (table sum {floor_ms:.4g} ms)")
+
     @classmethod
-    def fit(cls, samples: Sequence[dict[str, Any]]) -> Calibration:
+    def fit(cls, samples: Sequence[dict[str, Any]], *,
+            floor_ms: float | None = None) -> Calibration:
         """Least squares on relative errors, since every subnet should be predicted equally well.
 
         Only the ratio is fitted (``b`` = 0) when the line would not rise or
-        would go below zero over the samples, or when it predicts the samples
-        left out one at a time worse than the ratio does: a few noisy
-        subnets of a small space cannot tell an offset.
+        would go below zero over the samples or at ``floor_ms`` (the smallest
+        table sum of the space: no subnet may be predicted at or below zero),
+        or when it predicts the samples left out one at a time worse than the
+        ratio does: a few noisy subnets of a small space cannot tell an offset.
+
+        Raises:
+            ValueError: a sample is not positive, or even the ratio is not a
+                positive finite number.
         """
         x = np.array([s["table_ms"] for s in samples], dtype=float)
         y = np.array([s["measured_ms"] for s in samples], dtype=float)
-        if len(x) < 1 or np.any(x <= 0) or np.any(y <= 0):
+        if len(x) < 1 or not np.all(np.isfinite(x) & np.isfinite(y)) \
+                or np.any(x <= 0) or np.any(y <= 0):
             raise ValueError("calibration needs positive table sums and measurements")
-        a, b = _fit_line(x, y)
-        if not (a > 0 and a * np.min(x) + b > 0) or \
-                _loo_error(x, y, _fit_ratio) <= _loo_error(x, y, _fit_line):
-            a, b = _fit_ratio(x, y)
-        fitted = a * x + b
-        dof = max(len(x) - (1 if b == 0.0 else 2), 1)
-        return cls(a=float(a), b=float(b),
-                   residual_std_ms=float(np.sqrt(np.sum((y - fitted) ** 2) / dof)),
-                   relative_std=float(np.sqrt(np.sum(((y - fitted) / fitted) ** 2) / dof)),
-                   samples=tuple(dict(s) for s in samples))
+        lowest = float(np.min(x)) if floor_ms is None else min(floor_ms, float(np.min(x)))
+        with np.errstate(all="ignore"):  # a degenerate fit (0, inf) is refused below
+            a, b = _fit_line(x, y)
+            if not (a > 0 and a * lowest + b > 0) or \
+                    _loo_error(x, y, _fit_ratio) <= _loo_error(x, y, _fit_line):
+                a, b = _fit_ratio(x, y)
+            fitted = a * x + b
+            dof = max(len(x) - (1 if b == 0.0 else 2), 1)
+            residual = float(np.sqrt(np.sum((y - fitted) ** 2) / dof))
+            relative = float(np.sqrt(np.sum(((y - fitted) / fitted) ** 2) / dof))
+        calibration = cls(a=float(a), b=float(b), residual_std_ms=residual,
+                          relative_std=relative, samples=tuple(dict(s) for s in samples))
+        calibration.check(lowest)
+        return calibration
 
     def to_dict(self) -> dict[str, Any]:
         return {"a": self.a, "b": self.b, "residual_std_ms": self.residual_std_ms,

@@ -133,7 +133,11 @@ class CommandProfiler(BaseProfiler):
     to ``config.retries`` times, and the narrowest kept.
 
     The command's process group is killed when ``config.command_timeout``
-    seconds pass. Not thread safe: one ``measure`` at a time.
+    seconds pass: a hard bound on the wall-clock time, whatever its children
+    do. The command's own exit is what counts: once it has exited, what it
+    printed is its result, even if a child it left in the background (an
+    ssh ControlPersist master, a daemon) runs on holding its stdout; such a
+    child is left alone. Not thread safe: one ``measure`` at a time.
 
     Args:
         config: the latency protocol; ``command`` must be set.
@@ -192,26 +196,28 @@ class CommandProfiler(BaseProfiler):
     def _run(self, command: str) -> tuple[float, float | None, int | None, str | None]:
         """Runs ``command`` once and parses its result; raises MeasurementError on failure."""
         timeout = self.config.command_timeout
-        try:
-            # A session of its own, so that a timeout kills the shell's children too.
-            proc = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    start_new_session=True, text=True, errors="replace")
-        except OSError as exc:
-            raise MeasurementError(
-                f"latency command could not start: {command}: {exc}") from exc
-        try:
-            stdout, stderr = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill(proc)
-            stdout, stderr = proc.communicate()
-            raise MeasurementError(
-                f"latency command timed out after {timeout:g} s: {command}"
-                + _stderr_note(stderr)) from None
-        except BaseException:
-            _kill(proc)
-            proc.communicate()
-            raise
+        # Output goes to unnamed files, not pipes: a background child that outlives the
+        # command (an ssh ControlPersist master, a daemon) keeps its copy of stdout open,
+        # and reading a pipe to its end would wait for that child, past any timeout.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            try:
+                # A session of its own, so that a timeout kills the shell's children too.
+                proc = subprocess.Popen(command, shell=True, stdin=subprocess.DEVNULL,
+                                        stdout=out, stderr=err, start_new_session=True)
+            except OSError as exc:
+                raise MeasurementError(
+                    f"latency command could not start: {command}: {exc}") from exc
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _kill(proc)
+                raise MeasurementError(
+                    f"latency command timed out after {timeout:g} s: {command}"
+                    + _stderr_note(_read(err))) from None
+            except BaseException:
+                _kill(proc)
+                raise
+            stdout, stderr = _read(out), _read(err)
         if proc.returncode != 0:
             raise MeasurementError(
                 f"latency command failed with exit status {proc.returncode}: {command}"
@@ -226,13 +232,22 @@ class CommandProfiler(BaseProfiler):
                 + _stderr_note(stderr)) from None
 
 
+def _read(file) -> str:
+    """What a command wrote to ``file`` so far (a background child may write on)."""
+    file.seek(0)
+    return file.read().decode(errors="replace")
+
+
 def _stderr_note(stderr: str) -> str:
     tail = _tail(stderr or "")
     return f"; stderr: {tail}" if tail else "; stderr: (empty)"
 
 
 def _kill(proc: subprocess.Popen) -> None:
+    """Kills the command's process group and reaps the shell (children that left the
+    group with ``setsid`` are out of reach, and nothing waits for them)."""
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError, AttributeError):
         proc.kill()
+    proc.wait()

@@ -83,9 +83,28 @@ class LatencyTable:
         self.overhead_ms = float(overhead_ms)
         self.protocol = protocol
         self.details = {k: dict(v) for k, v in (details or {}).items()}
-        self.calibration = calibration
         self.info = dict(info or {})
+        self._sums: tuple[float, dict[str, dict[str, float]]] | None = None
         self._costs: tuple[float, dict[str, dict[str, float]]] | None = None
+        self._calibration: Calibration | None = None
+        self.calibration = calibration
+
+    @property
+    def calibration(self) -> Calibration | None:
+        """The fit of whole subnets; a new one must predict every subnet of the space above 0 ms.
+
+        Raises:
+            ValueError: on setting one that predicts 0 ms or less for a subnet.
+        """
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, calibration: Calibration | None) -> None:
+        # A table of another space lacks units; check_compatible names them instead.
+        if calibration is not None and all(u.key in self.entries for u in self.space.units()):
+            calibration.check(self.min_table_ms())
+        self._calibration = calibration
+        self._costs = None
 
     @property
     def device(self) -> str:
@@ -159,10 +178,15 @@ class LatencyTable:
         return self._fit(archs, {k: m.ms for k, m in settled.items()})
 
     def _fit(self, archs: Sequence[Arch], measured: Mapping[str, float]) -> Calibration:
-        self.calibration = Calibration.fit([
-            {"key": a.key, "table_ms": self.table_ms(a), "measured_ms": measured[a.key]}
-            for a in archs])
-        self._costs = None
+        try:
+            self.calibration = Calibration.fit(
+                [{"key": a.key, "table_ms": self.table_ms(a), "measured_ms": measured[a.key]}
+                 for a in archs], floor_ms=self.min_table_ms())
+        except ValueError as exc:
+            raise MeasurementError(
+                f"latency calibration refused: {exc}; measure more subnets whole "
+                "(latency.calibration_samples) or each one longer (latency.repeats), or "
+                "predict nothing (latency.predictor: measure)") from None
         return self.calibration
 
     def table_ms(self, arch: Arch) -> float:
@@ -179,6 +203,28 @@ class LatencyTable:
         ms = cal.a * self.table_ms(arch) + cal.b
         return ms, cal.relative_std * ms
 
+    def _table_sums(self) -> tuple[float, dict[str, dict[str, float]]]:
+        """Table sums as the fastest subnet's sum + per-option extra ms (0 for the cheapest).
+
+        Exact for spaces whose units of a choice do not depend on other
+        choices (the contract of ``units``).
+        """
+        if self._sums is None:
+            base = {c: options[0] for c, options in self.space.choices.items()}
+            base_ms = self.table_ms(Arch(base))
+            floor, extra = base_ms, {}
+            for choice, options in self.space.choices.items():
+                delta = {o: self.table_ms(Arch({**base, choice: o})) - base_ms for o in options}
+                low = min(delta.values())
+                floor += low
+                extra[choice] = {o: d - low for o, d in delta.items()}
+            self._sums = (floor, extra)
+        return self._sums
+
+    def min_table_ms(self) -> float:
+        """The smallest table sum of any subnet of the space (its fastest subnet's)."""
+        return self._table_sums()[0]
+
     def option_costs(self) -> tuple[float, dict[str, dict[str, float]]]:
         """Calibrated latency as fixed part + per-option costs: ``fixed + sum cost[c][arch[c]]``.
 
@@ -188,15 +234,10 @@ class LatencyTable:
         """
         if self._costs is None:
             cal = self._calibrated()
-            base = {c: options[0] for c, options in self.space.choices.items()}
-            base_ms = self.table_ms(Arch(base))
-            fixed, costs = base_ms, {}
-            for choice, options in self.space.choices.items():
-                delta = {o: self.table_ms(Arch({**base, choice: o})) - base_ms for o in options}
-                low = min(delta.values())
-                fixed += low
-                costs[choice] = {o: cal.a * (d - low) for o, d in delta.items()}
-            self._costs = (cal.a * fixed + cal.b, costs)
+            floor, extra = self._table_sums()
+            self._costs = (cal.a * floor + cal.b,
+                           {c: {o: cal.a * d for o, d in opts.items()}
+                            for c, opts in extra.items()})
         return self._costs
 
     def expected_latency(self, probabilities: Mapping[str, Mapping[str, float]]) -> float:
@@ -278,20 +319,26 @@ class LatencyTable:
         """Reads a table written by :meth:`save`.
 
         Raises:
-            RunDirError: the file is missing, corrupt or not a latency table.
+            RunDirError: the file is missing, corrupt or not a latency table, holds
+                a number that is not finite or is negative (the calibration's
+                intercept ``b`` aside), or a calibration that predicts 0 ms or
+                less for a subnet of ``space``.
         """
         path = Path(path)
         try:
             data = json.loads(path.read_text())
         except FileNotFoundError:
             raise RunDirError(f"{path}: no latency table") from None
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             raise RunDirError(f"{path} is not a readable latency table ({exc})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise RunDirError(f"{path} is not an hwnas latency table")
         if data.get("version") != VERSION:
             raise RunDirError(f"{path}: latency table version {data.get('version')!r}, "
                               f"this hwnas reads {VERSION}")
+        bad = _bad_number(data)
+        if bad:
+            raise RunDirError(f"{path}: {bad}")
         try:
             cal = data["calibration"]
             return cls(space=space,
@@ -306,6 +353,31 @@ class LatencyTable:
                            relative_std=float(cal["relative_std"]),
                            samples=tuple(dict(s) for s in cal["samples"])),
                        info=dict(data.get("info") or {}))
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, AttributeError) as exc:
             raise RunDirError(f"{path} is a damaged latency table ({type(exc).__name__}: "
                               f"{exc})") from None
+        except ValueError as exc:
+            raise RunDirError(f"{path}: {exc}") from None
+
+
+#: The one number of a table that may be negative: a fit's intercept.
+_SIGNED = ("calibration", "b")
+
+
+def _bad_number(data: Any) -> str | None:
+    """What is wrong with the first number in ``data`` that is not finite, or is negative
+    though only ``calibration.b`` may be; None when every number is fine."""
+    stack: list[tuple[tuple[str, ...], Any]] = [((), data)]
+    while stack:  # not recursive: a hostile file may nest as deep as json parses
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(((*where, str(k)), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend(((*where, f"[{i}]"), v) for i, v in reversed(list(enumerate(value))))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            field = "".join(w if w.startswith("[") else "." + w for w in where).lstrip(".")
+            if not math.isfinite(value):
+                return f"{field} is {value}, not a finite number"
+            if value < 0 and where != _SIGNED:
+                return f"{field} is negative ({value})"
+    return None

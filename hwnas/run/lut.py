@@ -64,12 +64,19 @@ def _fitting_table(run: RunDir, space: BaseSearchSpace, profiler: BaseProfiler, 
     return table
 
 
-def ensure_table(run: RunDir, ws: Trained, *, progress: bool = True,
-                 rebuild: bool = False, speed: bool = False) -> LatencyTable:
+def ensure_table(run: RunDir, ws: Trained, *, progress: bool = True, rebuild: bool = False,
+                 speed: bool = False, repair: bool = False) -> LatencyTable:
     """The run's lut.json when it fits this device and protocol; else builds, calibrates, saves it.
 
     Prints why an existing table is rebuilt. ``speed`` also rebuilds a table
-    measured while the device was busier than now (``hwnas lut`` asks for it).
+    measured while the device was busier than now, and ``repair`` one that is
+    damaged or holds impossible values (``hwnas lut`` asks for both); without
+    ``repair`` such a table is refused, since the study's trials may have
+    been predicted with it.
+
+    Raises:
+        RunDirError: lut.json is damaged and ``repair`` is off; the message
+            says to run ``hwnas lut``.
     """
     cfg = run.config.latency
     profiler = make_profiler(cfg)
@@ -77,7 +84,11 @@ def ensure_table(run: RunDir, ws: Trained, *, progress: bool = True,
     if path.exists() and not rebuild:
         try:
             return _fitting_table(run, ws.space, profiler, speed=speed)
-        except (RunDirError, IncompatibleTableError) as exc:
+        except RunDirError as exc:
+            if not repair:
+                raise RunDirError(f"{exc}; run 'hwnas lut {run.path}' to rebuild it") from None
+            print(f"rebuilding {path}: {exc}")
+        except IncompatibleTableError as exc:
             print(f"rebuilding {path}: {exc}")
     table = LatencyTable.build(ws.space, profiler, supernet=ws.supernet,
                                calibration_samples=cfg.calibration_samples,
@@ -173,7 +184,7 @@ def plot_check(report: dict[str, Any], path: str) -> None:
 
 def profile(run: RunDir, ws: Trained, n: int, *, progress: bool = True) -> dict[str, Any]:
     """Checks the run's table on ``n`` subnets measured whole; writes profile.json and .png."""
-    table = ensure_table(run, ws, progress=progress)
+    table = ensure_table(run, ws, progress=progress, repair=True)
     profiler = make_profiler(run.config.latency)
     rng = np.random.default_rng(run.config.seed + 1)
     report = check(table, ws.space, ws.supernet, profiler, n, rng, progress=progress)
