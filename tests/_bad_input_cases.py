@@ -14,6 +14,9 @@ from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_sub
                               interrupt_training, mnist, other_space_weights, read_only_sys,
                               replace, resumes_after_interrupt, sqlite_file, tear_a_middle_record,
                               tear_claim, trains_on_after_interrupt, zero_for_the_fastest_subnet)
+                              tear_claim, trains_on_after_interrupt)
+from _bad_input_damage import (corrected_recipe_retrains, edit_json, retrain_file,
+                               weights_of_another_training, without)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -324,3 +327,56 @@ CASES: dict[str, Case] = {
         RUN_BAD, ("bad.yaml", "latency.calibration_samples", ">= 6", "got 4"),
         config(("latency: {", "latency: {calibration_samples: 4, "))),
 }
+
+# -- issue 15: run files (export all-or-nothing, retrain claim, shapes, supernet fingerprint)
+CASES.update({
+    "selected_wrong_shape_report": Case(("report", "{run}"), ("{run}/selected.json", "'arch' missing"),
+                                        replace("selected.json", b'{"key": "b0=skip"}')),
+    "selected_wrong_shape_export": Case(("export", "{run}"),
+                                        ("{run}/selected.json", "'arch' is a list"),
+                                        edit_json("selected.json",
+                                                  lambda r: {**r, "arch": list(r["arch"])})),
+    "selected_key_not_its_arch": Case(("retrain", "{run}"), ("{run}/selected.json", "'key'"),
+                                      edit_json("selected.json",
+                                                lambda r: {**r, "key": "b0=skip|b1=ir_k3_e2"})),
+    "export_record_wrong_shape": Case(("report", "{run}"),
+                                      ("{run}/export.json", "'formats' is an integer"),
+                                      replace("export.json", b'{"key": "b0=skip", "formats": 3}')),
+    "export_model_not_the_recorded_one": Case(("report", "{run}"),
+                                              ("{run}/model.onnx", "export.json", "hwnas export"),
+                                              replace("model.onnx", b"another model\n")),
+    "measured_wrong_shape": Case(("select", "{run}"), ("{run}/measured.json", "a list"),
+                                 replace("measured.json", b"[]")),
+    "measured_entry_wrong_shape": Case(("report", "{run}"),
+                                       ("{run}/measured.json", "latency_ms' is a string"),
+                                       edit_json("measured.json", lambda r: {
+                                           k: {**v, "latency_ms": "fast"} for k, v in r.items()})),
+    "derived_wrong_shape": Case(("search", "{run}", "--trials", "7", "--quiet"),
+                                ("{run}/derived.json", "'choices' missing"),
+                                replace("derived.json", b'{"key": "b0=skip"}')),
+    "search_stats_wrong_shape": Case(("report", "{run}"),
+                                     ("{run}/search_stats.json", "'evaluated' is a string"),
+                                     edit_json("search_stats.json",
+                                               lambda r: {**r, "evaluated": "six"})),
+    "storage_wrong_shape": Case(("search", "{run}"), ("{run}/storage.json", "'url' is an integer"),
+                                replace("storage.json", b'{"url": 5, "study": "tiny"}')),
+    "retrain_claim_wrong_shape": Case(("retrain", "{run}"), ("arch.json", "damaged", "'key' missing"),
+                                      edit_json(retrain_file("arch.json"), without("key"))),
+    "retrain_result_wrong_shape_export": Case(("export", "{run}"),
+                                              ("result.json", "'test_accuracy' missing"),
+                                              edit_json(retrain_file("result.json"),
+                                                        without("test_accuracy"))),
+    "retrain_result_wrong_shape_report": Case(("report", "{run}"),
+                                              ("result.json", "'arch' is a string"),
+                                              edit_json(retrain_file("result.json"),
+                                                        lambda r: {**r, "arch": "b0"})),
+    "retrain_batch_larger_than_the_data": Case(
+        ("retrain", "{run}", "--arch", "b0=skip|b1=ir_k3_e2", "--quiet"),
+        ("cannot retrain", "batch_size 100000"),
+        edit_run_config("  batch_size: 32\n  lr: 0.05", "  batch_size: 100000\n  lr: 0.05"),
+        after=corrected_recipe_retrains),
+    "weights_of_another_training": Case(("search", "{run}", "--trials", "7", "--quiet"),
+                                        ("{run}/supernet.h5", "{run}/train_state.npz",
+                                         "another training"),
+                                        weights_of_another_training),
+})

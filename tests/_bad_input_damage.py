@@ -298,3 +298,46 @@ def zero_for_the_fastest_subnet(ctx: Ctx) -> None:
     def edit(data: dict) -> None:
         data["calibration"]["b"] = -data["calibration"]["a"] * floor
     edit_lut(edit)(ctx)
+# -- issue 15: run files (export all-or-nothing, retrain claim, shapes, supernet fingerprint)
+
+
+def edit_json(name: str | Callable[[Ctx], Path], edit: Callable[[dict], object]) -> Callable[[Ctx], None]:
+    """Run file ``name`` (or ``name(ctx)``) replaced by ``edit(its JSON)``: valid JSON of a
+    wrong shape."""
+    import json
+
+    def damage(ctx: Ctx) -> None:
+        path = name(ctx) if callable(name) else ctx.run / name
+        path.write_text(json.dumps(edit(json.loads(path.read_text()))))
+    return damage
+
+
+def without(*keys: str) -> Callable[[dict], dict]:
+    return lambda record: {k: v for k, v in record.items() if k not in keys}
+
+
+def retrain_file(name: str) -> Callable[[Ctx], Path]:
+    return lambda ctx: selected_retraining(ctx) / name
+
+
+def weights_of_another_training(ctx: Ctx) -> None:
+    """supernet.h5 with every weight moved a little: another training's file of the same
+    shapes, written by nnabla's own parameter I/O."""
+    import nnabla as nn
+    path = str(ctx.run / "supernet.h5")
+    nn.load_parameters(path)
+    params = nn.get_parameters(grad_only=False)
+    for param in params.values():
+        param.d = param.d + np.float32(0.01)
+    nn.save_parameters(path, params)
+    nn.clear_parameters()
+
+
+def corrected_recipe_retrains(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    """The refused recipe claimed nothing: with the config corrected, the same subnet retrains."""
+    from hwnas.run.retrain import retrain_dir
+    edit_run_config("batch_size: 100000", "batch_size: 32")(ctx)
+    status, _, err = cli(capfd, "retrain", ctx.run, "--arch", "b0=skip|b1=ir_k3_e2", "--epochs",
+                         1, "--quiet")
+    assert status == 0, err
+    assert (retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2") / "result.json").exists()

@@ -29,7 +29,8 @@ LAYERS = (
     {"_config_sections"},
     {"budgets"},
     {"objectives"},
-    {"arch", "costs", "errors", "io", "registry"},
+    {"io"},
+    {"arch", "costs", "errors", "registry"},
 )
 
 

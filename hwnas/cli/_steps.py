@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import os
 import dataclasses
-import json
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -284,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def _print_measured(run: steps.RunDir) -> None:
-    record = json.loads((run / steps.RunDir.SELECTED).read_text())
+    record = steps.read_selected(run)
     if "latency_ms_measured" in record:
         print(f"  latency predicted {record['latency_ms_predicted']:.4f} ms, measured whole "
               f"{record['latency_ms_measured']:.4f} ms")

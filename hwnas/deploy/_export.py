@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import tempfile
 from collections import OrderedDict
@@ -25,15 +24,21 @@ import nnabla.functions as F
 import numpy as np
 from nnabla.utils.nnp_graph import NnpLoader
 
-from hwnas.io import atomic_write, atomic_write_json
+from hwnas.io import atomic_write, atomic_write_json, read_json_record, temporary_prefix
 from hwnas.deploy._onnx import OPSET, nnp_to_onnx, onnx_compatible, run_onnx
 from hwnas.arch import Arch
 from hwnas.data import Dataset
-from hwnas.errors import HwnasError
+from hwnas.errors import HwnasError, RunDirError
 from hwnas.hwcost import INPUT, NETWORK, OUTPUT, optimize_into, save_nnp
 
-#: What the last export wrote, beside the model files.
+#: What the last export wrote, beside the model files; written last, with each file's SHA-256.
 RECORD = "export.json"
+#: export.json's shape, this hwnas's and older ones' (a flat record of model.nnp, no digests).
+_FORMAT_ENTRY = {"model": str, "runtime?": str, "opset?": int, "test_accuracy?": (float, None),
+                 "max_abs_diff?": (float, None), "sha256?": str}
+RECORD_SHAPE = {"key": str, "arch?": {str: str}, "weights?": str, "weights_digest?": str,
+                "input_shape?": [int], "test_examples?": int, "formats?": {str: _FORMAT_ENTRY},
+                "model?": str, "test_accuracy?": (float, None), "max_abs_diff?": (float, None)}
 #: The largest difference in any logit between an exported file and the in-process subnet.
 TOLERANCE = 1e-4
 
@@ -162,10 +167,12 @@ def export_checked(subnet: nn.Module, data: Dataset, directory: str | Path,
     Each file runs in its own runtime on the test images as pixels; its
     logits must equal the in-process subnet's (normalised input, inference
     mode) within :data:`TOLERANCE`. The files replace the old ones only
-    once every check has passed.
+    once every check has passed. The staging directory names this process, so that
+    a later export removes it when a kill left it (:func:`hwnas.io.remove_stale_temporaries`).
 
     Returns:
-        Per format: the file name, runtime, test accuracy and max |difference|.
+        Per format: the file name, runtime, test accuracy, max |difference| and the
+        file's SHA-256 (:func:`write_record` records it, :func:`check_models` compares).
 
     Raises:
         HwnasError: a file's logits differ more; no file was replaced.
@@ -177,7 +184,7 @@ def export_checked(subnet: nn.Module, data: Dataset, directory: str | Path,
     reference.forward(clear_buffer=True)
     want, images = reference.d.copy(), pixels(data, test.x)
     entries: dict[str, dict] = {}
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=directory) as staging:
+    with tempfile.TemporaryDirectory(prefix=temporary_prefix("export"), dir=directory) as staging:
         for name in formats:
             fmt = FORMATS[name]
             path = Path(staging) / fmt.filename
@@ -193,10 +200,61 @@ def export_checked(subnet: nn.Module, data: Dataset, directory: str | Path,
                                  f"split (allowed: {TOLERANCE:g}); the previous files are kept")
             accuracy = float(np.mean(np.argmax(got, axis=1) == test.y[:, 0]))
             entries[name] = {"model": fmt.filename, "runtime": fmt.runtime(), **fmt.extra,
-                             "test_accuracy": accuracy, "max_abs_diff": diff}
+                             "test_accuracy": accuracy, "max_abs_diff": diff,
+                             "sha256": file_digest(path)}
         for name in formats:
             os.replace(Path(staging) / FORMATS[name].filename, directory / FORMATS[name].filename)
     return entries
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def read_record(directory: str | Path) -> dict[str, Any] | None:
+    """export.json, shape-checked, with an older hwnas's flat record of model.nnp read as
+    ``formats``; None before any export.
+
+    Raises:
+        RunDirError: it is unreadable or of another shape.
+    """
+    directory = Path(directory)
+    record = read_json_record(directory / RECORD, RECORD_SHAPE,
+                              remedy=f"rerun 'hwnas export {directory}'")
+    if record is not None and "formats" not in record:  # the first exporter's flat record
+        record["formats"] = {"nnp": {"model": record.get("model", FORMATS["nnp"].filename),
+                                     "runtime": "nnabla",
+                                     "test_accuracy": record.get("test_accuracy"),
+                                     "max_abs_diff": record.get("max_abs_diff")}}
+    return record
+
+
+def mismatched_models(directory: str | Path, record: dict[str, Any]) -> list[str]:
+    """The model files of ``record`` (from :func:`read_record`) that are missing or whose bytes
+    are not the ones it recorded: what an export killed between its renames leaves. Entries
+    without a digest (an older hwnas) are not checked."""
+    directory = Path(directory)
+    wrong = []
+    for entry in record["formats"].values():
+        path = directory / entry["model"]
+        if "sha256" in entry and (not path.is_file() or file_digest(path) != entry["sha256"]):
+            wrong.append(entry["model"])
+    return wrong
+
+
+def check_models(directory: str | Path, record: dict[str, Any]) -> None:
+    """Raises RunDirError naming the model files that do not match export.json."""
+    wrong = mismatched_models(directory, record)
+    if wrong:
+        directory = Path(directory)
+        raise RunDirError(f"{directory / wrong[0]} is not the file {directory / RECORD} "
+                          f"describes (an export was stopped half-way?); rerun "
+                          f"'hwnas export {directory}' to export again")
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -218,22 +276,29 @@ def write_record(directory: str | Path, arch: Arch, weights: str, digest: str, d
     now replace their entries. Another format's entry stays while the previous
     export.json describes the same subnet with the same weights (same digest)
     and its file is there; otherwise that file goes, since it would pass for
-    this subnet's.
+    this subnet's. So does a file whose bytes are not the ones recorded (an export
+    stopped between its renames). export.json is written last: until it is, the
+    previous one describes files some of which no longer match it, which
+    :func:`check_models` reports.
 
     Returns:
         What export.json holds.
     """
     directory = Path(directory)
     try:
-        previous = json.loads((directory / RECORD).read_text())
-        same = ((previous["key"], previous["weights"], previous["weights_digest"])
-                == (arch.key, weights, digest))
-        kept = dict(previous["formats"]) if same else {}
-    except (OSError, ValueError, KeyError, TypeError):
-        kept = {}  # none, damaged or of an older hwnas: nothing known to keep
+        previous = read_record(directory) or {}
+    except RunDirError:
+        previous = {}  # damaged: nothing known to keep
+    same = ((previous.get("key"), previous.get("weights"), previous.get("weights_digest"))
+            == (arch.key, weights, digest))
+    kept = dict(previous["formats"]) if same else {}
+    wrong = set(mismatched_models(directory, {"formats": kept}))
     formats = {}
     for name, fmt in FORMATS.items():
-        entry = written.get(name) or ((directory / fmt.filename).exists() and kept.get(name))
+        old = kept.get(name)
+        entry = written.get(name) or (old is not None and old["model"] == fmt.filename
+                                      and (directory / fmt.filename).exists()
+                                      and fmt.filename not in wrong and old)
         if entry:
             formats[name] = entry
         else:

@@ -9,7 +9,7 @@ import yaml
 from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, load_config
 from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
-from hwnas.io import atomic_write_text
+from hwnas.io import atomic_write_text, remove_stale_temporaries
 from hwnas.run.names import check_names
 from hwnas.studies import JOURNAL, STORAGE
 from hwnas.supernet.learners import BaseLearner
@@ -69,7 +69,7 @@ class RunDir:
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a directory; choose another --out")
         if (path / CONFIG).exists():
-            stored = cls.open(path).config
+            stored = cls.open(path).config  # (which removes leftovers of killed writers)
             # The retraining recipe is not part of what was trained and searched: a new one
             # replaces the stored one (each retraining records and guards its own recipe).
             diff = _first_difference({**stored.to_dict(), "retrain": None},
@@ -108,10 +108,22 @@ class RunDir:
         try:
             config = load_config(path / CONFIG)
             check_names(config, str(path / CONFIG))
+            remove_leftovers(path)
             return cls(path, config)
         except ConfigError as exc:
             reason = str(exc).removeprefix(f"{path / CONFIG}: ")
             raise RunDirError(f"{path / CONFIG} is damaged: {reason}") from None
+
+
+def remove_leftovers(path: Path) -> None:
+    """Removes what writers killed mid-write left in a run directory and its retrainings:
+    temporaries and export staging directories of processes that are gone."""
+    remove_stale_temporaries(path)
+    retrain = path / RunDir.RETRAIN_DIR
+    if retrain.is_dir():
+        for where in retrain.iterdir():
+            if where.is_dir():
+                remove_stale_temporaries(where)
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:

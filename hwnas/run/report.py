@@ -8,14 +8,18 @@ from pathlib import Path
 
 import hwnas
 from hwnas.data import load_dataset
+from hwnas.deploy import check_models, read_record
 from hwnas.errors import HwnasError, RunDirError
 from hwnas.io import atomic_write_text
 from hwnas.pareto import (ParetoFront, hypervolume_history, objective_matrix, plot_front,
                           plot_hypervolume, reference_point)
 import hwnas.run.report_sections as results
 from hwnas.run.files import RunDir
+from hwnas.run.records import (read_derived, read_measured, read_retrain_result, read_search_stats,
+                               read_selected)
 from hwnas.run.report_html import (Unreadable, code, curves, drawn_png, esc, figure, key, missing,
-                                   note, number, page, pairs, percent, read_csv, read_json, table)
+                                   note, number, page, pairs, percent, read_csv, table)
+from hwnas.run.retrain import retrain_dir
 from hwnas.run.select import strategies_of
 from hwnas.run.source import git, source_state
 from hwnas.run.workspace import space_from_config
@@ -37,10 +41,12 @@ def write_report(run: RunDir) -> Path:
     and its study, which is opened read-only.
 
     Raises:
-        RunDirError: the directory has no readable config (from ``RunDir.open``).
+        RunDirError: the directory has no readable config (from ``RunDir.open``), or one of
+            the run files the report reads is damaged (see :func:`check_inputs`).
     """
+    check_inputs(run)
     sections = [(ident, title, _guarded(build, run)) for ident, title, build in SECTIONS]
-    selected = read_json_or_none(run / RunDir.SELECTED)
+    selected = read_selected(run)
     lines = [f"Run directory {code(str(run.path))}",
              f"Generated {esc(datetime.datetime.now().strftime('%Y-%m-%d %H:%M'))} by hwnas "
              f"{esc(_version('hwnas'))}"]
@@ -52,11 +58,23 @@ def write_report(run: RunDir) -> Path:
     return path
 
 
-def read_json_or_none(path: Path):
-    try:
-        return read_json(path)
-    except Unreadable:
-        return None
+def check_inputs(run: RunDir) -> None:
+    """Reads every run file the report shows through its loader, so that a damaged one (no
+    JSON, or JSON of another shape) is one line naming it, not a section that crashed; and
+    checks that the model files are the ones export.json describes.
+
+    Raises:
+        RunDirError: the first damaged file.
+    """
+    selected = read_selected(run)
+    read_derived(run)
+    read_search_stats(run)
+    read_measured(run)
+    if selected is not None:
+        read_retrain_result(retrain_dir(run, selected["key"]))
+    exported = read_record(run.path)
+    if exported is not None:
+        check_models(run.path, exported)
 
 
 def _guarded(build: Builder, run: RunDir) -> str:
@@ -128,7 +146,7 @@ def training(run: RunDir) -> str:
             lambda: drawn_png(lambda p: plot_arch_trajectories(
                 arch_log, p, title="softmax(α) per block or edge during training")),
             "Architecture probabilities during training (arch_log.csv)")
-    derived = read_json(run / RunDir.DERIVED)
+    derived = read_derived(run)
     if derived is not None:
         arch = Arch(derived["choices"])
         body += f"<h3>Derived subnet</h3><p>{key(arch.key)}</p>" + figure(
@@ -163,7 +181,7 @@ def front(run: RunDir) -> str:
              ("Distinct subnets evaluated", len({e.arch.key for e in evs})),
              ("Proposed by", strategies),
              ("Hypervolume of the feasible front", f"{history[-1]:.6g}")]
-    stats = read_json(run / RunDir.SEARCH_STATS)
+    stats = read_search_stats(run)
     if stats:
         facts.append(("Last search call", f"{stats.get('evaluated', 0)} evaluated, "
                       f"{stats.get('cached', 0)} answered from the study, "
@@ -180,7 +198,7 @@ def front(run: RunDir) -> str:
         front_table = ParetoFront(evs, objectives, cfg.budgets).table()
         body += note(f"front.csv is not written yet (<code>hwnas front {esc(run.path)}</code> "
                      "also measures the front whole); the front below is computed from the study.")
-    selected = read_json(run / RunDir.SELECTED)
+    selected = read_selected(run)
     chosen = selected["key"] if selected else None
     cols = ["key", "accuracy", *[o for o in objectives if o != "error"]]
     cols += [c for c in ("latency_ms_measured",) if c in front_table]
@@ -198,7 +216,7 @@ def front(run: RunDir) -> str:
 
 
 def architecture(run: RunDir) -> str:
-    selected = read_json(run / RunDir.SELECTED)
+    selected = read_selected(run)
     if selected is None:
         return missing("Nothing selected yet (selected.json is missing)", f"hwnas select {run.path}")
     arch = Arch(selected["arch"])
@@ -239,11 +257,11 @@ def reproduce(run: RunDir) -> str:
     search = f"hwnas search {out}"
     if study_strategy and study_strategy != cfg.search.strategy and " " not in study_strategy:
         search += f" --strategy {study_strategy}"
-    selected = read_json_or_none(run / RunDir.SELECTED)
+    selected = read_selected(run)
     select = f"hwnas select {out}"
     if selected is not None and dict(selected.get("budgets", {})) != dict(cfg.budgets):
         select += "".join(f" --budget {k}={v:g}" for k, v in selected["budgets"].items())
-    export = read_json_or_none(run / RunDir.EXPORT) or {}
+    export = read_record(run.path) or {}
     steps = [f"hwnas train {where}/{RunDir.CONFIG} --out {out}"]
     if cfg.latency.predictor == "lut":
         steps.append(f"hwnas lut {out}")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from hwnas.deploy import read_record
 from hwnas.run.files import RunDir
+from hwnas.run.records import read_measured, read_retrain_result, read_selected
 from hwnas.run.report_html import (Raw, code, curves, esc, figure, key, missing, note, number,
                                    pairs, percent, read_csv, read_json, table)
 from hwnas.run.retrain import retrain_dir
@@ -33,7 +35,7 @@ def measured_latency(run, selected: dict[str, Any]) -> tuple[float, dict[str, An
     costs = selected["costs"]
     if "latency_ms_measured" in selected:
         return float(selected["latency_ms_measured"]), selected.get("measured_protocol", {})
-    cached = (read_json(run / RunDir.MEASURED) or {}).get(selected["key"])
+    cached = read_measured(run).get(selected["key"])
     if cached is not None:
         return float(cached["latency_ms"]), cached.get("protocol", {})
     if costs.get("latency_source", "measured") == "measured":
@@ -48,7 +50,7 @@ def _value(name: str, value: float) -> str:
 
 
 def costs(run) -> str:
-    selected = read_json(run / RunDir.SELECTED)
+    selected = read_selected(run)
     if selected is None:
         return _select_hint(run)
     c = selected["costs"]
@@ -95,7 +97,7 @@ def costs(run) -> str:
 
 
 def budgets(run) -> str:
-    selected = read_json(run / RunDir.SELECTED)
+    selected = read_selected(run)
     limits = selected["budgets"] if selected is not None else run.config.budgets
     if not limits:
         body = note("No budgets: the most accurate subnet evaluated is selected.")
@@ -128,11 +130,11 @@ def budgets(run) -> str:
 
 
 def retrained(run) -> str:
-    selected = read_json(run / RunDir.SELECTED)
-    if selected is None or "key" not in selected:
+    selected = read_selected(run)
+    if selected is None:
         return missing("Nothing selected yet, so nothing retrained", f"hwnas select {run.path}")
     folder = retrain_dir(run, selected["key"])
-    result = read_json(folder / RunDir.RETRAIN_RESULT)
+    result = read_retrain_result(folder)
     if result is None:
         return missing("The selected subnet is not retrained yet (the accuracies above are the "
                        "supernet's estimates with inherited weights)", f"hwnas retrain {run.path}")
@@ -158,14 +160,10 @@ def retrained(run) -> str:
 
 
 def export(run) -> str:
-    info = read_json(run / RunDir.EXPORT)
+    info = read_record(run.path)
     if info is None:
         return missing("Not exported yet (export.json is missing)", f"hwnas export {run.path}")
-    formats = info.get("formats")
-    if formats is None:  # the first export.json: one flat record of model.nnp
-        formats = {"nnp": {"model": info.get("model", RunDir.MODELS[0]), "runtime": "nnabla",
-                           "test_accuracy": info.get("test_accuracy"),
-                           "max_abs_diff": info.get("max_abs_diff")}}
+    formats = info["formats"]
     rows = []
     for name, f in formats.items():
         path = run / str(f.get("model", ""))

@@ -26,9 +26,10 @@ from hwnas.errors import HwnasError, RunDirError
 from hwnas.evaluate import Evaluator, split_accuracy
 from hwnas.io import atomic_write_json
 from hwnas.run.files import RunDir
+from hwnas.run.records import read_retrain_claim, read_retrain_result
 from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet
-from hwnas.supernet.learners import BaseLearner, load_weights
+from hwnas.supernet.learners import BaseLearner, load_weights, recorded_fingerprint
 
 
 
@@ -103,25 +104,24 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
                        else dataclasses.replace(cfg.retrain, epochs=epochs), cfg.data.name)
     where = retrain_dir(run, arch.key)
     claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": cfg.seed}
-    _claim(where, claim)
-    result_path = where / RunDir.RETRAIN_RESULT
-    if result_path.exists():
-        try:
-            done = json.loads(result_path.read_text())
-            if done["key"] == arch.key and done["recipe"] == recipe:
-                return done
-        except (ValueError, KeyError, TypeError):
-            pass  # damaged: computed again from the finished checkpoint below
     subnet = fresh_subnet(ws.space, arch, cfg.seed)
     train = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                         lr=recipe["lr"], momentum=recipe["momentum"],
                         weight_decay=recipe["weight_decay"])
-    try:
+    try:  # before the claim: a recipe the data cannot meet claims nothing
         learner = RetrainLearner(space=ws.space, supernet=subnet, data=ws.data, config=train,
                                  seed=cfg.seed, run_dir=where, progress=progress,
                                  augmentation=recipe["augmentation"])
     except ValueError as exc:
         raise HwnasError(f"{run / RunDir.CONFIG}: cannot retrain: {exc}") from None
+    _claim(where, claim)
+    result_path = where / RunDir.RETRAIN_RESULT
+    try:
+        done = read_retrain_result(where)
+    except RunDirError:
+        done = None  # damaged: computed again from the finished checkpoint below
+    if done is not None and (done["key"], done["recipe"]) == (arch.key, recipe):
+        return done
     history = learner.fit()
     subnet.training = False
     estimate = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
@@ -144,25 +144,23 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
 def _claim(where: Path, claim: dict[str, Any]) -> None:
     """Records which subnet and recipe ``where`` trains; refuses a directory holding others."""
     path = where / RunDir.RETRAIN_CLAIM
-    if path.exists():
-        try:
-            held = json.loads(path.read_text())
-            key, recipe = held["key"], held["recipe"]
-            if not isinstance(recipe, dict):
-                raise TypeError(f"its recipe is a {type(recipe).__name__}")
-        except (ValueError, KeyError, TypeError) as exc:
-            raise RunDirError(f"{path} is damaged ({exc}); move {where} away to retrain "
-                              "from scratch") from None
+    held = read_retrain_claim(where)
+    if held is not None:
+        key, recipe = held["key"], held["recipe"]
         if key != claim["key"]:
             raise RunDirError(f"{where} holds the retraining of another subnet ({key}); "
                               "move it away to retrain this one there")
-        if recipe != claim["recipe"]:
+        # A claim alone (no checkpoint, log or result) trained nothing: a corrected recipe
+        # replaces it.
+        if recipe != claim["recipe"] and any(p.name != RunDir.RETRAIN_CLAIM
+                                             for p in where.iterdir()):
             diff = next(k for k in {**recipe, **claim["recipe"]}
                         if recipe.get(k) != claim["recipe"].get(k))
             raise RunDirError(f"{where} was retrained with {diff}={recipe.get(diff)!r}, not "
                               f"{claim['recipe'].get(diff)!r}; move it away to retrain with "
                               "this recipe")
-        return
+        if recipe == claim["recipe"]:
+            return
     where.mkdir(parents=True, exist_ok=True)
     atomic_write_json(path, claim)
 
@@ -173,18 +171,14 @@ def retrained_subnet(run: RunDir, supernet: Supernet, arch: Arch) -> Supernet | 
     ``supernet`` (the run's) only lends the subnet's structure: every weight is replaced.
     """
     where = retrain_dir(run, arch.key)
-    path = where / RunDir.RETRAIN_RESULT
-    if not path.exists():
-        return None
-    try:
-        result = json.loads(path.read_text())
-        key = result["key"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path} is damaged ({exc}); rerun 'hwnas retrain'") from None
-    if key != arch.key:
+    result = read_retrain_result(where)
+    if result is None or result["key"] != arch.key:
         return None
     subnet = supernet.extract(arch)
-    load_weights(subnet, where / RetrainLearner.weights_file)
+    ckpt = where / RetrainLearner.checkpoint_file
+    load_weights(subnet, where / RetrainLearner.weights_file,
+                 expected=recorded_fingerprint(ckpt) if ckpt.exists() else None,
+                 recorded_in=ckpt)
     subnet.training = False
     return subnet
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from typing import Any
 
@@ -15,6 +14,7 @@ from hwnas.io import atomic_write_json, atomic_write_text
 from hwnas.pareto import (ParetoFront, Selection, best_within, hypervolume_history,
                           objective_matrix, plot_front, plot_hypervolume, reference_point)
 from hwnas.run.files import RunDir
+from hwnas.run.records import read_measured, read_selected
 from hwnas.run.workspace import Workspace, workspace
 from hwnas.studies import evaluations, open_study
 
@@ -59,10 +59,7 @@ def strategies_of(study: optuna.Study, default: str) -> str:
 def remeasure(run: RunDir, ws: Workspace, archs: list[Arch]) -> dict[str, dict[str, Any]]:
     """Whole-subnet latencies of ``archs``, each measured once and kept in measured.json."""
     path = run / RunDir.MEASURED
-    try:
-        cache = json.loads(path.read_text()) if path.exists() else {}
-    except (OSError, ValueError):
-        cache = {}  # a cache only: measure again
+    cache = read_measured(run)
     todo = {a.key: (ws.supernet.extract(a), ws.data.input_shape)
             for a in archs if a.key not in cache}
     if todo:
@@ -119,10 +116,8 @@ def select(run: RunDir, budgets: dict[str, float] | None = None, *,
 
 def selected_arch(run: RunDir) -> Arch:
     """The Arch in selected.json."""
-    path = run / RunDir.SELECTED
-    if not path.exists():
-        raise RunDirError(f"{path}: nothing selected yet; run 'hwnas select {run.path}'")
-    try:
-        return Arch(json.loads(path.read_text())["arch"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path} is damaged ({exc})") from None
+    record = read_selected(run)
+    if record is None:
+        raise RunDirError(f"{run / RunDir.SELECTED}: nothing selected yet; "
+                          f"run 'hwnas select {run.path}'")
+    return Arch(record["arch"])

@@ -1,18 +1,18 @@
 """The training step: learner and regularizer from the config, and the derived architecture."""
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import nnabla as nn
 import pandas as pd
 
 from hwnas.config import RegularizerConfig
-from hwnas.errors import ConfigError, RunDirError
+from hwnas.errors import ConfigError
 from hwnas.hwcost import count_graph_params, count_macs, inference_output
 from hwnas.io import atomic_write_json
 import hwnas.run.lut as lut
 from hwnas.run.files import RunDir
+from hwnas.run.records import read_derived
 from hwnas.run.workspace import Workspace, workspace
 from hwnas.supernet import Arch, BaseSearchSpace, Supernet, Unit, draw_arch, plot_arch_trajectories
 from hwnas.supernet.learners import Regularizer, learner_class
@@ -95,11 +95,5 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
 
 def derived_arch(run: RunDir) -> Arch | None:
     """The architecture the learner derived, or None (uniform sampling derives none)."""
-    path = run / RunDir.DERIVED
-    if not path.exists():
-        return None
-    try:
-        return Arch(json.loads(path.read_text())["choices"])
-    except (ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path}: unreadable derived architecture ({exc}); "
-                          "rerun 'hwnas train' to derive it again") from None
+    record = read_derived(run)
+    return None if record is None else Arch(record["choices"])

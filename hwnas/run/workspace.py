@@ -17,7 +17,7 @@ from hwnas.evaluate import Evaluator
 import hwnas.run.lut as lut
 from hwnas.run.files import RunDir
 from hwnas.supernet import BaseSearchSpace, Supernet, create_space, space_arguments
-from hwnas.supernet.learners import load_weights
+from hwnas.supernet.learners import load_weights, recorded_fingerprint
 
 
 @dataclasses.dataclass
@@ -92,7 +92,9 @@ def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Wo
     supernet = space.supernet()
     if trained:
         check_trained(run)
-        load_weights(supernet, run / RunDir.WEIGHTS)
+        ckpt = run / RunDir.CHECKPOINT
+        load_weights(supernet, run / RunDir.WEIGHTS, expected=recorded_fingerprint(ckpt),
+                     recorded_in=ckpt)
     return Workspace(run, data, space, supernet, progress)
 
 

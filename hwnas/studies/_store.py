@@ -14,6 +14,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from hwnas.arch import Arch
 from hwnas.errors import RunDirError
 from hwnas.costs import Costs
+from hwnas.io import read_json_record
 from hwnas.objectives import Evaluation
 from hwnas.studies._optuna_internals import fail_running_trial
 
@@ -31,14 +32,8 @@ MAX_RETRY = 3
 
 def storage_of(run_dir: str | Path) -> tuple[str, str] | None:
     """The RDB storage URL and study name recorded for a run; None: the journal file."""
-    path = Path(run_dir) / STORAGE
-    if not path.exists():
-        return None
-    try:
-        data = json.loads(path.read_text())
-        return str(data["url"]), str(data["study"])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise RunDirError(f"{path} is damaged ({exc})") from None
+    data = read_json_record(Path(run_dir) / STORAGE, {"url": str, "study": str})
+    return None if data is None else (data["url"], data["study"])
 
 
 def masked(url: str) -> str:

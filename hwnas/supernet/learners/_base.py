@@ -28,6 +28,8 @@ CHECKPOINT = "train_state.npz"
 WEIGHTS = "supernet.h5"
 LOG = "train_log.csv"
 ARCH_LOG = "arch_log.csv"
+#: The checkpoint's entry holding the fingerprint of the weights file written with it.
+FINGERPRINT = "weights_fingerprint"
 #: Architecture-parameter snapshots per epoch in arch_log.csv.
 SNAPSHOTS_PER_EPOCH = 10
 
@@ -309,7 +311,10 @@ class BaseLearner(abc.ABC):
                 for sname, var in state.pstate.items():
                     arrays[f"s:{group}:{pname}:{sname}"] = var.d
         arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
-        save_weights(self.supernet, self.run_dir / self.weights_file)
+        # The fingerprint pairs the weights file with this checkpoint: a file of the same
+        # shapes from another training is refused where it is loaded (load_weights).
+        arrays[FINGERPRINT] = np.array(save_weights(self.supernet,
+                                                    self.run_dir / self.weights_file))
         atomic_write_text(self.run_dir / self.log_file,
                           pd.DataFrame(self.history).to_csv(index=False))
         if self.arch_log:
@@ -368,6 +373,20 @@ class BaseLearner(abc.ABC):
         self.history = _read_log(self.run_dir / self.log_file, done)
         self.arch_log = _read_log(self.run_dir / self.arch_log_file, done)
         return done
+
+
+def recorded_fingerprint(checkpoint: str | Path) -> str | None:
+    """The fingerprint of the weights file that a checkpoint recorded; None for a checkpoint of
+    an hwnas that recorded none.
+
+    Raises:
+        RunDirError: the checkpoint is unreadable.
+    """
+    try:
+        with np.load(checkpoint) as state:
+            return str(state[FINGERPRINT]) if FINGERPRINT in state.files else None
+    except Exception as exc:
+        raise RunDirError(f"{checkpoint}: unreadable training checkpoint ({exc})") from None
 
 
 def _read_log(path: Path, done: int) -> list[dict[str, Any]]:

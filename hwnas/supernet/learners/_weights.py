@@ -1,9 +1,12 @@
 """A supernet's weights and architecture parameters in one nnabla .h5 file."""
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import nnabla as nn
+import numpy as np
 
 from hwnas.io import atomic_write
 from hwnas.errors import RunDirError
@@ -19,14 +22,41 @@ def _stored(supernet: Supernet) -> dict[str, nn.Variable]:
             **{ALPHA + k: v for k, v in supernet.arch_parameters().items()}}
 
 
-def save_weights(supernet: Supernet, path: str | Path) -> None:
-    """Writes every network weight and architecture parameter to an nnabla .h5 file, atomically."""
+def fingerprint(arrays: Mapping[str, np.ndarray]) -> str:
+    """SHA-256 of named arrays (names, shapes, float32 values): what a weights file holds."""
+    digest = hashlib.sha256()
+    for name in sorted(arrays):
+        values = np.ascontiguousarray(arrays[name], dtype=np.float32)
+        digest.update(f"{name}{values.shape}".encode())
+        digest.update(values.tobytes())
+    return digest.hexdigest()
+
+
+def save_weights(supernet: Supernet, path: str | Path) -> str:
+    """Writes every network weight and architecture parameter to an nnabla .h5 file, atomically.
+
+    Returns:
+        The :func:`fingerprint` of what was written; a checkpoint records it, so that
+        :func:`load_weights` can tell this file from another training's.
+    """
     params = _stored(supernet)
     atomic_write(path, lambda tmp: nn.save_parameters(tmp, params=params))
+    return fingerprint({k: v.d for k, v in params.items()})
 
 
-def load_weights(supernet: Supernet, path: str | Path) -> None:
-    """Loads weights saved by ``save_weights``; a truncated file or another space's is an error."""
+def load_weights(supernet: Supernet, path: str | Path, *, expected: str | None = None,
+                 recorded_in: str | Path | None = None) -> None:
+    """Loads weights saved by ``save_weights``; a truncated file or another space's is an error.
+
+    Args:
+        expected: the :func:`fingerprint` ``save_weights`` returned for this file (None: not
+            checked, as for a run of an hwnas that recorded none).
+        recorded_in: the file that recorded ``expected``, for the message.
+
+    Raises:
+        RunDirError: the file is missing, unreadable, of another space, or holds other
+            weights than ``expected`` (another training's file of the same shapes).
+    """
     path = Path(path)
     if not path.exists():
         raise RunDirError(f"{path}: no trained supernet; run 'hwnas train' first")
@@ -49,4 +79,9 @@ def load_weights(supernet: Supernet, path: str | Path) -> None:
         if stored[key].shape != param.shape:
             raise RunDirError(f"{path}: weight {key} has shape {stored[key].shape}, "
                               f"expected {param.shape}")
+    if expected is not None and fingerprint(stored) != expected:
+        raise RunDirError(f"{path} does not hold the weights of the training recorded in "
+                          f"{recorded_in} (another training's file?); put this run's "
+                          f"{path.name} back, or delete both to train again")
+    for key, param in params.items():
         param.d = stored[key]
