@@ -177,3 +177,11 @@ def test_an_ascii_console_shows_a_non_ascii_path_escaped(run_copy: Path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "l\\xe4uft-\\u03b1" in out and "selected.json" in out
+
+
+def test_ctrl_c_is_how_a_dashboard_ends_with_status_0(run_copy: Path):
+    proc = start("dashboard", run_copy, "--port", 0)
+    line = proc.stdout.readline()  # printed once it listens
+    assert "optuna-dashboard on http://" in line, proc.communicate()
+    status, out, err = interrupt(proc, 0.0)
+    assert (status, out, err) == (0, "dashboard stopped\n", "")
