@@ -32,6 +32,8 @@ class Case:
         added: files (relative to ``tmp``) the command may create.
         appended: files (relative to ``tmp``) the command may append to.
         after: further checks once the generic ones passed.
+        status: the exit status (130 for Ctrl-C, which is not bad input but must leave
+            the run directory just as intact).
     """
 
     argv: tuple[str, ...]
@@ -40,6 +42,7 @@ class Case:
     added: tuple[str, ...] = ()
     appended: tuple[str, ...] = ()
     after: Callable[[Ctx, pytest.CaptureFixture], None] | None = None
+    status: int = 2
 
 
 # --- the catalogue ----------------------------------------------------------------------
@@ -304,12 +307,13 @@ CASES: dict[str, Case] = {
     # -- Ctrl-C
     "interrupted_search": Case(("search", "{run}", "--trials", "9", "--quiet"),
                                ("interrupted", "same command again"), interrupt_evaluation,
-                               appended=("run/study.journal",), after=resumes_after_interrupt),
+                               appended=("run/study.journal",), after=resumes_after_interrupt,
+                               status=130),
     "interrupted_training": Case(("train", "{run}", "--quiet"),
                                  ("interrupted", "same command again"),
                                  both(edit_run_config("  epochs: 1\n", "  epochs: 2\n"),
                                       interrupt_training),
-                                 after=trains_on_after_interrupt),
+                                 after=trains_on_after_interrupt, status=130),
     # -- issue 15: the latency table and its calibration (hwcost)
     "lut_calibration_slope_nan": Case(  # issue 15, item 6: the search went on with NaN latencies
         ("search", "{run}", "--trials", "74", "--quiet"),

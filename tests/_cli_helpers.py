@@ -40,9 +40,10 @@ def assert_changed_nothing(before: dict[str, bytes], directory: Path) -> None:
     assert not changed, f"bad input changed {changed} in the run directory"
 
 
-def assert_usage_error(status: int, err: str, *fragments: str) -> str:
-    """Exit status 2 and one clear line on stderr naming every fragment; returns the line."""
-    assert status == 2, f"exit status {status}, stderr: {err!r}"
+def assert_one_line(status: int, err: str, expected: int, *fragments: str) -> str:
+    """Exit status ``expected`` and one clear line on stderr naming every fragment, no
+    traceback; returns the line."""
+    assert status == expected, f"exit status {status}, not {expected}; stderr: {err!r}"
     assert "Traceback" not in err, err
     lines = err.splitlines()
     assert len(lines) == 1 and lines[0].strip(), f"expected one stderr line, got {err!r}"
@@ -51,6 +52,16 @@ def assert_usage_error(status: int, err: str, *fragments: str) -> str:
     for fragment in fragments:
         assert fragment.lower() in line.lower(), f"{fragment!r} not in {line!r}"
     return line
+
+
+def assert_usage_error(status: int, err: str, *fragments: str) -> str:
+    """Exit status 2 and one clear line on stderr naming every fragment; returns the line."""
+    return assert_one_line(status, err, 2, *fragments)
+
+
+def assert_interrupted(status: int, err: str, *fragments: str) -> str:
+    """What Ctrl-C ends with: exit status 130 and one line naming every fragment."""
+    return assert_one_line(status, err, 130, "interrupted", *fragments)
 
 
 def load_trials(run: Path) -> list[optuna.trial.FrozenTrial]:

@@ -1,5 +1,5 @@
-"""The catalogue of bad input: each kind gets one clear line, exit status 2, and leaves every
-file that was already there as it was.
+"""The catalogue of bad input: each kind gets one clear line, exit status 2 (130 for Ctrl-C),
+and leaves every file that was already there as it was.
 
 Every case runs the real command line in-process against a private copy of the session's
 finished tiny run (``run``) inside the test's own directory (``tmp``, also the working
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from _cli_helpers import assert_usage_error, cli
+from _cli_helpers import assert_one_line, cli
 from _bad_input_cases import CASES
 from _bad_input_damage import Ctx
 
@@ -37,7 +37,7 @@ def test_bad_input(name, run_copy, tmp_path, tiny_config, capfd, monkeypatch):
         case.damage(ctx)
     before = tree(tmp_path)
     status, _, err = cli(capfd, *(ctx.fill(a) for a in case.argv))
-    assert_usage_error(status, err, *(ctx.fill(f) for f in case.fragments))
+    assert_one_line(status, err, case.status, *(ctx.fill(f) for f in case.fragments))
     after = tree(tmp_path)
     added = {p for p in set(after) - set(before)
              if not any(p == a or a.startswith(p + "/") for a in case.added)}

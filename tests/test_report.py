@@ -298,7 +298,7 @@ def test_dashboard_interrupted_while_starting_just_stops(run_copy: Path, capsys,
         raise KeyboardInterrupt
 
     monkeypatch.setattr(hwnas.run.dashboard, "serve", interrupted)
-    assert main(["dashboard", str(run_copy)]) == 2
+    assert main(["dashboard", str(run_copy)]) == 130
     assert capsys.readouterr().err.strip() == "hwnas: interrupted"  # nothing to resume
 
 

@@ -17,7 +17,7 @@ from hwnas.run.retrain import (RetrainLearner, fresh_subnet, read_arch_json, ret
                            retrained_subnet)
 from hwnas.supernet import Arch
 from hwnas.supernet.learners import load_weights
-from _cli_helpers import assert_usage_error, cli, snapshot
+from _cli_helpers import assert_interrupted, assert_usage_error, cli, snapshot
 
 # --- augmentation -------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ def test_resumed_retraining_equals_an_uninterrupted_one(finished_run, tmp_path, 
     with monkeypatch.context() as patch:
         interrupt_after(patch, 25)  # inside the third epoch (11 steps each)
         status, _, err = cli(capfd, "retrain", resumed, "--epochs", "3", "--quiet")
-    assert_usage_error(status, err, "interrupted", "same command again")
+    assert_interrupted(status, err, "same command again")
     assert not (selected_dir(resumed) / "result.json").exists()
     assert len(pd.read_csv(selected_dir(resumed) / "log.csv")) == 2
     assert cli(capfd, "retrain", resumed, "--epochs", "3", "--quiet")[0] == 0

@@ -28,7 +28,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--port", type=int, default=8080, help="port to listen on (default: 8080)")
     p.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (default: 127.0.0.1, this machine only)")
-    p.set_defaults(func=cmd_dashboard, resumes=False)
+    # Ctrl-C is how a dashboard ends (status 0); before it serves, it is an interrupt (130).
+    p.set_defaults(func=cmd_dashboard, resumes=False, ctrl_c_ends=True)
 
 
 def cmd_report(args: argparse.Namespace) -> None:
