@@ -8,15 +8,14 @@ import numpy as np
 import pytest
 
 from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_subnet,
-                              claim_with_a_list_recipe, config, copy_run, edit_lut,
-                              corrected_config_replaces_it, data_config, delete, edit_run_config,
+                              claim_with_a_list_recipe, config, copy_run,
+                              corrected_config_replaces_it, corrected_recipe_retrains,
+                              data_config, delete, edit_json, edit_lut, edit_run_config,
                               foreign_journal, garbage, half, interrupt_evaluation,
                               interrupt_training, mnist, other_space_weights, read_only_sys,
-                              replace, resumes_after_interrupt, sqlite_file, tear_a_middle_record,
-                              tear_claim, trains_on_after_interrupt, zero_for_the_fastest_subnet)
-                              tear_claim, trains_on_after_interrupt)
-from _bad_input_damage import (corrected_recipe_retrains, edit_json, retrain_file,
-                               weights_of_another_training, without)
+                              replace, resumes_after_interrupt, retrain_file, sqlite_file,
+                              tear_a_middle_record, tear_claim, trains_on_after_interrupt,
+                              weights_of_another_training, without, zero_for_the_fastest_subnet)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
