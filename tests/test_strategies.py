@@ -12,7 +12,7 @@ from hwnas.arch import Arch
 from hwnas.errors import MeasurementError
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.pareto._sorting import objective_matrix
-from hwnas.driver import drive
+from hwnas.driver import RETRIES, drive
 from hwnas.strategies import STRATEGIES, SamplerStrategy, create_strategy, strategy_class
 from hwnas.studies import evaluations, known_evaluations, memory_study, open_study
 from tests.test_study import BUDGETS, CHOICES, OBJECTIVES, fake_evaluation
@@ -161,9 +161,11 @@ def test_deterministic_strategies_resume_exactly_where_they_stopped(name):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_failed_measurement_is_a_failed_trial_then_the_search_goes_on(name):
-    failing = {"left": 2}
+    failing = {"left": 1 + RETRIES}  # the first subnet fails on every try
+    calls = collections.Counter()
 
     def flaky(arch: Arch):
+        calls[arch.key] += 1
         if failing["left"]:
             failing["left"] -= 1
             raise MeasurementError("device busy")
@@ -171,17 +173,24 @@ def test_a_failed_measurement_is_a_failed_trial_then_the_search_goes_on(name):
 
     study, _ = search(name, n=10, evaluate=flaky)
     states = collections.Counter(t.state for t in study.get_trials(deepcopy=False))
-    assert states[TrialState.FAIL] == 2
+    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
+    assert [t.user_attrs["fail_reason"] for t in failed if not t.user_attrs["cached"]] \
+        == ["device busy"]
+    assert calls[EXTREMES[0].key] == 1 + RETRIES  # tried again once, then never again
     assert len(known_evaluations(study)) == 10
     assert states[TrialState.RUNNING] == 0
 
 
 def test_three_failures_in_a_row_stop_the_search():
+    calls = collections.Counter()
+
     def broken(arch: Arch):
+        calls[arch.key] += 1
         raise MeasurementError("device busy")
 
-    with pytest.raises(MeasurementError, match="3 measurements in a row failed"):
+    with pytest.raises(MeasurementError, match="3 subnets in a row failed"):
         search("random", n=5, evaluate=broken)
+    assert len(calls) == 3 and set(calls.values()) == {1 + RETRIES}
 
 
 def test_a_strategy_that_only_repeats_itself_stops():

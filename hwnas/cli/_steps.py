@@ -177,8 +177,9 @@ def cmd_search(args: argparse.Namespace) -> None:
         raise HwnasError(f"--strategy: unknown strategy {args.strategy!r}; known: "
                          f"{_strategy_names()}")
     evs = steps.search(run, progress=not args.quiet, strategy=args.strategy, **parallel)
-    print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials) in "
-          f"{run / steps.RunDir.JOURNAL}")
+    failed = steps.failed_subnets_of(run)
+    print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials), "
+          f"{len(failed)} failed, in {run / steps.RunDir.JOURNAL}")
 
 
 def _strategies() -> dict:

@@ -2,10 +2,12 @@
 loop, not the strategy, opens and completes the study's trials."""
 from __future__ import annotations
 
-from hwnas.driver.books import Books
-from hwnas.driver.loop import MAX_FAILURES, MAX_REPEATS, DriveResult, Sharing, drive
+from hwnas.driver.books import UNEVALUABLE, Books, failed_subnets
+from hwnas.driver.loop import (MAX_FAILURES, MAX_REPEATS, RETRIES, DriveResult, Sharing, checked,
+                               drive)
 from hwnas.driver.pools import DaskPool, ProcessPool
 from hwnas.driver.worker import DatabaseSharing, work
 
 __all__ = ["Books", "DaskPool", "DatabaseSharing", "DriveResult", "MAX_FAILURES", "MAX_REPEATS",
-           "ProcessPool", "Sharing", "drive", "work"]
+           "ProcessPool", "RETRIES", "Sharing", "UNEVALUABLE", "checked", "drive",
+           "failed_subnets", "work"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import optuna
 from optuna.distributions import CategoricalDistribution
+from optuna.trial import TrialState
 
 from hwnas.arch import Arch
 from hwnas.objectives import Evaluation
@@ -18,8 +19,10 @@ class Books:
     attrs say which subnet it is, which strategy proposed it, whether it was
     answered from the study (``cached``), plus what the strategy adds
     (``BaseStrategy.trial_attrs``: the generation, how it was proposed). A
-    subnet that could not be evaluated is a failed trial with its
-    ``fail_reason``. One store then serves every strategy.
+    subnet that can never be evaluated is a failed trial with its
+    ``fail_reason`` and ``unevaluable`` set (``fail``); one that was not
+    evaluated this time (an interrupt) a failed trial without it
+    (``abandon``). One store then serves every strategy.
 
     A ``SamplerStrategy`` opened its trials itself (``study.ask()``); the books
     collect them. For any other strategy the books open a running trial with
@@ -85,9 +88,38 @@ class Books:
                strategy=self.strategy.name, cached=cached)
         self.strategy.tell(arch, evaluation)
 
+    def fail(self, arch: Arch, reason: str, *, cached: bool = False) -> None:
+        """Fails the trial of a subnet that can never be evaluated, for ``reason``; the
+        strategy never proposes it again (``BaseStrategy.fail``).
+
+        Args:
+            cached: the subnet failed before and was not evaluated again.
+        """
+        trial = self._take(arch)
+        self.strategy.fail(arch)
+        trial.set_user_attr(UNEVALUABLE, True)
+        trial.set_user_attr("strategy", self.strategy.name)
+        trial.set_user_attr("cached", cached)
+        fail(self.study, trial, key=arch.key, reason=reason)
+
     def abandon(self, arch: Arch, reason: str = "") -> None:
-        """Fails the trial of a subnet that could not be evaluated; the strategy learns
-        nothing from it (a proposing strategy proposes it again next)."""
+        """Fails the trial of a subnet that was not evaluated this time (an interrupt,
+        another worker evaluates it); the strategy may propose it again."""
         trial = self._take(arch)
         self.strategy.abandon(arch)
         fail(self.study, trial, key=arch.key, reason=reason)
+
+
+#: The user attr that marks the failed trial of a subnet that can never be evaluated.
+UNEVALUABLE = "unevaluable"
+
+
+def failed_subnets(study: optuna.Study) -> dict[str, str]:
+    """Key -> reason of every subnet the study records as never evaluable (its first
+    failed trial with ``unevaluable`` set; see ``Books.fail``)."""
+    failed: dict[str, str] = {}
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.FAIL,)):
+        attrs = trial.user_attrs
+        if attrs.get(UNEVALUABLE) and not attrs.get("cached") and "key" in attrs:
+            failed.setdefault(attrs["key"], attrs.get("fail_reason", ""))
+    return failed

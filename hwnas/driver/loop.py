@@ -13,14 +13,18 @@ from typing import Union
 import optuna
 
 from hwnas.arch import Arch
-from hwnas.driver.books import Books
+from hwnas.driver.books import Books, failed_subnets
 from hwnas.errors import MeasurementError
 from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy
 from hwnas.studies import known_evaluations
 
-#: Consecutive failed evaluations after which a search stops.
+#: Distinct subnets failing in a row after which a search stops: the machine
+#: cannot measure (a subnet that failed before, proposed again, does not count).
 MAX_FAILURES = 3
+#: Further tries of a subnet whose evaluation failed before it is recorded as
+#: never evaluable (one flaky measurement must not exclude a subnet for good).
+RETRIES = 1
 #: Consecutive proposals of already evaluated subnets after which a search
 #: stops: the strategy has converged or the space is exhausted.
 MAX_REPEATS = 200
@@ -32,8 +36,12 @@ class DriveResult:
 
     Attributes:
         evaluated: distinct subnets evaluated (the budget counts these).
-        cached: proposals answered from the study without evaluating again.
-        failed: evaluations that raised MeasurementError (trial marked failed).
+        cached: proposals answered from the study without evaluating again (a
+            subnet that failed before included).
+        failed: distinct subnets recorded as never evaluable: their evaluation
+            raised MeasurementError, or gave a number out of range
+            (``Evaluation.check``), on every try.
+        retried: evaluations tried again after a failure.
         stalled: the loop stopped early because the strategy only repeated itself.
         exhausted: the space holds fewer subnets than asked for; all were evaluated.
         seconds: wall time of the whole loop.
@@ -44,6 +52,7 @@ class DriveResult:
     evaluated: int = 0
     cached: int = 0
     failed: int = 0
+    retried: int = 0
     stalled: bool = False
     exhausted: bool = False
     seconds: float = 0.0
@@ -106,6 +115,31 @@ def serial(evaluate: Callable[[Arch], Evaluation]) -> Callable[[list[Arch]], lis
     return run
 
 
+def checked(outcome: Outcome) -> Outcome:
+    """The outcome, or the MeasurementError of an evaluation with a number out of range:
+    the one check of every number before it enters the study."""
+    if isinstance(outcome, Evaluation):
+        problem = outcome.problem()
+        if problem is not None:
+            return MeasurementError(problem)
+    return outcome
+
+
+def _answered(current: _Batch, submit: Callable[[list[Arch]], Callable[[], list[Outcome]]],
+              result: DriveResult) -> dict[str, Outcome]:
+    """Key -> checked outcome of each subnet a batch evaluated; a failed one is tried
+    ``RETRIES`` more times first."""
+    outcomes = {key: checked(o) for key, o in zip(current.keys, current.answers())}
+    archs = {arch.key: arch for arch in current.archs}
+    for _ in range(RETRIES):
+        again = [archs[key] for key, o in outcomes.items() if isinstance(o, MeasurementError)]
+        if not again:
+            break
+        result.retried += len(again)
+        outcomes.update((arch.key, checked(o)) for arch, o in zip(again, submit(again)()))
+    return outcomes
+
+
 def _deferred(evaluate_batch: Callable[[list[Arch]], list[Outcome]]
               ) -> Callable[[list[Arch]], Callable[[], list[Outcome]]]:
     """``submit`` for a synchronous evaluator: the work happens when the answer is wanted."""
@@ -121,7 +155,9 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
           max_repeats: int = MAX_REPEATS, batch: int = 1,
           evaluate_batch: Callable[[list[Arch]], list[Outcome]] | None = None,
           submit: Callable[[list[Arch]], Callable[[], list[Outcome]]] | None = None,
-          depth: int = 2, sharing: Sharing | None = None) -> DriveResult:
+          depth: int = 2, sharing: Sharing | None = None,
+          on_failure: Callable[[Arch, str], None] | None = None,
+          result: DriveResult | None = None) -> DriveResult:
     """Runs ``strategy`` until ``known`` holds ``evaluations`` distinct subnets
     (or every subnet of a smaller space).
 
@@ -137,9 +173,17 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
     ``known`` is answered from it (its trial is marked ``cached``) and not
     evaluated again; it does not count against the budget. Before the loop
     the strategy replays ``known``, so a resumed search goes on where it
-    stopped. A failed measurement fails its trial (``MAX_FAILURES`` in a row
-    stop the search); an interrupt fails the trial of every proposal not yet
-    told, and is raised again.
+    stopped.
+
+    Every answer is checked before it enters the study (``Evaluation.problem``:
+    finite numbers in range). A subnet whose evaluation fails (MeasurementError
+    or a number out of range) is tried ``RETRIES`` more times at once; if it
+    still fails it is recorded as never evaluable, once, with its reason
+    (``Books.fail``): the strategy does not propose it again, and a proposal
+    of it (or of a subnet the study records failed) is answered as failed
+    without evaluating, like a cached one. ``MAX_FAILURES`` distinct subnets
+    failing in a row stop the search. An interrupt fails the trial of every
+    proposal not yet told, and is raised again.
 
     Args:
         strategy: proposes subnets.
@@ -160,9 +204,12 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
         depth: batches in flight at once.
         sharing: other processes writing the study (a database worker's lock,
             heartbeat and count); default: none.
+        on_failure: called with each subnet recorded as never evaluable and why.
+        result: filled in as the loop goes (the counts stay with the caller when
+            the loop raises); default: a new one.
 
     Raises:
-        MeasurementError: ``MAX_FAILURES`` evaluations in a row failed.
+        MeasurementError: ``MAX_FAILURES`` distinct subnets in a row failed.
     """
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
@@ -177,15 +224,21 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
     sharing = sharing or Sharing()
     known = known_evaluations(study) if known is None else known
     books = Books(study=study, strategy=strategy)
+    # key -> reason of every subnet that can never be evaluated, the study's too
+    failed = {k: r for k, r in failed_subnets(study).items() if k not in known}
     size = math.prod(len(options) for options in strategy.choices.values())
-    target = min(evaluations, size)
-    result = DriveResult(exhausted=size < evaluations)
+    result = result if result is not None else DriveResult()
+
+    def target() -> int:  # distinct subnets to reach: the space holds fewer evaluable ones
+        result.exhausted = size - len(failed) < evaluations
+        return min(evaluations, size - len(failed))
+
     start = time.perf_counter()
+    strategy.exclude(failed)
     strategy.replay(known)
     repeats = failures = 0
     inflight: collections.deque[_Batch] = collections.deque()
     pending: set[str] = set()  # keys being evaluated by an in-flight batch
-    failed: dict[str, MeasurementError] = {}  # failures that in-flight repeats share
     asking = True
     untold: list[Arch] = []  # asked, neither in flight nor told yet
     try:
@@ -194,7 +247,7 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
             while asking and len(inflight) < depth:
                 with sharing.reserve():
                     elsewhere = sharing.refresh(known) - pending
-                    room = target - len(known) - len(pending) - len(elsewhere)
+                    room = target() - len(known) - len(pending) - len(elsewhere)
                     if room <= 0:
                         blocked = bool(elsewhere)
                         break
@@ -204,7 +257,8 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 untold = [arch for arch, _ in opened]
                 todo: dict[str, tuple[Arch, optuna.Trial]] = {}
                 for arch, trial in opened:
-                    if arch.key not in known and arch.key not in pending | elsewhere:
+                    if arch.key not in known and arch.key not in failed \
+                            and arch.key not in pending | elsewhere:
                         todo.setdefault(arch.key, (arch, trial))
                 pending.update(todo)
                 began = time.perf_counter()
@@ -214,32 +268,40 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                                        answers))
                 untold = []
             if not inflight:
-                if blocked and len(known) < target and sharing.wait():
+                if blocked and len(known) < target() and sharing.wait():
                     continue
-                result.stalled = len(known) < target
+                result.stalled = len(known) < target()
                 break
             current = inflight.popleft()
             untold = current.archs
             began = time.perf_counter()
             with sharing.evaluating(current.trials):
-                outcomes = dict(zip(current.keys, current.answers()))
+                outcomes = _answered(current, submit, result)
             result.evaluating_seconds += time.perf_counter() - began
             pending.difference_update(current.keys)
             for i, arch in enumerate(current.archs):
                 untold = current.archs[i + 1:]
-                outcome = known.get(arch.key) or outcomes.get(arch.key) or failed.get(arch.key)
+                outcome = known.get(arch.key) or outcomes.pop(arch.key, None)
+                if outcome is None and arch.key in failed:  # failed before: not again
+                    books.fail(arch, reason=f"not evaluated again: {failed[arch.key]}",
+                               cached=True)
+                    repeats += 1
+                    result.cached += 1
+                    continue
                 if outcome is None:  # another process evaluates it
                     books.abandon(arch, reason="being evaluated by another worker")
                     continue
                 if isinstance(outcome, MeasurementError):
-                    # Recorded as failed, never as a zero cost; a run of
-                    # failures means the machine cannot measure reliably.
-                    failed[arch.key] = outcome
-                    books.abandon(arch, reason=str(outcome))
+                    # Recorded as failed, never as a zero cost; distinct subnets
+                    # failing in a row mean the machine cannot measure.
+                    failed[arch.key] = str(outcome)
+                    books.fail(arch, reason=str(outcome))
                     result.failed += 1
                     failures += 1
+                    if on_failure is not None:
+                        on_failure(arch, str(outcome))
                     if failures >= MAX_FAILURES:
-                        raise MeasurementError(f"{failures} measurements in a row failed; "
+                        raise MeasurementError(f"{failures} subnets in a row failed; "
                                                f"last: {outcome}")
                     continue
                 cached = arch.key in known
@@ -253,8 +315,6 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 books.tell(arch, outcome, cached=cached)
                 if on_result is not None:
                     on_result(outcome, cached)
-            if not inflight:
-                failed.clear()
             if repeats >= max_repeats:
                 result.stalled = True
                 asking = False  # tell what is in flight, then stop
@@ -262,5 +322,6 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
         for arch in reversed(untold + [a for b in inflight for a in b.archs]):
             books.abandon(arch, reason="interrupted")
         raise
-    result.seconds = time.perf_counter() - start
+    finally:
+        result.seconds = time.perf_counter() - start
     return result

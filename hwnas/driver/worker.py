@@ -110,7 +110,7 @@ def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target:
 
     Raises:
         HwnasError: the strategy keeps its state in this process.
-        MeasurementError: ``MAX_FAILURES`` evaluations in a row failed.
+        MeasurementError: ``MAX_FAILURES`` distinct subnets in a row failed.
     """
     if not isinstance(strategy, SamplerStrategy):
         raise HwnasError(f"the {strategy.name} strategy keeps its state in one process; "

@@ -8,7 +8,8 @@ import hashlib
 import optuna
 from tqdm import tqdm
 
-from hwnas.driver import MAX_REPEATS, DaskPool, ProcessPool, drive, work
+from hwnas.driver import (MAX_REPEATS, DaskPool, DriveResult, ProcessPool, drive,
+                          failed_subnets, work)
 from hwnas.errors import ConfigError, HwnasError, MeasurementError, RunDirError
 from hwnas.io import atomic_write_json
 from hwnas.objectives import Evaluation
@@ -96,32 +97,45 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
             bar.set_postfix(error=f"{evaluation.metrics['error']:.3f}",
                             latency_ms=f"{evaluation.costs.latency_ms:.3f}")
 
-    def warn_and_evaluate(arch: Arch) -> Evaluation:
-        try:
-            return evaluator(arch)
-        except MeasurementError as exc:
-            tqdm.write(f"warning: {exc}; the trial is marked failed")
-            raise
+    def warn(arch: Arch, reason: str) -> None:
+        tqdm.write(f"warning: {reason}; {arch.key} is recorded as failed and not proposed "
+                   "again")
 
+    result = DriveResult()
     try:
-        result = drive(searcher, warn_and_evaluate, cfg.search.trials, study=study, known=known,
-                       on_result=show, batch=cfg.search.batch,
-                       submit=pool.submit if pool is not None else None)
+        drive(searcher, evaluator, cfg.search.trials, study=study, known=known,
+              on_result=show, on_failure=warn, batch=cfg.search.batch,
+              submit=pool.submit if pool is not None else None, result=result)
+    except MeasurementError:
+        _write_stats(run, result, name, workers, dask)  # the counts up to the stop
+        raise
     finally:
         if pool is not None:
             pool.close()
-    bar.close()
-    if result.evaluated or result.cached or result.failed:  # a finished search stays as it was
-        atomic_write_json(run / RunDir.SEARCH_STATS,
-                          {**dataclasses.asdict(result), "strategy": name,
-                           "batch": cfg.search.batch, "workers": workers, "dask": dask})
+        bar.close()
+    _write_stats(run, result, name, workers, dask)
     if result.exhausted:
-        tqdm.write(f"note: the space holds only {len(known)} subnets; all are evaluated")
+        tqdm.write(f"note: the space holds only {len(known)} subnets that can be evaluated; "
+                   "all are evaluated")
     elif result.stalled:
         tqdm.write(f"warning: the {name} strategy proposed only subnets already evaluated "
                    f"{MAX_REPEATS} times in a row; stopping at {len(known)} subnets "
                    "(the space may be exhausted)")
     return evaluations(study)
+
+
+def _write_stats(run: RunDir, result: DriveResult, name: str, workers: int,
+                 dask: str | None) -> None:
+    """search_stats.json: what this search did; a search that did nothing leaves it as it was."""
+    if result.evaluated or result.cached or result.failed:
+        atomic_write_json(run / RunDir.SEARCH_STATS,
+                          {**dataclasses.asdict(result), "strategy": name,
+                           "batch": run.config.search.batch, "workers": workers, "dask": dask})
+
+
+def failed_subnets_of(run: RunDir) -> dict[str, str]:
+    """Key -> reason of every subnet the run's study records as never evaluable."""
+    return failed_subnets(open_study(run.path, run.config.search.objectives, create=False))
 
 
 def study_name(config_name: str, config_text: str) -> str:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import optuna
@@ -57,6 +57,7 @@ class BaseStrategy(abc.ABC):
         self.objectives = list(objectives)
         self.budgets = dict(budgets or {})
         self.seed = seed
+        self.excluded: set[str] = set()  # keys of subnets that can never be evaluated
 
     @classmethod
     def sampler(cls, seed: int) -> optuna.samplers.BaseSampler:
@@ -81,7 +82,18 @@ class BaseStrategy(abc.ABC):
 
     @abc.abstractmethod
     def abandon(self, arch: Arch) -> None:
-        """A subnet returned by ``ask`` could not be evaluated: nothing is learned from it."""
+        """A subnet returned by ``ask`` was not evaluated this time (an interrupt, another
+        worker evaluates it): nothing is learned from it, and it may be proposed again."""
+
+    def fail(self, arch: Arch) -> None:
+        """A subnet returned by ``ask`` can never be evaluated: it is not proposed again
+        (an evolutionary strategy ranks it below every evaluated one)."""
+        self.exclude([arch.key])
+
+    def exclude(self, keys: Iterable[str]) -> None:
+        """Subnets (by key) that can never be evaluated, such as the failed ones of a
+        resumed study: they are not proposed. Call it before ``replay``."""
+        self.excluded.update(keys)
 
     @abc.abstractmethod
     def enqueue(self, archs: list[Arch]) -> None:
@@ -117,11 +129,17 @@ class BaseStrategy(abc.ABC):
 class ProposingStrategy(BaseStrategy):
     """A strategy that proposes by itself, from its seed and what it was told.
 
-    Subclasses implement ``_propose`` and ``_learn``. A subnet that could not
-    be evaluated is proposed again next. Such a strategy is deterministic
-    given its seed and what it was told, so it resumes an interrupted search
-    by proposing again from the start (``replay``).
+    Subclasses implement ``_propose`` and ``_learn``. An abandoned subnet is
+    proposed again next; an excluded one never: a proposal of it is answered
+    as failed at once (``fail``) and another is drawn. Such a strategy is
+    deterministic given its seed, what it was told and what it excludes, so it
+    resumes an interrupted search by proposing again from the start
+    (``replay``) once the study's failed subnets are excluded.
     """
+
+    #: Excluded proposals one ``ask`` passes over before it gives up (a space
+    #: whose every subnet failed); it then returns fewer proposals.
+    MAX_SKIPS = 1000
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -132,8 +150,22 @@ class ProposingStrategy(BaseStrategy):
         """Up to ``n`` new proposals; fewer (even none) while waiting for tells."""
 
     def ask(self, n: int = 1) -> list[Arch]:
-        taken, self._ready = self._ready[:n], self._ready[n:]
-        return taken + (self._propose(n - len(taken)) if len(taken) < n else [])
+        taken: list[Arch] = []
+        skips = 0
+        while len(taken) < n and skips <= self.MAX_SKIPS:
+            if self._ready:
+                fresh = [self._ready.pop(0)]
+            else:
+                fresh = self._propose(n - len(taken))
+                if not fresh:
+                    break
+            for arch in fresh:
+                if arch.key in self.excluded:
+                    self.fail(arch)
+                    skips += 1
+                else:
+                    taken.append(arch)
+        return taken
 
     def abandon(self, arch: Arch) -> None:
         """Learns nothing from ``arch`` and proposes it again next."""

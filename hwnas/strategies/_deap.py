@@ -202,17 +202,29 @@ class DeapStrategy(ProposingStrategy):
         return archs
 
     def _learn(self, arch: Arch, values: list[float], violation: float) -> None:
+        if len(values) != len(self.objectives) or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"expected {len(self.objectives)} finite values for "
+                             f"{self.objectives}, got {values!r}")
+        self._settle(arch, self._fitness(tuple(float(v) for v in values), violation))
+
+    def fail(self, arch: Arch) -> None:
+        """Never proposes ``arch`` again; its proposal counts as infeasible (infinite
+        values and violation), so its generation completes without it and it ranks
+        below every evaluated individual."""
+        super().fail(arch)
+        self._settle(arch, self._fitness((math.inf,) * len(self.objectives), math.inf))
+
+    def _settle(self, arch: Arch, fitness: ConstrainedFitness) -> None:
+        """Gives the oldest waiting proposal of ``arch`` its fitness; the last one of a
+        generation starts the next."""
         indices = self._waiting.get(arch.key)
         if not indices:
             raise ValueError(f"{arch.key!r} is no proposal of generation {self._generation} "
                              "awaiting its values")
-        if len(values) != len(self.objectives) or not all(math.isfinite(v) for v in values):
-            raise ValueError(f"expected {len(self.objectives)} finite values for "
-                             f"{self.objectives}, got {values!r}")
         index = indices.pop(0)
         if not indices:
             del self._waiting[arch.key]
-        self._brood[index].fitness = self._fitness(tuple(float(v) for v in values), violation)
+        self._brood[index].fitness = fitness
         self._told += 1
         if self._told == len(self._brood):
             self._advance()
@@ -253,10 +265,16 @@ class DeapStrategy(ProposingStrategy):
 
     def _environmental_selection(self, pool: list[_Individual]) -> list[_Individual]:
         F = np.array([individual.fitness.values for individual in pool], dtype=float)
-        low, span = F.min(axis=0), np.ptp(F, axis=0)
+        # Failed individuals (infinite values) take the worst normalised value, 1,
+        # so every operator sees finite numbers; their violation ranks them last.
+        finite = np.isfinite(F).all(axis=1)
+        seen = F[finite] if finite.any() else np.zeros((1, F.shape[1]))
+        low, span = seen.min(axis=0), np.ptp(seen, axis=0)
         span[span == 0] = 1.0
+        normalised = (F - low) / span
+        normalised[~finite] = 1.0
         ranked = [_Ranked(i, self._fitness(tuple(row.tolist()), individual.fitness.violation))
-                  for i, (row, individual) in enumerate(zip((F - low) / span, pool))]
+                  for i, (row, individual) in enumerate(zip(normalised, pool))]
         with self._random:
             chosen = self._select(ranked, self.population)
         return [pool[r.index] for r in chosen]

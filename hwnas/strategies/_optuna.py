@@ -190,6 +190,8 @@ class TPELocalStrategy(TPEStrategy):
             if all(v <= 0 for v in trial.constraints.values()):
                 front.setdefault(self._key(trial), trial)
         members = list(front.values())
+        if not members:  # nothing evaluated fits the budgets yet
+            return None
         keep = non_dominated(np.array([t.values for t in members]))
         members = [t for t, k in zip(members, keep) if k]
         weights = crowding_distance(np.array([t.values for t in members]))
