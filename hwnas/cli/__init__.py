@@ -10,6 +10,7 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       os.path.join(os.path.dirname(__file__), "nnabla.conf"))
 
 from hwnas import __version__  # noqa: E402
+from hwnas import run as steps  # noqa: E402
 from hwnas.cli import _cost, _report, _retrain, _steps  # noqa: E402
 from hwnas.cli._common import Parser, UsageError  # noqa: E402
 from hwnas.errors import HwnasError  # noqa: E402
@@ -31,9 +32,12 @@ def build_parser() -> Parser:
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the command line; returns the exit status (2 for bad input)."""
-    args = None
+    args = writer = None
     try:
         args = build_parser().parse_args(argv)
+        # The one place a command's run directories are locked: the command declares
+        # how it writes them (``writes``), RunDir.open/create take the lock for it.
+        writer = args.writer = _writer(args)
         args.func(args)
     except SystemExit as exc:  # --help and --version
         return exc.code if isinstance(exc.code, int) else 0
@@ -53,7 +57,19 @@ def main(argv: list[str] | None = None) -> int:
         where = f": {exc.filename}" if exc.filename else ""
         print(f"hwnas: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
+    finally:
+        if writer is not None:
+            writer.release()
     return 0
+
+
+def _writer(args) -> steps.Writer | None:
+    """The lock holder of a command that writes run directories; None for one that reads."""
+    writes = getattr(args, "writes", None)
+    if writes is None:
+        return None
+    shared = {"exclusive": False, "shared": True, "shared-on-database": None}[writes]
+    return steps.Writer(f"hwnas {args.command}", shared=shared)
 
 
 if __name__ == "__main__":
