@@ -270,3 +270,51 @@ def resumes_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     assert len({t.user_attrs["key"] for t in done if t.state == TrialState.COMPLETE}) == 9
     assert [(t.number, t.values) for t in done[:len(trials)]] == \
         [(t.number, t.values) for t in trials]
+
+
+# -- issue 15: one writer per run directory
+
+
+def hold_run(command: str, *, shared: bool = False) -> Callable[[Ctx], None]:
+    """Holds the run directory's lock from this process, as a live ``command`` would (a
+    worker holds it shared); ``ctx.holder`` keeps it until ``released_then`` lets go."""
+    def damage(ctx: Ctx) -> None:
+        from hwnas.io import FileLock  # the tests' own holder of the lock hwnas takes
+        from hwnas.run import RunDir
+
+        ctx.holder = FileLock(ctx.run / RunDir.LOCK)
+        ctx.holder.acquire(shared=shared, command=command)
+    return damage
+
+
+def released_then(*argv: str) -> Callable[[Ctx, pytest.CaptureFixture], None]:
+    """Once the holder lets go, the refused command line ``argv`` succeeds."""
+    def after(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+        from hwnas.run import RunDir
+
+        ctx.holder.release()
+        status, _, err = cli(capfd, *(ctx.fill(a) for a in argv))
+        assert status == 0, err
+        assert not (ctx.run / RunDir.LOCK).exists()
+    return after
+
+
+def full_disk(ctx: Ctx) -> None:
+    """Every append to a study journal fails as on a full disk (Optuna's write names no file)."""
+    import errno
+    import os
+
+    from optuna.storages.journal import JournalFileBackend
+
+    def no_space(self, logs) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    ctx.monkeypatch.setattr(JournalFileBackend, "append_logs", no_space)
+
+
+def searches_once_there_is_room(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    ctx.monkeypatch.undo()
+    status, _, err = cli(capfd, "search", ctx.run, "--trials", 8, "--quiet")
+    assert status == 0, err
+    assert len({t.user_attrs["key"] for t in load_trials(ctx.run)
+                if t.state == TrialState.COMPLETE}) == 8
