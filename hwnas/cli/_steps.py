@@ -67,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory (its supernet trained)")
     p.add_argument("--storage", required=True, metavar="URL",
                    help="e.g. postgresql+psycopg2://user@db-host:5432/hwnas")
-    p.set_defaults(func=cmd_study, writes="exclusive")
+    p.set_defaults(func=cmd_study, writes="shared-on-database")
 
     p = sub.add_parser("worker", help="evaluate subnets for a study in a database",
                        description="One worker of a study created with 'hwnas study': asks its "
