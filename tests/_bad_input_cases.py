@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
 
 import numpy as np
@@ -11,10 +12,12 @@ from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_sub
                               claim_with_a_list_recipe, config, copy_run,
                               corrected_config_replaces_it, corrected_recipe_retrains,
                               data_config, delete, edit_json, edit_lut, edit_run_config,
-                              foreign_journal, garbage, half, interrupt_evaluation,
-                              interrupt_training, mnist, other_space_weights, read_only_sys,
-                              replace, resumes_after_interrupt, retrain_file, sqlite_file,
-                              tear_a_middle_record, tear_claim, trains_on_after_interrupt,
+                              foreign_journal, full_disk, garbage, half, hold_run,
+                              interrupt_evaluation, interrupt_training, mnist,
+                              other_space_weights, read_only_sys, released_then, replace,
+                              resumes_after_interrupt, retrain_file,
+                              searches_once_there_is_room, sqlite_file, tear_a_middle_record,
+                              tear_claim, trains_on_after_interrupt,
                               weights_of_another_training, without, zero_for_the_fastest_subnet)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
@@ -329,6 +332,29 @@ CASES: dict[str, Case] = {
     "calibration_samples_below_the_minimum": Case(
         RUN_BAD, ("bad.yaml", "latency.calibration_samples", ">= 6", "got 4"),
         config(("latency: {", "latency: {calibration_samples: 4, "))),
+    # -- issue 15: one writer per run directory (the holder: this test process)
+    "run_dir_in_use": Case(("front", "{run}"),
+                           ("{run} is in use by 'hwnas search'", f"pid {os.getpid()} on",
+                            "wait for it"),
+                           hold_run("hwnas search"), after=released_then("front", "{run}")),
+    "run_into_a_run_dir_in_use": Case(("run", "{tiny}", "--out", "{run}", "--quiet"),
+                                      ("in use by 'hwnas export'", f"pid {os.getpid()} on"),
+                                      hold_run("hwnas export"),
+                                      after=released_then("select", "{run}")),
+    "train_while_workers_run": Case(("train", "{run}", "--quiet"),
+                                    ("in use by 'hwnas worker'", f"pid {os.getpid()} on"),
+                                    hold_run("hwnas worker", shared=True),
+                                    after=released_then("report", "{run}")),
+    "study_in_sqlite_memory": Case(("study", "{run}", "--storage", "sqlite://"),
+                                   ("sqlite://", "in memory", "sqlite:///")),
+    "journal_on_a_full_disk": Case(("search", "{run}", "--trials", "8", "--quiet"),
+                                   ("No space left on device", "{run}/study.journal"), full_disk,
+                                   after=searches_once_there_is_room),
+    "journal_record_without_op_code": Case(("dashboard", "{run}", "--port", "0"),
+                                           ("{run}/study.journal", "not a readable",
+                                            "without an op_code"),
+                                           replace("study.journal",
+                                                   lambda old: old + b'{"worker_id": "x"}\n')),
 }
 
 # -- issue 15: run files (export all-or-nothing, retrain claim, shapes, supernet fingerprint)

@@ -276,15 +276,12 @@ def resumes_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
 
 
 def edit_lut(edit: Callable[[dict], None]) -> Callable[[Ctx], None]:
-    """The finished run's lut.json with ``edit`` applied to its JSON (a NaN written as
-    ``NaN``, as Python's json module and a hand edit write it)."""
-    def damage(ctx: Ctx) -> None:
-        import json
-        path = ctx.run / "lut.json"
-        data = json.loads(path.read_text())
+    """The finished run's lut.json with ``edit`` applied in place to its JSON (a NaN written
+    as ``NaN``, as Python's json module and a hand edit write it)."""
+    def edited(data: dict) -> dict:
         edit(data)
-        path.write_text(json.dumps(data))
-    return damage
+        return data
+    return edit_json("lut.json", edited)
 
 
 def zero_for_the_fastest_subnet(ctx: Ctx) -> None:
@@ -341,3 +338,49 @@ def corrected_recipe_retrains(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
                          1, "--quiet")
     assert status == 0, err
     assert (retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2") / "result.json").exists()
+# -- issue 15: one writer per run directory
+
+
+def hold_run(command: str, *, shared: bool = False) -> Callable[[Ctx], None]:
+    """Holds the run directory's lock from this process, as a live ``command`` would (a
+    worker holds it shared); ``ctx.holder`` keeps it until ``released_then`` lets go."""
+    def damage(ctx: Ctx) -> None:
+        from hwnas.io import FileLock  # the tests' own holder of the lock hwnas takes
+        from hwnas.run import RunDir
+
+        ctx.holder = FileLock(ctx.run / RunDir.LOCK)
+        ctx.holder.acquire(shared=shared, command=command)
+    return damage
+
+
+def released_then(*argv: str) -> Callable[[Ctx, pytest.CaptureFixture], None]:
+    """Once the holder lets go, the refused command line ``argv`` succeeds."""
+    def after(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+        from hwnas.run import RunDir
+
+        ctx.holder.release()
+        status, _, err = cli(capfd, *(ctx.fill(a) for a in argv))
+        assert status == 0, err
+        assert not (ctx.run / RunDir.LOCK).exists()
+    return after
+
+
+def full_disk(ctx: Ctx) -> None:
+    """Every append to a study journal fails as on a full disk (Optuna's write names no file)."""
+    import errno
+    import os
+
+    from optuna.storages.journal import JournalFileBackend
+
+    def no_space(self, logs) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    ctx.monkeypatch.setattr(JournalFileBackend, "append_logs", no_space)
+
+
+def searches_once_there_is_room(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
+    ctx.monkeypatch.undo()
+    status, _, err = cli(capfd, "search", ctx.run, "--trials", 8, "--quiet")
+    assert status == 0, err
+    assert len({t.user_attrs["key"] for t in load_trials(ctx.run)
+                if t.state == TrialState.COMPLETE}) == 8

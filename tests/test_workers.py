@@ -64,6 +64,34 @@ def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url,
     assert pd.read_csv(trained / "cmp" / "compare.csv")["evaluated"].tolist() == [6]
 
 
+def test_three_workers_share_an_sqlite_study_exactly(trained, tmp_path, capfd):
+    # SQLite has no advisory lock: the workers reserve trials under a file lock beside
+    # the database. Without it, 3 workers evaluated extra subnets, some twice, and one
+    # died with UpdateFinishedTrialError.
+    config = trained / "config.yaml"
+    config.write_text(config.read_text().replace("trials: 6", "trials: 16"))
+    database = tmp_path / "study.db"
+    status, out, err = cli(capfd, "study", trained, "--storage", f"sqlite:///{database}")
+    assert status == 0, err
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    workers = [subprocess.Popen([str(HWNAS), "worker", str(trained), "--seed", str(seed),
+                                 "--quiet"], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True) for seed in (1, 2, 3)]
+    outputs = [w.communicate(timeout=300) for w in workers]
+    for worker, (out, err) in zip(workers, outputs):
+        assert worker.returncode == 0, err
+        assert "Traceback" not in err
+    study = study_of(trained)
+    trials = study.get_trials()
+    assert len(distinct_complete(study)) == 16
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    fresh = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs["cached"]]
+    assert len(fresh) == 16  # none evaluated twice
+    assert sum(int(out.split("evaluated ")[1].split()[0]) for out, _ in outputs) == 16
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("study.db")) \
+        == ["study.db"]  # the reservation lock's file is gone with its last holder
+
+
 def test_the_trial_of_a_dead_worker_is_retried(trained, fresh_postgres_url, capfd, monkeypatch):
     from hwnas import run as steps
     from hwnas.studies import _store

@@ -5,6 +5,7 @@ import sys
 from collections.abc import Callable
 
 from hwnas import __version__
+from hwnas import run as steps
 from hwnas.cli._common import Parser, UsageError
 from hwnas.cli._cost import add_commands as add_cost_commands
 from hwnas.cli._exit import CLOSED_STDOUT, INTERRUPTED, stdout_closed
@@ -38,9 +39,12 @@ def run(argv: list[str] | None, interrupted: Callable[[], bool] = lambda: False)
             of a command that swallowed it) is the interrupt, except the normal end of a
             command that runs until Ctrl-C (``ctrl_c_ends``: the dashboard).
     """
-    args = None
+    args = writer = None
     try:
         args = build_parser().parse_args(argv)
+        # The one place a command's run directories are locked: the command declares
+        # how it writes them (``writes``), RunDir.open/create take the lock for it.
+        writer = args.writer = _writer(args)
         args.func(args)
     except BaseException as exc:  # noqa: BLE001 - sorted into exit statuses here
         if interrupted() or isinstance(exc, KeyboardInterrupt):
@@ -60,6 +64,9 @@ def run(argv: list[str] | None, interrupted: Callable[[], bool] = lambda: False)
             print(f"hwnas: error: {exc.strerror or exc}{where}", file=sys.stderr)
             return 2
         raise
+    finally:
+        if writer is not None:
+            writer.release()
     if interrupted() and not getattr(args, "ctrl_c_ends", False):
         return _interrupted(args)
     return 0
@@ -71,3 +78,13 @@ def _interrupted(args) -> int:
     print("hwnas: interrupted" + ("; run the same command again to resume" if resumes else ""),
           file=sys.stderr)
     return INTERRUPTED
+
+
+
+def _writer(args) -> steps.Writer | None:
+    """The lock holder of a command that writes run directories; None for one that reads."""
+    writes = getattr(args, "writes", None)
+    if writes is None:
+        return None
+    shared = {"exclusive": False, "shared": True, "shared-on-database": None}[writes]
+    return steps.Writer(f"hwnas {args.command}", shared=shared)

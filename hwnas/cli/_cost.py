@@ -20,7 +20,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory")
     p.add_argument("--rebuild", action="store_true", help="measure again even if lut.json fits")
     add_quiet(p)
-    p.set_defaults(func=cmd_lut)
+    p.set_defaults(func=cmd_lut, writes="exclusive")
 
     p = sub.add_parser("profile", help="check the latency table against whole subnets",
                        description="Measure N random subnets whole (none of those the table "
@@ -32,11 +32,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--check", type=int, default=100, metavar="N",
                    help="subnets to measure whole (default: 100)")
     add_quiet(p)
-    p.set_defaults(func=cmd_profile)
+    p.set_defaults(func=cmd_profile, writes="exclusive")
 
 
 def cmd_lut(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     path = run / steps.RunDir.LUT
     before = path.stat().st_mtime_ns if path.exists() else None
     ws = steps.workspace(run, trained=False, progress=not args.quiet)
@@ -56,7 +56,7 @@ def cmd_lut(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     if args.check < 1:
         raise HwnasError(f"--check must be >= 1, got {args.check}")
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     ws = steps.workspace(run, trained=False, progress=not args.quiet)
     report = steps.profile(run, ws, args.check, progress=not args.quiet)
     rho = report["spearman"]

@@ -18,7 +18,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        "opens offline. A section whose input is missing names the command "
                        "that produces it; nothing else in the run directory is changed.")
     p.add_argument("run", help="run directory")
-    p.set_defaults(func=cmd_report)
+    p.set_defaults(func=cmd_report, writes="exclusive")
 
     p = sub.add_parser("dashboard", help="open the run's study in optuna-dashboard",
                        description="Serve optuna-dashboard on the run's study (study.journal, "
@@ -33,14 +33,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     print(f"wrote {steps.write_report(run)}")
 
 
 def cmd_dashboard(args: argparse.Namespace) -> None:
     if not 0 <= args.port <= 65535:
         raise HwnasError(f"--port must lie in 0..65535, got {args.port}")
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     dashboard.serve(run, args.host, args.port,
           announce=lambda url: print(f"optuna-dashboard on {url} (read-only); Ctrl-C to stop",
                                      flush=True))

@@ -25,7 +25,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--epochs", type=int, metavar="N",
                    help="epochs instead of the config's retrain.epochs")
     add_quiet(p)
-    p.set_defaults(func=cmd_retrain)
+    p.set_defaults(func=cmd_retrain, writes="exclusive")
 
 
 def chosen_arch(args: argparse.Namespace, run: steps.RunDir) -> Arch:
@@ -43,7 +43,7 @@ def chosen_arch(args: argparse.Namespace, run: steps.RunDir) -> Arch:
 def cmd_retrain(args: argparse.Namespace) -> None:
     if args.epochs is not None and args.epochs < 1:
         raise HwnasError(f"--epochs must be >= 1, got {args.epochs}")
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     arch = chosen_arch(args, run)
     print_retrained(run, steps.retrain(run, arch, epochs=args.epochs, progress=not args.quiet))
 

@@ -32,7 +32,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                 "default: the config's budgets, which also mark the front and the trials)")
     _parallel_args(p)
     add_quiet(p)
-    p.set_defaults(func=cmd_run)
+    p.set_defaults(func=cmd_run, writes="exclusive")
 
     p = sub.add_parser("train", help="train (or resume training) the supernet",
                        description="Train the supernet of an experiment with the config's "
@@ -43,7 +43,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", nargs="?", help="experiment YAML, or an existing run directory")
     p.add_argument("--out", help="run directory (default: runs/NAME)")
     add_quiet(p)
-    p.set_defaults(func=cmd_train)
+    p.set_defaults(func=cmd_train, writes="exclusive")
 
     p = sub.add_parser("search", help="search the trained supernet (resumes)",
                        description="Evaluate subnets proposed by the strategy until the study "
@@ -56,7 +56,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    help="search strategy instead of the config's: " + _strategy_names())
     _parallel_args(p)
     add_quiet(p)
-    p.set_defaults(func=cmd_search)
+    p.set_defaults(func=cmd_search, writes="shared-on-database")
 
     p = sub.add_parser("study", help="create the run's study in a database for workers",
                        description="Create (or reopen) the run's study in an Optuna RDB "
@@ -66,7 +66,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory (its supernet trained)")
     p.add_argument("--storage", required=True, metavar="URL",
                    help="e.g. postgresql+psycopg2://user@db-host:5432/hwnas")
-    p.set_defaults(func=cmd_study)
+    p.set_defaults(func=cmd_study, writes="shared-on-database")
 
     p = sub.add_parser("worker", help="evaluate subnets for a study in a database",
                        description="One worker of a study created with 'hwnas study': asks its "
@@ -80,7 +80,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "(default: the config's seed + 1 + the process id)")
     p.add_argument("--strategy", metavar="NAME", help="an Optuna strategy instead of the config's")
     add_quiet(p)
-    p.set_defaults(func=cmd_worker)
+    p.set_defaults(func=cmd_worker, writes="shared")
 
     p = sub.add_parser("compare", help="compare the searches of several runs",
                        description="Lay runs (strategies, seeds) side by side: hypervolume "
@@ -95,7 +95,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                        description="Write front.csv and front.png from the study and print "
                        "the feasible non-dominated subnets.")
     p.add_argument("run", help="run directory")
-    p.set_defaults(func=cmd_front)
+    p.set_defaults(func=cmd_front, writes="exclusive")
 
     p = sub.add_parser("select", help="choose the most accurate subnet within budgets",
                        description="Choose the most accurate evaluated subnet within every "
@@ -104,7 +104,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run directory")
     _budget_arg(p, "hard upper limit, e.g. latency_ms=1.5 or params=20000 "
                 "(repeatable; default: the config's budgets)")
-    p.set_defaults(func=cmd_select)
+    p.set_defaults(func=cmd_select, writes="exclusive")
 
     p = sub.add_parser("export", help="export the selected subnet as model.nnp and model.onnx",
                        description="Write the selected subnet (or --arch KEY) as model.nnp "
@@ -115,7 +115,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--arch", help="an Arch key to export instead of selected.json's")
     p.add_argument("--format", action="append", choices=list(FORMATS), dest="formats",
                    help="a format to write (repeatable; default: nnp and onnx)")
-    p.set_defaults(func=cmd_export)
+    p.set_defaults(func=cmd_export, writes="exclusive")
 
 
 def _budget_arg(p: argparse.ArgumentParser, text: str) -> None:
@@ -149,16 +149,16 @@ def _budgets(args: argparse.Namespace) -> dict[str, float] | None:
         raise HwnasError(f"--budget: {exc}") from None
 
 
-def _run_for(config: str | None, out: str | None) -> steps.RunDir:
+def _run_for(config: str | None, out: str | None, writer: steps.Writer) -> steps.RunDir:
     if config is not None and Path(config).is_dir():
         if out is not None:
             raise HwnasError("give either a run directory or a config with --out, not both")
-        return steps.RunDir.open(config)
-    return steps.configure_run(config, out)
+        return steps.RunDir.open(config, writer=writer)
+    return steps.configure_run(config, out, writer=writer)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    run = _run_for(args.config, args.out)
+    run = _run_for(args.config, args.out, args.writer)
     history = steps.train(run, progress=not args.quiet)
     last = history[-1] if history else None
     if last:
@@ -167,7 +167,7 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_search(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     if args.trials is not None:
         if args.trials < 1:
             raise HwnasError(f"--trials must be >= 1, got {args.trials}")
@@ -191,7 +191,7 @@ def _strategy_names() -> str:
 
 
 def cmd_study(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     study, created = steps.create_study(run, args.storage)
     counts = {state.name.lower(): 0 for state in TrialState}
     for trial in study.get_trials(deepcopy=False):
@@ -203,7 +203,7 @@ def cmd_study(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     # Each worker needs its own seed, or they would all propose the same subnets.
     seed = args.seed if args.seed is not None else run.config.seed + 1 + os.getpid()
     n = steps.run_worker(run, url=args.storage, seed=seed, strategy=args.strategy,
@@ -224,13 +224,13 @@ def _with_trials(config, trials: int):
 
 
 def cmd_front(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     print_front(steps.front(run))
     print(f"wrote {run / steps.RunDir.FRONT} and {run / steps.RunDir.FRONT_PLOT}")
 
 
 def cmd_select(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     selection = steps.select(run, _budgets(args))
     print(f"selected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))
@@ -239,7 +239,7 @@ def cmd_select(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    run = steps.RunDir.open(args.run)
+    run = steps.RunDir.open(args.run, writer=args.writer)
     arch = None
     if args.arch is not None:
         try:
@@ -264,7 +264,7 @@ def _print_exported(run: steps.RunDir, info: dict, formats: tuple[str, ...]) -> 
 def cmd_run(args: argparse.Namespace) -> None:
     budgets = _budgets(args)  # before anything is written
     parallel = _parallel(args)
-    run = steps.configure_run(args.config, args.out)
+    run = steps.configure_run(args.config, args.out, writer=args.writer)
     print(f"run directory: {run.path}")
     progress = not args.quiet
     steps.train(run, progress=progress)

@@ -8,7 +8,8 @@ next subnet and evaluate it, in the same loop as ``hwnas search``
 trial of a worker that died is failed after the grace period and retried by
 the next worker that asks. Workers stop when the study holds ``search.trials``
 distinct evaluated subnets: reserving a trial (count, then ask) happens under
-a PostgreSQL advisory lock, so the count comes out exact.
+a lock (PostgreSQL: an advisory lock; SQLite: a file lock beside the database
+file), so the count comes out exact.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import contextlib
 import time
 import zlib
 from collections.abc import Callable, Iterator, MutableMapping
+from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
@@ -23,6 +25,7 @@ from optuna.trial import TrialState
 from hwnas.arch import Arch
 from hwnas.driver.loop import MAX_REPEATS, DriveResult, Sharing, drive
 from hwnas.errors import HwnasError
+from hwnas.io import FileLock
 from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy, SamplerStrategy
 from hwnas.studies import heartbeat, rdb_engine, read_trials, trial_evaluation
@@ -31,12 +34,25 @@ from hwnas.studies import heartbeat, rdb_engine, read_trials, trial_evaluation
 POLL = 1.0
 
 
+#: Beside an SQLite study's database file: the lock its workers reserve trials under.
+SQLITE_LOCK_SUFFIX = ".hwnas-lock"
+
+
 @contextlib.contextmanager
 def reservation_lock(study: optuna.Study) -> Iterator[None]:
-    """Serialises "count the trials, then ask one" across workers (PostgreSQL advisory lock)."""
+    """Serialises "count the trials, then ask one" across workers: a PostgreSQL advisory
+    lock, or for SQLite an flock on a file beside the database (its workers share
+    one machine, or one file system)."""
     engine = rdb_engine(study)
+    if engine is not None and engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            with FileLock(Path(database).resolve().with_name(
+                    Path(database).name + SQLITE_LOCK_SUFFIX)):
+                yield
+            return
     if engine is None or engine.dialect.name != "postgresql":
-        yield  # one process (tests on SQLite)
+        yield  # one process: a journal, or an SQLite database in memory
         return
     from sqlalchemy import text  # only a PostgreSQL study needs it
     key = zlib.crc32(study.study_name.encode())

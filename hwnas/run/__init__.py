@@ -8,7 +8,7 @@ from __future__ import annotations
 from hwnas.run.compare import compare
 from hwnas.run.dashboard import dashboard_server, serve
 from hwnas.run.export import deploy_subnet, export
-from hwnas.run.files import RunDir, configure_run
+from hwnas.run.files import RunDir, Writer, configure_run
 from hwnas.run.lut import check as check_table
 from hwnas.run.lut import ensure_table, load_table, make_profiler, plot_check, profile
 from hwnas.run.records import (read_derived, read_measured, read_retrain_claim,
@@ -30,4 +30,4 @@ __all__ = ["RunDir", "Workspace", "check_table", "check_trained", "compare", "co
            "read_selected", "remeasure", "retrain", "retrain_dir",
            "retrained_subnet", "run_worker", "search", "select", "selected_arch", "serve",
            "set_context", "space_from_config", "strategies_of", "study_name", "train",
-           "workspace", "worker_evaluator", "write_derived", "write_report"]
+           "Writer", "workspace", "worker_evaluator", "write_derived", "write_report"]

@@ -1,6 +1,7 @@
 """RunDir: the run directory, and the one place that names every file a run holds."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import yaml
 from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, load_config
 from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
-from hwnas.io import atomic_write_text, remove_stale_temporaries
+from hwnas.io import FileLock, LockHeld, atomic_write_text, remove_stale_temporaries
 from hwnas.run.names import check_names
 from hwnas.studies import JOURNAL, STORAGE
 from hwnas.supernet.learners import BaseLearner
@@ -50,6 +51,8 @@ class RunDir:
     EXPORT = EXPORT_RECORD
     #: The report.
     REPORT = "report.html"
+    #: Held by the command writing the directory (see ``Writer``); gone when none is.
+    LOCK = ".lock"
 
     def __init__(self, path: str | Path, config: ExperimentConfig) -> None:
         self.path = Path(path)
@@ -59,15 +62,27 @@ class RunDir:
         return self.path / name
 
     @classmethod
-    def create(cls, path: str | Path, config: ExperimentConfig) -> RunDir:
+    def create(cls, path: str | Path, config: ExperimentConfig, *,
+               writer: Writer | None = None) -> RunDir:
         """Creates ``path`` for ``config``, or reopens it when it holds the same experiment.
 
+        Args:
+            writer: the command writing it, which holds the directory from now on.
+
         Raises:
-            RunDirError: ``path`` holds a different experiment or cannot be written.
+            RunDirError: ``path`` holds a different experiment, cannot be written, or
+                another command is writing it.
         """
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a directory; choose another --out")
+        if writer is not None:
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RunDirError(f"{path}: cannot write the run directory "
+                                  f"({exc.strerror})") from None
+            writer.hold(path)
         if (path / CONFIG).exists():
             stored = cls.open(path).config  # (which removes leftovers of killed writers)
             # The retraining recipe is not part of what was trained and searched: a new one
@@ -82,7 +97,7 @@ class RunDir:
                 return cls(path, stored)
             # A directory holding only its config stopped before producing anything
             # (say, at a missing dataset): nothing to lose, the corrected config replaces it.
-            if any(p.name != CONFIG for p in path.iterdir()):
+            if any(p.name not in (CONFIG, cls.LOCK) for p in path.iterdir()):
                 raise RunDirError(f"{path} already holds a different experiment ({diff}); "
                                   "choose another --out or delete that directory")
         try:
@@ -93,11 +108,16 @@ class RunDir:
         return cls(path, config)
 
     @classmethod
-    def open(cls, path: str | Path) -> RunDir:
+    def open(cls, path: str | Path, *, writer: Writer | None = None) -> RunDir:
         """Opens an existing run directory.
 
+        Args:
+            writer: the command writing it, which holds the directory from now on
+                (None: a command that only reads).
+
         Raises:
-            RunDirError: it does not exist or has no readable config.
+            RunDirError: it does not exist, has no readable config, or another
+                command is writing it.
         """
         path = Path(path)
         if not path.is_dir():
@@ -105,6 +125,8 @@ class RunDir:
             raise RunDirError(f"{path}: {what}")
         if not (path / CONFIG).exists():
             raise RunDirError(f"{path}: not a run directory (no {CONFIG})")
+        if writer is not None:
+            writer.hold(path)
         try:
             config = load_config(path / CONFIG)
             check_names(config, str(path / CONFIG))
@@ -124,6 +146,67 @@ def remove_leftovers(path: Path) -> None:
         for where in retrain.iterdir():
             if where.is_dir():
                 remove_stale_temporaries(where)
+class Writer:
+    """A command that writes run directories: it holds each one's lock (``RunDir.LOCK``)
+    from opening it until ``release``, so that a second command writing the same
+    directory is refused instead of failing the first one's trials.
+
+    Workers of a study in a database write it together: they hold the lock shared,
+    every other writer exclusively, so a ``hwnas train`` while workers run is refused
+    and workers never wait for each other. The kernel drops the lock of a process
+    that dies, so a killed command never blocks the next one.
+
+    Args:
+        command: what the message to a refused writer names, e.g. ``hwnas search``.
+        shared: hold the lock shared (a worker); None: shared when the run's study
+            is in a database (``hwnas search`` there is one worker), else exclusive.
+    """
+
+    def __init__(self, command: str, *, shared: bool | None = False) -> None:
+        self.command = command
+        self.shared = shared
+        self._locks: dict[Path, FileLock] = {}
+
+    def hold(self, path: str | Path) -> None:
+        """Takes ``path``'s lock for this command (once; a second call keeps it).
+
+        Raises:
+            RunDirError: another command holds it, or the directory cannot be written.
+        """
+        key = Path(path).resolve()
+        if key in self._locks:
+            return
+        shared = (Path(path) / RunDir.STORAGE).exists() if self.shared is None else self.shared
+        lock = FileLock(Path(path) / RunDir.LOCK)
+        try:
+            lock.acquire(shared=shared, command=self.command)
+        except LockHeld as held:
+            raise RunDirError(f"{path} is in use by {_describe(held.holder)}; "
+                              "wait for it or stop it") from None
+        except OSError as exc:
+            if shared:
+                return  # a read-only copy of a worker's run directory: it writes nothing there
+            raise RunDirError(f"{path}: cannot write the run directory "
+                              f"({exc.strerror})") from None
+        self._locks[key] = lock
+
+    def release(self) -> None:
+        """Releases every directory this command holds."""
+        for lock in self._locks.values():
+            lock.release()
+        self._locks.clear()
+
+
+def _describe(holder: dict[str, Any]) -> str:
+    """The holder of a run directory's lock, as the refused command's message names it."""
+    try:
+        since = time.localtime(float(holder["since"]))
+        when = time.strftime("%H:%M:%S" if since[:3] == time.localtime()[:3]
+                             else "%Y-%m-%d %H:%M:%S", since)
+        return (f"{str(holder['command'])!r} (pid {int(holder['pid'])} on "
+                f"{str(holder['host'])[:64]}, since {when})")
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return "another hwnas command (starting just now)"
 
 
 def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
@@ -137,8 +220,10 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
 
 
 def configure_run(config_path: str | None, out: str | None,
-                  overrides: dict[str, Any] | None = None) -> RunDir:
-    """Loads a config (with optional overrides) and creates or reopens its run directory."""
+                  overrides: dict[str, Any] | None = None, *,
+                  writer: Writer | None = None) -> RunDir:
+    """Loads a config (with optional overrides) and creates or reopens its run directory
+    (held by ``writer`` from then on)."""
     cfg = load_config(config_path)
     if overrides:
         data = cfg.to_dict()
@@ -150,4 +235,4 @@ def configure_run(config_path: str | None, out: str | None,
             node[leaf] = value
         cfg = config_from_dict(data, source=str(config_path or "default config"))
     check_names(cfg, str(config_path or DEFAULT_CONFIG))
-    return RunDir.create(out or Path("runs") / cfg.name, cfg)
+    return RunDir.create(out or Path("runs") / cfg.name, cfg, writer=writer)

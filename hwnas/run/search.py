@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import re
 
 import optuna
 from tqdm import tqdm
@@ -153,6 +154,9 @@ def create_study(run: RunDir, url: str) -> tuple[optuna.Study, bool]:
         RunDirError: the run already uses another storage, or the database
             cannot be reached.
     """
+    if re.fullmatch(r"sqlite(\+\w+)?:///?(:memory:)?(\?.*)?", url.strip()):
+        raise RunDirError(f"{masked(url)} is an SQLite database in memory, which no other "
+                          "process sees; give a file the workers share: sqlite:///PATH")
     text = (run / RunDir.CONFIG).read_text()
     name = study_name(run.config.name, text)
     recorded = storage_of(run.path)

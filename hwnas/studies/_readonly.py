@@ -11,7 +11,7 @@ from optuna.storages.journal import JournalFileBackend
 
 from hwnas.errors import RunDirError
 from hwnas.studies._optuna_internals import ReadOnlyStorage
-from hwnas.studies._store import JOURNAL, STUDY_NAME, masked, open_rdb, storage_of
+from hwnas.studies._store import JOURNAL, STUDY_NAME, _bad_line, masked, open_rdb, storage_of
 
 
 class ReadOnlyError(RuntimeError):
@@ -44,7 +44,12 @@ def read_only_store(run_dir: str | Path, *, refuse: Callable[[str], Exception] |
     if not path.is_file() or path.stat().st_size == 0:
         raise RunDirError(f"{path}: no study yet; run 'hwnas search {run_dir}' first")
     # The backend only reads here: it creates a missing file, but this one exists.
-    storage = JournalStorage(JournalFileBackend(str(path)))
+    try:
+        storage = JournalStorage(JournalFileBackend(str(path)))
+    except (ValueError, KeyError, TypeError, AssertionError) as exc:
+        # The journal is replayed on opening: a damaged record fails here.
+        raise RunDirError(f"{path}: not a readable hwnas study "
+                          f"({_bad_line(path) or exc or type(exc).__name__})") from None
     return ReadOnlyStorage(storage, refuse=refuse or _read_only_error), STUDY_NAME, str(path)
 
 

@@ -67,6 +67,22 @@ def open_rdb(url: str) -> optuna.storages.RDBStorage:
         raise RunDirError(f"cannot open the study storage {masked(url)} ({reason})") from None
 
 
+class _Journal(JournalFileBackend):
+    """Optuna's journal file, whose write errors name it (a full disk names no file)."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(str(path))
+        self.path = path
+
+    def append_logs(self, logs: list[dict]) -> None:
+        try:
+            super().append_logs(logs)
+        except OSError as exc:
+            if exc.filename is not None:
+                raise
+            raise OSError(exc.errno, exc.strerror or str(exc), str(self.path)) from exc
+
+
 def repair_journal(path: Path) -> bool:
     """Drops a record half-written by a process killed while appending to the journal.
 
@@ -116,6 +132,8 @@ def _bad_line(path: Path) -> str | None:
         for number, line in enumerate(f, 1):
             if not _is_record(line):
                 return f"line {number} is not a journal record"
+            if b'"op_code"' not in line:  # Optuna replays a record by its op_code
+                return f"line {number} is a record without an op_code"
     return None
 
 
@@ -151,7 +169,7 @@ def open_study(run_dir: str | Path, objectives: list[str], *,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     try:
         if url is None:
-            backend = JournalStorage(JournalFileBackend(str(path)))
+            backend = JournalStorage(_Journal(path))
         names = optuna.get_all_study_names(backend) if exists and url is None else [name]
         if name not in names:
             raise RunDirError(f"{where} holds no study {name!r} (only {names}): "
