@@ -270,3 +270,15 @@ def resumes_after_interrupt(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     assert len({t.user_attrs["key"] for t in done if t.state == TrialState.COMPLETE}) == 9
     assert [(t.number, t.values) for t in done[:len(trials)]] == \
         [(t.number, t.values) for t in trials]
+
+
+# -- issue 15: the config loader
+
+
+def alias_bomb(width: int = 30) -> str:
+    """A "billion laughs" config: three anchors, each ``width`` aliases of the last, and
+    ``train.epochs`` a list of ``width`` aliases of the third: 30**4 values from 2 KB."""
+    lines = [f"a: &a [{', '.join(['1'] * width)}]"]
+    lines += [f"{b}: &{b} [{', '.join(['*' + a] * width)}]" for a, b in ("ab", "bc")]
+    epochs = "[" + ", ".join(["*c"] * width) + "]"
+    return "\n".join(lines) + "\n" + TINY_CONFIG.replace("epochs: 1,", f"epochs: {epochs},")
