@@ -65,7 +65,7 @@ class StageConfig:
 
     def _check(self, err) -> None:
         if self.stride not in (1, 2):
-            err("stride", f"must be 1 or 2, got {self.stride}")
+            err("stride", f"must be 1 or 2, got {shorten(self.stride)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -197,9 +197,9 @@ class TrainConfig:
 
     def _check(self, err) -> None:
         if self.order not in (1, 2):
-            err("order", f"must be 1 or 2, got {self.order}")
+            err("order", f"must be 1 or 2, got {shorten(self.order)}")
         if self.estimator not in ("binary_gate", "reinforce"):
-            err("estimator", f"must be binary_gate or reinforce, got {self.estimator!r}")
+            err("estimator", f"must be binary_gate or reinforce, got {shorten(self.estimator)}")
         if self.arch_lr <= 0:
             err("arch_lr", f"must be > 0, got {self.arch_lr}")
         if self.arch_weight_decay < 0:
@@ -239,9 +239,10 @@ class SearchConfig:
     def _check(self, err) -> None:
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
-            err("objectives", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+            err("objectives", f"unknown objective(s) {shorten(unknown)}; "
+                f"known: {', '.join(OBJECTIVES)}")
         if len(set(self.objectives)) != len(self.objectives):
-            err("objectives", f"repeats an objective: {self.objectives}")
+            err("objectives", f"repeats an objective: {shorten(self.objectives)}")
         if "error" not in self.objectives:
             err("objectives", "must include 'error'")
 
@@ -289,13 +290,14 @@ class LatencyConfig:
 
     def _check(self, err) -> None:
         if self.context not in ("cpu", "cudnn"):
-            err("context", f"must be 'cpu' or 'cudnn', got {self.context!r}")
+            err("context", f"must be 'cpu' or 'cudnn', got {shorten(self.context)}")
         if self.statistic not in ("cpu_median", "wall_p10", "wall_median"):
-            err("statistic", f"must be cpu_median, wall_p10 or wall_median, got {self.statistic!r}")
+            err("statistic", "must be cpu_median, wall_p10 or wall_median, "
+                f"got {shorten(self.statistic)}")
         if self.max_spread <= 0:
             err("max_spread", f"must be > 0, got {self.max_spread}")
         if self.predictor not in ("lut", "measure"):
-            err("predictor", f"must be 'lut' or 'measure', got {self.predictor!r}")
+            err("predictor", f"must be 'lut' or 'measure', got {shorten(self.predictor)}")
         if self.command is not None and "{model}" not in self.command:
             err("command", "must contain '{model}', the path of the exported .nnp")
         if not 0 < self.command_timeout <= 7 * 86400:  # longer overflows some OS timers

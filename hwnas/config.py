@@ -44,7 +44,7 @@ class ExperimentConfig:
     """
 
     name: str = "digits"
-    seed: int = bounded(0, low=0, high=2**32 - 1)  # numpy's and nnabla's seeds are 32-bit
+    seed: int = bounded(0, low=0, high=2**31 - 1)  # nnabla's seed is a C int (numpy's 32-bit)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     space: SpaceConfig = dataclasses.field(default_factory=SpaceConfig)
     train: TrainConfig = dataclasses.field(default_factory=TrainConfig)
@@ -241,6 +241,10 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
     if origin is dict:
         if not isinstance(value, dict):
             raise ConfigError(f"{source}: '{key}' must be a mapping, got {_typename(value)}")
+        long = [k for k in map(str, value) if len(k) > 64]
+        if long:  # the keys name objectives; a long one would only bloat every message
+            raise ConfigError(f"{source}: '{key}' has a key of {len(long[0])} characters, "
+                              f"{shorten(long[0])}; keys are short names")
         return {_convert(str, str(k), f"{key} key", source): _convert(args[1], v, f"{key}.{k}", source)
                 for k, v in value.items()}
     if hint is bool:
