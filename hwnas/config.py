@@ -171,11 +171,17 @@ class _ConfigLoader(yaml.SafeLoader):
         return size, 1 + max((h for _, h in shapes), default=0)
 
     def construct_yaml_int(self, node: Any) -> int:
+        # Python refuses to read (or print) decimal integers of more than 4300 digits; hex ones
+        # it reads, and then cannot print. No config value comes near 2**1024.
+        too_large = _Refused(f"line {node.start_mark.line + 1}: an integer of "
+                             f"{len(node.value)} digits; no config value is that large")
         try:
-            return super().construct_yaml_int(node)
-        except ValueError:  # Python refuses to parse integers of more than 4300 digits
-            raise _Refused(f"line {node.start_mark.line + 1}: an integer of "
-                           f"{len(node.value)} digits; no config value is that large") from None
+            value = super().construct_yaml_int(node)
+        except ValueError:
+            raise too_large from None
+        if value.bit_length() > 1024:
+            raise too_large
+        return value
 
     def compose_mapping_node(self, anchor: Any) -> Any:
         node = super().compose_mapping_node(anchor)
@@ -245,8 +251,8 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
         if long:  # the keys name objectives; a long one would only bloat every message
             raise ConfigError(f"{source}: '{key}' has a key of {len(long[0])} characters, "
                               f"{shorten(long[0])}; keys are short names")
-        return {_convert(str, str(k), f"{key} key", source): _convert(args[1], v, f"{key}.{k}", source)
-                for k, v in value.items()}
+        return {_convert(str, str(k), f"{key} key", source):
+                _convert(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

@@ -12,8 +12,9 @@ from _bad_input_damage import (Ctx, a_file, both, cifar10_batch, claim_other_sub
                               corrected_config_replaces_it, data_config, delete, edit_run_config,
                               foreign_journal, garbage, half, interrupt_evaluation,
                               interrupt_training, mnist, other_space_weights, read_only_sys,
-                              replace, resumes_after_interrupt, alias_bomb, sqlite_file, tear_a_middle_record,
+                              replace, resumes_after_interrupt, sqlite_file, tear_a_middle_record,
                               tear_claim, trains_on_after_interrupt)
+from _bad_input_damage import alias_bomb  # issue 15: the config loader
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -328,8 +329,9 @@ CASES: dict[str, Case] = {
     "command_with_a_nul": Case(RUN_BAD, ("bad.yaml", "latency.command", "NUL"),
                                config(("max_spread: 10.0}",
                                        'max_spread: 10.0, command: "echo\\0 {model}"}'))),
-    "config_nested_600_deep": Case(RUN_BAD, ("bad.yaml", "line 7", "nested deeper"),
-                                   config(("kernels: [3, 5]", "kernels: " + "[" * 600 + "]" * 600))),
+    "config_nested_600_deep": Case(
+        RUN_BAD, ("bad.yaml", "line 7", "nested deeper"),
+        config(("kernels: [3, 5]", "kernels: " + "[" * 600 + "]" * 600))),
     "head_channels_1e9": Case(RUN_BAD, ("bad.yaml", "space.head_channels", "4096", "1000000000"),
                               config(("head_channels: 16", "head_channels: 1000000000"))),
     "repeats_1e9": Case(RUN_BAD, ("bad.yaml", "latency.repeats", "100000", "1000000000"),

@@ -1,4 +1,4 @@
-"""Tests of the config loader's limits: sizes, bounds, aliases, nesting, duplicate keys, messages."""
+"""Tests of the config loader's limits: sizes, bounds, aliases, nesting, duplicate keys."""
 from __future__ import annotations
 
 import dataclasses

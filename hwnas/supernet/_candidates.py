@@ -54,7 +54,8 @@ class Candidate:
 
 
 def _unknown(option: str, why: str) -> ValueError:
-    return ValueError(f"{why} candidate option {shorten(option)}; known forms: {', '.join(KNOWN_FORMS)}")
+    return ValueError(f"{why} candidate option {shorten(option)}; "
+                      f"known forms: {', '.join(KNOWN_FORMS)}")
 
 
 def parse_candidate(option: str) -> Candidate:
