@@ -6,9 +6,25 @@ like are checked against their registries (``hwnas.run.names.check_names``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import Any, Optional
 
+from hwnas.errors import shorten
 from hwnas.objectives import OBJECTIVES
+
+#: Upper bounds shared by several fields: generous for real use (ImageNet-scale models and
+#: schedules sit well below them), small enough that no single value exhausts memory.
+WIDTH = 4096  # channels of a layer: a 1x1 convolution of 4096 x 4096 is 64 MiB
+EPOCHS = 10_000  # passes over the data
+BATCH = 65_536  # examples per step: large-batch training uses up to 64k
+
+
+def bounded(default: Any = dataclasses.MISSING, *, low: int, high: int,
+            length: tuple[int, int] | None = None,
+            default_factory: Any = dataclasses.MISSING) -> Any:
+    """A config field whose value (each item, for a list of ``length`` items) lies in
+    ``[low, high]``; the loader checks it, naming the key and the bounds."""
+    return dataclasses.field(default=default, default_factory=default_factory,
+                             metadata={"bounds": (low, high), "length": length})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,36 +44,28 @@ class DataConfig:
 
     name: str = "digits"
     path: Optional[str] = None
-    image_size: int = 16
+    image_size: int = bounded(16, low=4, high=512)  # 512 x 512 inputs: 1 MiB per example
     val_fraction: float = 0.2
     test_fraction: float = 0.2
-    limit: int = 0
+    limit: int = bounded(0, low=0, high=10**9)  # 0: all; no dataset here has 10**9 examples
 
     def _check(self, err) -> None:
-        if not 4 <= self.image_size <= 512:
-            err("image_size", f"must be between 4 and 512, got {self.image_size}")
         for key in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, key) < 0.5:
                 err(key, f"must be in (0, 0.5), got {getattr(self, key)}")
-        if self.limit < 0:
-            err("limit", f"must be >= 0, got {self.limit}")
 
 
 @dataclasses.dataclass(frozen=True)
 class StageConfig:
     """A stage of the chain space: ``blocks`` searchable blocks of ``channels`` outputs."""
 
-    channels: int
-    blocks: int
+    channels: int = bounded(low=1, high=WIDTH)
+    blocks: int = bounded(low=1, high=64)  # ResNet-152's deepest stage has 36 blocks
     stride: int = 1
 
     def _check(self, err) -> None:
-        if self.channels < 1:
-            err("channels", f"must be >= 1, got {self.channels}")
-        if self.blocks < 1:
-            err("blocks", f"must be >= 1, got {self.blocks}")
         if self.stride not in (1, 2):
-            err("stride", f"must be 1 or 2, got {self.stride}")
+            err("stride", f"must be 1 or 2, got {shorten(self.stride)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -82,31 +90,34 @@ class SpaceConfig:
     """
 
     name: str = "mobilenet"
-    stem_channels: int = 16
+    stem_channels: int = bounded(16, low=1, high=WIDTH)
     stages: list[StageConfig] = dataclasses.field(default_factory=lambda: [
         StageConfig(16, 2, 1), StageConfig(24, 2, 2), StageConfig(32, 2, 2)])
-    kernels: list[int] = dataclasses.field(default_factory=lambda: [3, 5, 7])
-    expansions: list[int] = dataclasses.field(default_factory=lambda: [3, 6])
+    # Each option multiplies the candidates of every block; 31 x 31 is wider than any image here.
+    kernels: list[int] = bounded(low=1, high=31, length=(1, 16),
+                                 default_factory=lambda: [3, 5, 7])
+    expansions: list[int] = bounded(low=1, high=32, length=(1, 16),
+                                    default_factory=lambda: [3, 6])
     skip: bool = True
-    head_channels: int = 64
+    head_channels: int = bounded(64, low=1, high=WIDTH)
     operations: list[str] = dataclasses.field(default_factory=list)
-    cells: int = 8
-    channels: int = 16
-    nodes: int = 4
+    cells: int = bounded(8, low=1, high=64)  # DARTS evaluates networks of 20 cells
+    channels: int = bounded(16, low=1, high=WIDTH)
+    nodes: int = bounded(4, low=1, high=16)  # a cell's edges grow with the square of its nodes
 
     def _check(self, err) -> None:
-        for key in ("cells", "channels", "nodes"):
-            if getattr(self, key) < 1:
-                err(key, f"must be >= 1, got {getattr(self, key)}")
         if not self.stages:
             err("stages", "needs at least one stage")
-        if not self.kernels or any(k < 1 or k % 2 == 0 for k in self.kernels):
+        if len(self.stages) > 16:  # the deepest networks here have 7 stages
+            err("stages", f"must hold at most 16 stages, got {len(self.stages)}")
+        if any(k % 2 == 0 for k in self.kernels):
             err("kernels", f"must be odd positive kernel sizes, got {self.kernels}")
-        if not self.expansions or any(e < 1 for e in self.expansions):
-            err("expansions", f"must be positive, got {self.expansions}")
-        for key in ("stem_channels", "head_channels"):
-            if getattr(self, key) < 1:
-                err(key, f"must be >= 1, got {getattr(self, key)}")
+        for key in ("kernels", "expansions", "operations"):
+            options = getattr(self, key)
+            if len(set(options)) != len(options):  # each names one candidate of a block
+                err(key, f"repeats an option: {shorten(options)}")
+        if len(self.operations) > 16:
+            err("operations", f"must hold at most 16 operations, got {len(self.operations)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,9 +149,6 @@ class RegularizerConfig:
 
 def _check_sgd(config, err) -> None:
     """Checks the SGD settings that supernet training and retraining share."""
-    for key in ("epochs", "batch_size"):
-        if getattr(config, key) < 1:
-            err(key, f"must be >= 1, got {getattr(config, key)}")
     if config.lr <= 0:
         err("lr", f"must be > 0, got {config.lr}")
     if not 0 <= config.momentum < 1:
@@ -174,8 +182,8 @@ class TrainConfig:
     """
 
     learner: str = "uniform"
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int = bounded(30, low=1, high=EPOCHS)
+    batch_size: int = bounded(32, low=1, high=BATCH)
     lr: float = 0.1
     momentum: float = 0.9
     weight_decay: float = 4e-5
@@ -184,14 +192,14 @@ class TrainConfig:
     arch_lr: float = 0.003
     arch_weight_decay: float = 0.001
     arch_fraction: float = 0.5
-    warmup_epochs: int = 0
+    warmup_epochs: int = bounded(0, low=0, high=EPOCHS)
     regularizer: Optional[RegularizerConfig] = None
 
     def _check(self, err) -> None:
         if self.order not in (1, 2):
-            err("order", f"must be 1 or 2, got {self.order}")
+            err("order", f"must be 1 or 2, got {shorten(self.order)}")
         if self.estimator not in ("binary_gate", "reinforce"):
-            err("estimator", f"must be binary_gate or reinforce, got {self.estimator!r}")
+            err("estimator", f"must be binary_gate or reinforce, got {shorten(self.estimator)}")
         if self.arch_lr <= 0:
             err("arch_lr", f"must be > 0, got {self.arch_lr}")
         if self.arch_weight_decay < 0:
@@ -222,26 +230,21 @@ class SearchConfig:
     """
 
     strategy: str = "tpe-ls"
-    trials: int = 60
+    trials: int = bounded(60, low=1, high=1_000_000)  # each is one record in the study
     objectives: list[str] = dataclasses.field(
         default_factory=lambda: ["error", "latency_ms", "params"])
-    bn_samples: int = 512
-    batch: int = 4
+    bn_samples: int = bounded(512, low=1, high=100_000)  # examples held at once per subnet
+    batch: int = bounded(4, low=1, high=1024)  # subnets held at once
 
     def _check(self, err) -> None:
-        if self.trials < 1:
-            err("trials", f"must be >= 1, got {self.trials}")
         unknown = [o for o in self.objectives if o not in OBJECTIVES]
         if unknown or not self.objectives:
-            err("objectives", f"unknown objective(s) {unknown}; known: {', '.join(OBJECTIVES)}")
+            err("objectives", f"unknown objective(s) {shorten(unknown)}; "
+                f"known: {', '.join(OBJECTIVES)}")
         if len(set(self.objectives)) != len(self.objectives):
-            err("objectives", f"repeats an objective: {self.objectives}")
+            err("objectives", f"repeats an objective: {shorten(self.objectives)}")
         if "error" not in self.objectives:
             err("objectives", "must include 'error'")
-        if self.bn_samples < 1:
-            err("bn_samples", f"must be >= 1, got {self.bn_samples}")
-        if self.batch < 1:
-            err("batch", f"must be >= 1, got {self.batch}")
 
 
 #: The fewest whole subnets a latency table is calibrated on. The fit has two parameters
@@ -283,40 +286,34 @@ class LatencyConfig:
     """
 
     context: str = "cpu"
-    batch_size: int = 1
-    warmup: int = 5
-    repeats: int = 30
+    batch_size: int = bounded(1, low=1, high=BATCH)
+    # The timings of every repeat are held in memory; 10**5 forwards take minutes already.
+    warmup: int = bounded(5, low=0, high=100_000)
+    repeats: int = bounded(30, low=1, high=100_000)
     statistic: str = "cpu_median"
     max_spread: float = 0.25
-    retries: int = 2
+    retries: int = bounded(2, low=0, high=100)
     predictor: str = "lut"
-    calibration_samples: int = 20
+    # Each is a whole-subnet measurement.
+    calibration_samples: int = bounded(20, low=MIN_CALIBRATION_SAMPLES, high=10_000)
     command: Optional[str] = None
     command_timeout: float = 120.0
 
     def _check(self, err) -> None:
         if self.context not in ("cpu", "cudnn"):
-            err("context", f"must be 'cpu' or 'cudnn', got {self.context!r}")
+            err("context", f"must be 'cpu' or 'cudnn', got {shorten(self.context)}")
         if self.statistic not in ("cpu_median", "wall_p10", "wall_median"):
-            err("statistic", f"must be cpu_median, wall_p10 or wall_median, got {self.statistic!r}")
-        for key in ("batch_size", "repeats"):
-            if getattr(self, key) < 1:
-                err(key, f"must be >= 1, got {getattr(self, key)}")
-        for key in ("warmup", "retries"):
-            if getattr(self, key) < 0:
-                err(key, f"must be >= 0, got {getattr(self, key)}")
+            err("statistic", "must be cpu_median, wall_p10 or wall_median, "
+                f"got {shorten(self.statistic)}")
         if self.max_spread <= 0:
             err("max_spread", f"must be > 0, got {self.max_spread}")
         if self.predictor not in ("lut", "measure"):
-            err("predictor", f"must be 'lut' or 'measure', got {self.predictor!r}")
-        if self.calibration_samples < MIN_CALIBRATION_SAMPLES:
-            err("calibration_samples", f"must be >= {MIN_CALIBRATION_SAMPLES} (fewer subnets "
-                "cannot tell the calibration's offset from noise), "
-                f"got {self.calibration_samples}")
+            err("predictor", f"must be 'lut' or 'measure', got {shorten(self.predictor)}")
         if self.command is not None and "{model}" not in self.command:
             err("command", "must contain '{model}', the path of the exported .nnp")
-        if self.command_timeout <= 0:
-            err("command_timeout", f"must be > 0, got {self.command_timeout}")
+        if not 0 < self.command_timeout <= 7 * 86400:  # longer overflows some OS timers
+            err("command_timeout", f"must be > 0 and at most a week (604800 s), "
+                f"got {self.command_timeout}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -336,8 +333,8 @@ class RetrainConfig:
             ``crop-flip`` (the same, plus a random horizontal flip) or ``none``.
     """
 
-    epochs: int = 30
-    batch_size: int = 32
+    epochs: int = bounded(30, low=1, high=EPOCHS)
+    batch_size: int = bounded(32, low=1, high=BATCH)
     lr: float = 0.05
     momentum: float = 0.9
     weight_decay: float = 5e-4

@@ -295,6 +295,8 @@ def zero_for_the_fastest_subnet(ctx: Ctx) -> None:
     def edit(data: dict) -> None:
         data["calibration"]["b"] = -data["calibration"]["a"] * floor
     edit_lut(edit)(ctx)
+
+
 # -- issue 15: run files (export all-or-nothing, retrain claim, shapes, supernet fingerprint)
 
 
@@ -333,11 +335,13 @@ def weights_of_another_training(ctx: Ctx) -> None:
 def corrected_recipe_retrains(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     """The refused recipe claimed nothing: with the config corrected, the same subnet retrains."""
     from hwnas.run.retrain import retrain_dir
-    edit_run_config("batch_size: 100000", "batch_size: 32")(ctx)
+    edit_run_config("batch_size: 60000", "batch_size: 32")(ctx)
     status, _, err = cli(capfd, "retrain", ctx.run, "--arch", "b0=skip|b1=ir_k3_e2", "--epochs",
                          1, "--quiet")
     assert status == 0, err
     assert (retrain_dir(ctx.run, "b0=skip|b1=ir_k3_e2") / "result.json").exists()
+
+
 # -- issue 15: one writer per run directory
 
 
@@ -384,3 +388,15 @@ def searches_once_there_is_room(ctx: Ctx, capfd: pytest.CaptureFixture) -> None:
     assert status == 0, err
     assert len({t.user_attrs["key"] for t in load_trials(ctx.run)
                 if t.state == TrialState.COMPLETE}) == 8
+
+
+# -- issue 15: the config loader
+
+
+def alias_bomb(width: int = 30) -> str:
+    """A "billion laughs" config: three anchors, each ``width`` aliases of the last, and
+    ``train.epochs`` a list of ``width`` aliases of the third: 30**4 values from 2 KB."""
+    lines = [f"a: &a [{', '.join(['1'] * width)}]"]
+    lines += [f"{b}: &{b} [{', '.join(['*' + a] * width)}]" for a, b in ("ab", "bc")]
+    epochs = "[" + ", ".join(["*c"] * width) + "]"
+    return "\n".join(lines) + "\n" + TINY_CONFIG.replace("epochs: 1,", f"epochs: {epochs},")

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from hwnas.data import AUGMENTATIONS, DATASETS
-from hwnas.errors import ConfigError
+from hwnas.errors import ConfigError, shorten
 from hwnas.registry import Registry
 from hwnas.strategies import STRATEGIES
 from hwnas.supernet import SPACES, parse_candidate
@@ -60,7 +60,7 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     _lookup(STRATEGIES, config.search.strategy, "search.strategy", err)
     augmentation = config.retrain.augmentation
     if augmentation != "auto" and augmentation not in AUGMENTATIONS:
-        err("retrain.augmentation", f"unknown augmentation {augmentation!r}; known: auto, "
+        err("retrain.augmentation", f"unknown augmentation {shorten(augmentation)}; known: auto, "
             + ", ".join(AUGMENTATIONS))
 
 
@@ -68,5 +68,5 @@ def _lookup(registry: Registry[T], name: str, key: str,
             err: Callable[[str, str], NoReturn]) -> T:
     try:
         return registry.get(name)
-    except ValueError as exc:
-        err(key, str(exc))
+    except ValueError:  # the registry's own message would show all of a huge name
+        err(key, f"unknown {registry.kind} {shorten(name)}; known: {', '.join(registry.names())}")

@@ -8,6 +8,7 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
 
+from hwnas.errors import shorten
 from hwnas.supernet._ops import Op, Skip, build_option, relu
 
 __all__ = ["DARTS_OPS", "KNOWN_FORMS", "REFERENCE_CHANNELS", "Candidate", "build_candidate",
@@ -53,7 +54,8 @@ class Candidate:
 
 
 def _unknown(option: str, why: str) -> ValueError:
-    return ValueError(f"{why} candidate option {option!r}; known forms: {', '.join(KNOWN_FORMS)}")
+    return ValueError(f"{why} candidate option {shorten(option)}; "
+                      f"known forms: {', '.join(KNOWN_FORMS)}")
 
 
 def parse_candidate(option: str) -> Candidate:
