@@ -38,26 +38,33 @@ def distinct_complete(study: optuna.Study) -> set[str]:
     return {t.user_attrs["key"] for t in study.get_trials(states=(TrialState.COMPLETE,))}
 
 
-def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url, capfd):
-    status, out, err = cli(capfd, "study", trained, "--storage", fresh_postgres_url)
-    assert status == 0, err
-    assert "created study" in out and (trained / "storage.json").is_file()
+def run_workers_exactly(trained, seeds: tuple[int, ...], trials: int) -> None:
+    """Runs one real ``hwnas worker`` per seed at once on the run's study, and checks that
+    together they evaluated exactly ``trials`` distinct subnets, none twice, none left running."""
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     workers = [subprocess.Popen([str(HWNAS), "worker", str(trained), "--seed", str(seed),
                                  "--quiet"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for seed in (1, 2)]
+                                stderr=subprocess.PIPE, text=True) for seed in seeds]
     outputs = [w.communicate(timeout=300) for w in workers]
     for worker, (out, err) in zip(workers, outputs):
         assert worker.returncode == 0, err
         assert "Traceback" not in err
     study = study_of(trained)
-    trials = study.get_trials()
-    assert len(distinct_complete(study)) == 6  # the tiny config's search.trials
-    assert not [t for t in trials if t.state == TrialState.RUNNING]
-    fresh = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs["cached"]]
-    assert len(fresh) == 6  # none evaluated twice
-    # Both workers took part, each recorded as the strategy that proposed it.
-    assert sum(int(out.split("evaluated ")[1].split()[0]) for out, _ in outputs) == 6
+    assert len(distinct_complete(study)) == trials
+    assert not [t for t in study.get_trials()
+                if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    fresh = [t for t in study.get_trials()
+             if t.state == TrialState.COMPLETE and not t.user_attrs["cached"]]
+    assert len(fresh) == trials  # none evaluated twice
+    # Each worker counts what it evaluated; together, every subnet once.
+    assert sum(int(out.split("evaluated ")[1].split()[0]) for out, _ in outputs) == trials
+
+
+def test_two_workers_share_a_postgres_study_exactly(trained, fresh_postgres_url, capfd):
+    status, out, err = cli(capfd, "study", trained, "--storage", fresh_postgres_url)
+    assert status == 0, err
+    assert "created study" in out and (trained / "storage.json").is_file()
+    run_workers_exactly(trained, seeds=(1, 2), trials=6)  # the tiny config's search.trials
     # The reading commands follow the study into the database.
     status, out, err = cli(capfd, "compare", trained, "--out", trained / "cmp")
     assert status == 0, err
@@ -73,21 +80,7 @@ def test_three_workers_share_an_sqlite_study_exactly(trained, tmp_path, capfd):
     database = tmp_path / "study.db"
     status, out, err = cli(capfd, "study", trained, "--storage", f"sqlite:///{database}")
     assert status == 0, err
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    workers = [subprocess.Popen([str(HWNAS), "worker", str(trained), "--seed", str(seed),
-                                 "--quiet"], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for seed in (1, 2, 3)]
-    outputs = [w.communicate(timeout=300) for w in workers]
-    for worker, (out, err) in zip(workers, outputs):
-        assert worker.returncode == 0, err
-        assert "Traceback" not in err
-    study = study_of(trained)
-    trials = study.get_trials()
-    assert len(distinct_complete(study)) == 16
-    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
-    fresh = [t for t in trials if t.state == TrialState.COMPLETE and not t.user_attrs["cached"]]
-    assert len(fresh) == 16  # none evaluated twice
-    assert sum(int(out.split("evaluated ")[1].split()[0]) for out, _ in outputs) == 16
+    run_workers_exactly(trained, seeds=(1, 2, 3), trials=16)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("study.db")) \
         == ["study.db"]  # the reservation lock's file is gone with its last holder
 
