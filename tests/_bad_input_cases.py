@@ -450,9 +450,9 @@ CASES.update({
                                          "another training"),
                                         weights_of_another_training),
     # -- issue 16: the uniform learner's remedies (sandwich rule, in-place distillation)
-    "train_sampling_unknown": Case(RUN_BAD, ("bad.yaml", "train.sampling", "uniform or sandwich",
-                                            "greedy"),
-                                   config(("batch_size: 32}", "batch_size: 32, sampling: greedy}"))),
+    "train_sampling_unknown": Case(
+        RUN_BAD, ("bad.yaml", "train.sampling", "uniform or sandwich", "greedy"),
+        config(("batch_size: 32}", "batch_size: 32, sampling: greedy}"))),
     "train_sandwich_paths_beyond_bound": Case(
         RUN_BAD, ("bad.yaml", "train.sandwich_paths", "65", "64"),
         config(("batch_size: 32}", "batch_size: 32, sampling: sandwich, sandwich_paths: 65}"))),

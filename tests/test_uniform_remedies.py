@@ -4,7 +4,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import nnabla as nn
-import nnabla.functions as F
 import numpy as np
 import pytest
 from conftest import SMALL_SPACE, snapshot
@@ -14,7 +13,7 @@ from hwnas.config import DataConfig, TrainConfig
 from hwnas.data import Dataset, load_dataset
 from hwnas.errors import RunDirError
 from hwnas.hwcost import count_macs, inference_output
-from hwnas.supernet import BaseSearchSpace, Supernet, create_space
+from hwnas.supernet import Supernet, create_space
 from hwnas.supernet.learners import BaseLearner, UniformLearner
 
 #: One small space of each built-in kind.
@@ -181,7 +180,8 @@ def test_a_checkpoint_from_before_the_remedies_resumes_only_without_them(
     assert len(_learner(space, space.supernet(), small_data, tmp_path, epochs=2).fit()) == 2
 
 
-def test_sandwich_and_distillation_change_what_the_log_reports(small_data: Dataset) -> None:
+def test_with_a_remedy_the_log_reports_the_mean_label_loss_of_the_steps_paths(
+        small_data: Dataset) -> None:
     """The log's loss is the mean label loss of the step's paths."""
     space = create_space("mobilenet", **SMALL_SPACE)
     net = space.supernet()
