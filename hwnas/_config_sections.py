@@ -179,6 +179,12 @@ class TrainConfig:
         warmup_epochs: first epochs that train weights only (paths sampled uniformly).
         regularizer: a hardware constraint on the learned architecture (a gradient
             learner's), or none.
+        sampling: the uniform learner's paths per step: ``uniform`` (one random path)
+            or ``sandwich`` (the largest, the smallest and ``sandwich_paths`` random
+            ones, their gradients summed into one update).
+        sandwich_paths: random paths per step besides the largest and the smallest.
+        distill: the uniform learner also trains the largest path on the labels in
+            every step and the other paths on its softmax (in-place distillation).
     """
 
     learner: str = "uniform"
@@ -194,8 +200,14 @@ class TrainConfig:
     arch_fraction: float = 0.5
     warmup_epochs: int = bounded(0, low=0, high=EPOCHS)
     regularizer: Optional[RegularizerConfig] = None
+    sampling: str = "uniform"
+    # Every path is a forward and a backward pass of the step: 64 make a step 66 times slower.
+    sandwich_paths: int = bounded(2, low=0, high=64)
+    distill: bool = False
 
     def _check(self, err) -> None:
+        if self.sampling not in ("uniform", "sandwich"):
+            err("sampling", f"must be uniform or sandwich, got {shorten(self.sampling)}")
         if self.order not in (1, 2):
             err("order", f"must be 1 or 2, got {shorten(self.order)}")
         if self.estimator not in ("binary_gate", "reinforce"):

@@ -449,4 +449,24 @@ CASES.update({
                                         ("{run}/supernet.h5", "{run}/train_state.npz",
                                          "another training"),
                                         weights_of_another_training),
+    # -- issue 16: the uniform learner's remedies (sandwich rule, in-place distillation)
+    "train_sampling_unknown": Case(
+        RUN_BAD, ("bad.yaml", "train.sampling", "uniform or sandwich", "greedy"),
+        config(("batch_size: 32}", "batch_size: 32, sampling: greedy}"))),
+    "train_sandwich_paths_beyond_bound": Case(
+        RUN_BAD, ("bad.yaml", "train.sandwich_paths", "65", "64"),
+        config(("batch_size: 32}", "batch_size: 32, sampling: sandwich, sandwich_paths: 65}"))),
+    "train_distill_not_a_bool": Case(RUN_BAD, ("bad.yaml", "train.distill", "bool"),
+                                     config(("batch_size: 32}", "batch_size: 32, distill: 2}"))),
+    "train_distill_with_darts": Case(
+        RUN_BAD, ("bad.yaml", "train.distill", "uniform learner only", "darts"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, distill: true}"))),
+    "train_sandwich_with_proxyless": Case(
+        RUN_BAD, ("bad.yaml", "train.sampling", "uniform learner only", "proxyless"),
+        config(("batch_size: 32}", "batch_size: 32, learner: proxyless, sampling: sandwich}"))),
+    "train_resumed_with_other_remedies": Case(
+        ("train", "{run}", "--quiet"),
+        ("{run}/train_state.npz", "trained with sampling uniform", "asks for sampling sandwich"),
+        both(edit_run_config("  epochs: 1\n", "  epochs: 2\n"),
+             edit_run_config("  sampling: uniform\n", "  sampling: sandwich\n"))),
 })

@@ -9,7 +9,7 @@ from hwnas.errors import ConfigError, shorten
 from hwnas.registry import Registry
 from hwnas.strategies import STRATEGIES
 from hwnas.supernet import SPACES, parse_candidate
-from hwnas.supernet.learners import COST_OBJECTIVES, FORMS, LEARNERS
+from hwnas.supernet.learners import COST_OBJECTIVES, FORMS, LEARNERS, UniformLearner
 
 if TYPE_CHECKING:
     from hwnas.config import ExperimentConfig
@@ -57,6 +57,11 @@ def check_names(config: ExperimentConfig, source: str) -> None:
             err("train.regularizer", f"needs a gradient learner ({gradient}); the "
                 f"{config.train.learner} learner has no architecture parameters; "
                 "use budgets for selection")
+    remedies = {"train.sampling": config.train.sampling != "uniform",
+                "train.distill": config.train.distill}
+    for key in (k for k, on in remedies.items() if on):
+        if not issubclass(learner, UniformLearner):
+            err(key, f"applies to the uniform learner only, not {config.train.learner}")
     _lookup(STRATEGIES, config.search.strategy, "search.strategy", err)
     augmentation = config.retrain.augmentation
     if augmentation != "auto" and augmentation not in AUGMENTATIONS:
