@@ -449,4 +449,9 @@ CASES.update({
                                         ("{run}/supernet.h5", "{run}/train_state.npz",
                                          "another training"),
                                         weights_of_another_training),
+    # -- issue 16: regularizers that land on the budget
+    "regularizer_unknown_form": Case(
+        RUN_BAD, ("bad.yaml", "train.regularizer.form", "tunas", "absolute"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, regularizer: "
+                                   "{objective: params, budget: 5000, form: tunas}}"))),
 })
