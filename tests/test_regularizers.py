@@ -216,3 +216,33 @@ def test_budget_aware_derivation_lands_under_the_budget_not_at_the_argmax() -> N
     # A band holding no subnet: the costliest subnet under it.
     above = _params_regularizer(net, budget=2 * dearest).derive(net)
     assert above == max(space.extremes(), key=lambda a: probe.arch_cost(net, a))
+
+
+def test_budget_aware_derivation_leaves_a_cell_space_to_its_own_derivation() -> None:
+    # A DARTS cell keeps two edges per node: no choice is one architecture parameter.
+    space = create_space("darts", input_shape=(1, 8, 8), n_classes=10, cells=2, channels=4,
+                         nodes=2, operations=["zero", "skip", "max_k3", "sep_k3"])
+    net = space.supernet()
+    rng = np.random.default_rng(2)
+    for alpha in net.arch_parameters().values():
+        alpha.d = rng.normal(0, 1, alpha.shape)
+    reg = _params_regularizer(net, budget=1e3, form="absolute")
+    assert reg.derive(net) == net.derive()
+
+
+@pytest.mark.parametrize("form", ["absolute", "additive"])
+def test_reinforce_prices_the_sampled_path_in_its_reward_under_absolute(
+        form: str, small_data: Dataset) -> None:
+    space = create_space("mobilenet", **SMALL_SPACE)
+    net = space.supernet()
+    cheapest = min(_params_of(net, a) for a in space.extremes())
+    # Every path costs at least 10x the budget: TuNAS's reward is under 1 - 0.5 * 9.
+    reg = _params_regularizer(net, budget=cheapest / 10, form=form, weight=0.5)
+    learner = make_learner(space, net, small_data, "reinforce", regularizer=reg)
+    xa, ya = learner.arch_split.x[:16], learner.arch_split.y[:16].reshape(-1, 1)
+    x, y = learner.weight_split.x[:16], learner.weight_split.y[:16].reshape(-1, 1)
+    reward = learner.arch_step(xa, ya, x, y, np.random.default_rng(0), 0.05)["reward"]
+    if form == "absolute":
+        assert reward < 1 - 0.5 * 9
+    else:  # the additive penalty is on the expected cost, not in the reward
+        assert 0 <= reward <= 1
