@@ -191,16 +191,15 @@ class Regularizer:
         A target form (``absolute``) derives, on a space whose choices are its
         architecture parameters (a chain), the most likely subnet whose
         predicted cost lies in ``LANDING_BAND`` of the budget; with none there,
-        the costliest under the budget (the cheapest subnet if none is under
-        it). The expected cost can sit on the budget while the most likely
-        subnet is far from it, so the derivation has to look at the budget
-        too. Other forms, and other spaces (a DARTS cell keeps two edges per
-        node), derive the most likely subnet.
+        the costliest under the band (the cheapest subnet if none is under it).
+        The expected cost can sit on the budget while the most likely subnet is
+        far from it, so the derivation has to look at the budget too. Other
+        forms, and other spaces (a DARTS cell keeps two edges per node), derive
+        the most likely subnet.
         """
         choices = _chain_choices(supernet) if self._form.target else None
-        if choices is None:
-            return supernet.derive()
-        if any(self.share[n] != 1.0 or self.instances[n] != 1 for n in self.costs):
+        if choices is None or any(self.share[n] != 1.0 or self.instances[n] != 1
+                                  for n in self.costs):
             return supernet.derive()
         names = list(self.costs)
         logp = {n: _log_softmax(supernet.arch_parameters()[n].d) for n in names}
