@@ -129,15 +129,18 @@ class RegularizerConfig:
             (``hwnas.supernet.learners.COST_OBJECTIVES``): ``latency_ms`` (from
             the run's latency table), ``params`` or ``macs``.
         budget: the target value of the objective.
-        form: a registered form (``hwnas.supernet.learners.FORMS``): ``additive``
+        form: a registered form (``hwnas.supernet.learners.FORMS``): ``absolute``
+            (loss + weight * |E[cost]/budget - 1|, TuNAS; the derived subnet is
+            the most likely one predicted at 0.85-0.95x the budget), ``additive``
             (loss + weight * max(0, E[cost]/budget - 1)) or ``multiplicative``
-            (loss * (E[cost]/budget) ** weight, MnasNet).
-        weight: penalty weight (additive) or exponent (multiplicative).
+            (loss * (E[cost]/budget) ** weight, MnasNet); these two derive the
+            most likely subnet.
+        weight: penalty weight (absolute, additive) or exponent (multiplicative).
     """
 
     objective: str
     budget: float
-    form: str = "additive"
+    form: str = "absolute"
     weight: float = 1.0
 
     def _check(self, err) -> None:

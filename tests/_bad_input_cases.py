@@ -469,4 +469,9 @@ CASES.update({
         ("{run}/train_state.npz", "trained with sampling uniform", "asks for sampling sandwich"),
         both(edit_run_config("  epochs: 1\n", "  epochs: 2\n"),
              edit_run_config("  sampling: uniform\n", "  sampling: sandwich\n"))),
+    # -- issue 16: regularizers that land on the budget
+    "regularizer_unknown_form": Case(
+        RUN_BAD, ("bad.yaml", "train.regularizer.form", "tunas", "absolute"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, regularizer: "
+                                   "{objective: params, budget: 5000, form: tunas}}"))),
 })

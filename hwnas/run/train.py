@@ -69,8 +69,10 @@ def make_regularizer(run: RunDir, ws: Workspace, config: RegularizerConfig) -> R
 
 def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
                   regularizer: Regularizer | None = None) -> Arch:
-    """Derives the architecture and writes derived.json and its plots."""
-    arch = space.validate(supernet.derive())
+    """Derives the architecture (as the regularizer's form says) and writes derived.json and
+    its plots."""
+    arch = space.validate(supernet.derive() if regularizer is None
+                          else regularizer.derive(supernet))
     probs = supernet.probabilities()
     options = supernet.arch_options()
     record = {"key": arch.key, "choices": dict(arch), "learner": run.config.train.learner,

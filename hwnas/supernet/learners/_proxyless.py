@@ -24,8 +24,10 @@ class ProxylessLearner(BaseLearner):
       probabilities (as in ProxylessNAS);
     - ``reinforce``: draws one path, scores its accuracy on the architecture
       batch, and follows ``(reward - baseline) * dlog p(path)/dalpha`` with a
-      moving-average baseline. With a ``multiplicative`` regularizer the reward
-      is MnasNet's ``accuracy * (cost / budget) ** -weight`` of the drawn path.
+      moving-average baseline. With a regularizer whose form prices the path
+      (``Form.in_reward``) the reward is the drawn path's: TuNAS's ``accuracy -
+      weight * |cost / budget - 1|`` (``absolute``) or MnasNet's ``accuracy *
+      (cost / budget) ** -weight`` (``multiplicative``).
     """
 
     learns_arch = True
@@ -92,7 +94,7 @@ class ProxylessLearner(BaseLearner):
         self.restore_statistics(statistics)
         accuracy = float(np.mean(np.argmax(logits.d, axis=1) == ya[:, 0]))
         reward = accuracy
-        if self.regularizer is not None and self.regularizer.form == "multiplicative":
+        if self.regularizer is not None and self.regularizer.in_reward:
             reward = self.regularizer.reward(accuracy, self.regularizer.path_cost(counts))
         baseline = reward if self.baseline is None else self.baseline
         advantage = reward - baseline
@@ -102,7 +104,7 @@ class ProxylessLearner(BaseLearner):
         grads = {n: (-advantage * (counts[n] - counts[n].sum() * probs[n])).astype(np.float32)
                  for n in self.alphas}
         surrogate = -advantage * sum(float(counts[n] @ np.log(probs[n])) for n in self.alphas)
-        if self.regularizer is not None and self.regularizer.form == "additive":
+        if self.regularizer is not None and not self.regularizer.in_reward:
             surrogate, grads = self.regularized(surrogate, grads)
         self.update_arch(grads)
         return {**self.arch_stats(surrogate), "reward": reward}
