@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import os
-import warnings
 from collections.abc import Callable, Sequence
 from itertools import combinations
 
@@ -20,7 +19,7 @@ from hwnas.io import atomic_write
 #: The bootstrap of ``hwnas rank-check``: resamples, their seed, the interval's level.
 RESAMPLES, BOOTSTRAP_SEED, LEVEL = 2000, 0, 0.95
 
-Statistic = Callable[[np.ndarray, np.ndarray], float]
+Statistic = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -30,27 +29,44 @@ def _pair(x: Sequence[float], y: Sequence[float]) -> tuple[np.ndarray, np.ndarra
     return x, y
 
 
+def tau_b(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Kendall's τ-b along the last axis (rows: resamples): (C − D) / sqrt((n0 − n1)(n0 − n2)),
+    pairs tied in x (n1) or y (n2) left out of either side as scipy does; NaN where either
+    row is constant."""
+    sx = np.sign(x[..., :, None] - x[..., None, :])
+    sy = np.sign(y[..., :, None] - y[..., None, :])
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (sx * sy).sum((-2, -1)) / np.sqrt(np.abs(sx).sum((-2, -1))
+                                                 * np.abs(sy).sum((-2, -1)))
+
+
+def rho(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Spearman's ρ along the last axis: Pearson's r of the average ranks; NaN where either
+    row is constant."""
+    rx = stats.rankdata(x, axis=-1)
+    ry = stats.rankdata(y, axis=-1)
+    rx -= rx.mean(-1, keepdims=True)
+    ry -= ry.mean(-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (rx * ry).sum(-1) / np.sqrt((rx * rx).sum(-1) * (ry * ry).sum(-1))
+
+
 def kendall_tau(x: Sequence[float], y: Sequence[float]) -> float:
-    """Kendall's τ-b (ties counted as scipy does); NaN when either vector is constant."""
-    x, y = _pair(x, y)
-    with warnings.catch_warnings():  # a constant vector: NaN is the answer, not a warning
-        warnings.simplefilter("ignore")
-        return float(stats.kendalltau(x, y).statistic)
+    """Kendall's τ-b of two vectors (ties as scipy's ``kendalltau``); NaN when one is constant."""
+    return float(tau_b(*_pair(x, y)))
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    """Spearman's ρ (Pearson's r of average ranks); NaN when either vector is constant."""
-    x, y = _pair(x, y)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return float(stats.spearmanr(x, y).statistic)
+    """Spearman's ρ of two vectors; NaN when one is constant."""
+    return float(rho(*_pair(x, y)))
 
 
 def bootstrap_interval(statistic: Statistic, x: Sequence[float], y: Sequence[float], *,
                        resamples: int = RESAMPLES, level: float = LEVEL,
                        seed: int = BOOTSTRAP_SEED) -> tuple[float, float] | None:
-    """The percentile bootstrap interval of ``statistic(x, y)``, resampling pairs (subnets)
-    with replacement; resamples where it is undefined (NaN) are left out.
+    """The percentile bootstrap interval of ``statistic`` (``tau_b`` or ``rho``: computed
+    along the last axis), resampling pairs (subnets) with replacement; resamples where it
+    is undefined (NaN: all one subnet, say) are left out.
 
     Returns:
         (low, high); None when no resample gives a number.
@@ -59,7 +75,8 @@ def bootstrap_interval(statistic: Statistic, x: Sequence[float], y: Sequence[flo
     if not 0.0 < level < 1.0 or resamples < 1:
         raise ValueError(f"level in (0, 1) and resamples >= 1 needed, got {level}, {resamples}")
     picks = np.random.default_rng(seed).integers(0, len(x), size=(resamples, len(x)))
-    values = np.array([statistic(x[i], y[i]) for i in picks])
+    values = np.concatenate([statistic(x[block], y[block])
+                             for block in np.array_split(picks, max(1, resamples // 250))])
     values = values[np.isfinite(values)]
     if not len(values):
         return None

@@ -78,10 +78,7 @@ def replicate_dir(run: RunDir, key: str, recipe: dict[str, Any], seed: int) -> P
     """Where the retraining of ``key`` with ``recipe`` and ``seed`` lives (see the module)."""
     plain = retrain_dir(run, key)
     if seed == run.config.seed:
-        try:
-            held = read_retrain_claim(plain)
-        except RunDirError:
-            held = None  # damaged: hwnas retrain names it; the rank check trains apart
+        held = read_retrain_claim(plain)
         if (held is None and recipe == run_recipe(run)) or (
                 held is not None and held["key"] == key and held["recipe"] == recipe
                 and held.get("seed", seed) == seed):
@@ -90,6 +87,13 @@ def replicate_dir(run: RunDir, key: str, recipe: dict[str, Any], seed: int) -> P
 
 
 def _finished(where: Path, key: str, recipe: dict[str, Any]) -> bool:
+    """Whether ``where`` holds this retraining, finished.
+
+    Raises:
+        RunDirError: its claim is damaged (as ``hwnas retrain`` would say, before anything
+            of the rank check trains).
+    """
+    read_retrain_claim(where)
     try:
         done = read_retrain_result(where)
     except RunDirError:
@@ -119,25 +123,23 @@ def rank_check(run: RunDir, *, subnets: int | None = None, epochs: int | None = 
     began = time.perf_counter()
     picked, selected = pick(run, subnets)
     recipe = run_recipe(run, epochs)
+    # Every directory is chosen (and every claim read) before anything trains.
+    plan = [(evaluation, [(seed, replicate_dir(run, evaluation.arch.key, recipe, seed))
+                          for seed in range(run.config.seed, run.config.seed + seeds)])
+            for evaluation in picked]
+    reused = sum(_finished(where, e.arch.key, recipe) for e, runs in plan for _, where in runs)
+    trained = len(picked) * seeds - reused
     ws = ws or workspace(run, progress=progress)
-    rows, trained, reused = [], 0, 0
-    bar = tqdm(total=len(picked) * seeds, desc="rank-check", unit="retraining",
-               disable=not progress)
-    with bar:
-        for evaluation in picked:
-            key = evaluation.arch.key
+    rows = []
+    with tqdm(total=len(picked) * seeds, desc="rank-check", unit="retraining",
+              disable=not progress) as bar:
+        for evaluation, runs in plan:
             results = []
-            for replicate in range(seeds):
-                seed = run.config.seed + replicate
-                where = replicate_dir(run, key, recipe, seed)
-                if _finished(where, key, recipe):
-                    reused += 1
-                else:
-                    trained += 1
+            for seed, where in runs:
                 results.append(retrain(run, evaluation.arch, epochs=recipe["epochs"], seed=seed,
                                        where=where, progress=progress, ws=ws))
                 bar.update()
-            rows.append(_row(run, evaluation, results, selected))
+            rows.append(_row(evaluation, results, selected))
     record = {"recipe": recipe, "seeds": seeds, "selected": selected, "subnets": rows,
               **statistics(rows, seeds)}
     record["seconds"] = round(time.perf_counter() - began, 3)
@@ -146,7 +148,7 @@ def rank_check(run: RunDir, *, subnets: int | None = None, epochs: int | None = 
     return {**record, "trained": trained, "reused": reused}
 
 
-def _row(run: RunDir, evaluation: Evaluation, results: list[dict[str, Any]],
+def _row(evaluation: Evaluation, results: list[dict[str, Any]],
          selected: str | None) -> dict[str, Any]:
     val = [float(r["val_accuracy"]) for r in results]
     test = [float(r["test_accuracy"]) for r in results]
@@ -168,10 +170,10 @@ def statistics(rows: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
         tau, rho = ranking.kendall_tau(estimate, actual), ranking.spearman_rho(estimate, actual)
         out[split] = {
             "kendall_tau": _finite(tau),
-            "kendall_tau_interval": ranking.bootstrap_interval(ranking.kendall_tau, estimate,
+            "kendall_tau_interval": ranking.bootstrap_interval(ranking.tau_b, estimate,
                                                                actual),
             "spearman_rho": _finite(rho),
-            "spearman_rho_interval": ranking.bootstrap_interval(ranking.spearman_rho, estimate,
+            "spearman_rho_interval": ranking.bootstrap_interval(ranking.rho, estimate,
                                                                 actual)}
     val = [r["val_accuracy"] for r in rows]
     tau_val = out["val"]["kendall_tau"]
