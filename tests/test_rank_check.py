@@ -19,7 +19,9 @@ from hwnas import ranking
 from hwnas import run as steps
 from hwnas.run.rank_check import replicate_dir
 from hwnas.run.retrain import retrain_dir, run_recipe
+from hwnas.errors import RunDirError
 from hwnas.studies import evaluations, load_read_only
+from hwnas.supernet import Arch
 from _cli_helpers import cli
 
 # --- the statistics, by hand -----------------------------------------------------------------
@@ -211,6 +213,10 @@ def test_seed_zero_with_the_config_recipe_is_hwnas_retrains_directory(run_copy, 
     before = weights_mtimes(run_copy)
     status, out, _ = cli(capfd, "retrain", run_copy, "--arch", other["key"], "--quiet")
     assert status == 0 and f"test accuracy {other['test_accuracy']:.4f}" in out
+    assert weights_mtimes(run_copy) == before
+    # A directory never mixes seeds: another seed is refused there before anything trains.
+    with pytest.raises(RunDirError, match=f"seed {seed}, not {seed + 1}"):
+        steps.retrain(run, Arch.from_key(selected), seed=seed + 1, where=plain, progress=False)
     assert weights_mtimes(run_copy) == before
 
 
