@@ -17,7 +17,7 @@ import pytest
 import hwnas
 from hwnas import ranking
 from hwnas import run as steps
-from hwnas.run.rank_check import replicate_dir
+from hwnas.run.rank_check import replicate_dir, statistics
 from hwnas.run.retrain import retrain_dir, run_recipe
 from hwnas.errors import RunDirError
 from hwnas.studies import evaluations, load_read_only
@@ -95,6 +95,26 @@ def test_top_k_overlap_regret_pooled_sd_and_trust_gap_on_a_constructed_example()
     assert ranking.trust_gap([1, 2, 3], [1, 2, 3]) == 0.0
 
 
+def test_regret_counts_only_the_subnets_within_the_selections_budgets():
+    def row(estimate, val, selected=False, within=True):
+        return {"estimate": estimate, "val_accuracy": val, "test_accuracy": val,
+                "val_accuracies": [val, val - 0.02], "selected": selected,
+                "within_budgets": within}
+    rows = [row(0.95, 0.99, within=False), row(0.94, 0.90, selected=True), row(0.93, 0.92),
+            row(0.90, 0.91)]
+    out = statistics(rows, 2)
+    # 0.99 is over budget: the best the selection could have had is 0.92.
+    assert out["regret"] == pytest.approx(0.02)
+    assert out["seed_noise_sd"] == pytest.approx(0.02 / math.sqrt(2))  # two values 0.02 apart
+    assert out["top_k"] == 1 and out["top_k_overlap"] == 1.0
+    # Estimates 0.95 > 0.94 > 0.93 > 0.90 against 0.99, 0.90, 0.92, 0.91: pairs (1, 2),
+    # (1, 3) reversed, the rest kept: tau = (4 - 2) / 6; the largest reversed gap 0.94 - 0.90.
+    assert out["val"]["kendall_tau"] == pytest.approx(2 / 6)
+    assert out["trust_gap"] == pytest.approx(0.04)
+    rows[1]["selected"] = False
+    assert statistics(rows, 1)["regret"] is None and statistics(rows, 1)["seed_noise_sd"] is None
+
+
 def test_stratified_picks_spread_over_the_ranks_and_keep_the_selected():
     values = [0.1 * i for i in range(10)]  # index 9 ranks first
     # Ranks 0, 3, 6, 9 of the order 9, 8, ..., 0.
@@ -161,7 +181,8 @@ def test_rank_check_retrains_compares_reuses_and_reports(run_copy, capfd):
     tau = ranking.kendall_tau([r["estimate"] for r in rows], val)
     assert record["val"]["kendall_tau"] == (None if math.isnan(tau) else pytest.approx(tau))
     assert record["top_k"] == 1 and record["regret"] == pytest.approx(
-        max(val) - next(r["val_accuracy"] for r in rows if r["selected"]))
+        max(r["val_accuracy"] for r in rows if r["within_budgets"])
+        - next(r["val_accuracy"] for r in rows if r["selected"]))
     assert record["seed_noise_sd"] is None
     assert (run_copy / "rank_check.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Again: nothing trained, the same numbers.
@@ -192,6 +213,7 @@ def test_rank_check_retrains_compares_reuses_and_reports(run_copy, capfd):
     assert "Kendall τ" in section and "data:image/png;base64" in section
     assert record["verdict"] in section.replace("&#x27;", "'")
     assert "seed noise" in section.lower() and "hwnas rank-check" not in section
+    assert "--subnets 3 --epochs 1 --seeds 2" in html[html.index('<section id="reproduce">'):]
 
 
 def test_seed_zero_with_the_config_recipe_is_hwnas_retrains_directory(run_copy, capfd):

@@ -97,7 +97,8 @@ def print_rank_check(run: steps.RunDir, record: dict) -> None:
     print(f"  {'estimate':>8}  {'val':>6}  {'test':>6}  subnet")
     for r in rows:
         print(f"  {r['estimate']:8.4f}  {r['val_accuracy']:6.4f}  {r['test_accuracy']:6.4f}  "
-              f"{r['key']}{'  (selected)' if r['selected'] else ''}")
+              f"{r['key']}{'  (selected)' if r['selected'] else ''}"
+              f"{'' if r.get('within_budgets', True) else '  (over budget)'}")
     for split in ("val", "test"):
         s = record[split]
         print(f"  {split:>4}: Kendall tau "
@@ -105,7 +106,8 @@ def print_rank_check(run: steps.RunDir, record: dict) -> None:
               f"{_with_interval(s['spearman_rho'], s['spearman_rho_interval'])}")
     extra = [f"top-{record['top_k']} overlap {record['top_k_overlap']:.2f}"]
     if record["regret"] is not None:
-        extra.append(f"regret of the selection {100 * record['regret']:.2f} points")
+        extra.append(f"regret of the selection {100 * record['regret']:.2f} points "
+                     "(against those within its budgets)")
     if record["seed_noise_sd"] is not None:
         extra.append(f"seed noise sd {100 * record['seed_noise_sd']:.2f} points")
     print("  " + "; ".join(extra))

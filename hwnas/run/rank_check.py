@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hwnas import ranking
+from hwnas.budgets import excess
 from hwnas.errors import HwnasError, RunDirError
 from hwnas.io import atomic_write_json
 from hwnas.objectives import Evaluation
@@ -51,9 +52,11 @@ def study_estimates(run: RunDir) -> list[Evaluation]:
     return list(known.values())
 
 
-def pick(run: RunDir, subnets: int | None) -> tuple[list[Evaluation], str | None]:
-    """The subnets to check, highest estimate first, and the selected subnet's key (None
-    when nothing is selected, or the selected one is not in the study).
+def pick(run: RunDir, subnets: int | None
+         ) -> tuple[list[Evaluation], str | None, dict[str, float]]:
+    """The subnets to check, highest estimate first; the selected subnet's key (None
+    when nothing is selected, or the selected one is not in the study) and the budgets it
+    was selected under (the config's when nothing is selected).
 
     Raises:
         HwnasError: more subnets asked for than the study evaluated, or fewer than 2.
@@ -71,7 +74,8 @@ def pick(run: RunDir, subnets: int | None) -> tuple[list[Evaluation], str | None
     keys = [e.arch.key for e in known]
     keep = keys.index(selected["key"]) if selected and selected["key"] in keys else None
     chosen = ranking.stratified([e.metrics["accuracy"] for e in known], n, keep)
-    return [known[i] for i in chosen], (keys[keep] if keep is not None else None)
+    budgets = dict(selected["budgets"] if selected else run.config.budgets)
+    return [known[i] for i in chosen], (keys[keep] if keep is not None else None), budgets
 
 
 def replicate_dir(run: RunDir, key: str, recipe: dict[str, Any], seed: int) -> Path:
@@ -121,7 +125,7 @@ def rank_check(run: RunDir, *, subnets: int | None = None, epochs: int | None = 
     if seeds < 1:
         raise HwnasError(f"--seeds must be >= 1, got {seeds}")
     began = time.perf_counter()
-    picked, selected = pick(run, subnets)
+    picked, selected, budgets = pick(run, subnets)
     recipe = run_recipe(run, epochs)
     # Every directory is chosen (and every claim read) before anything trains.
     plan = [(evaluation, [(seed, replicate_dir(run, evaluation.arch.key, recipe, seed))
@@ -139,8 +143,9 @@ def rank_check(run: RunDir, *, subnets: int | None = None, epochs: int | None = 
                 results.append(retrain(run, evaluation.arch, epochs=recipe["epochs"], seed=seed,
                                        where=where, progress=progress, ws=ws))
                 bar.update()
-            rows.append(_row(evaluation, results, selected))
-    record = {"recipe": recipe, "seeds": seeds, "selected": selected, "subnets": rows,
+            rows.append(_row(evaluation, results, selected, budgets))
+    record = {"recipe": recipe, "seeds": seeds, "selected": selected, "budgets": budgets,
+              "subnets": rows,
               **statistics(rows, seeds)}
     record["seconds"] = round(time.perf_counter() - began, 3)
     atomic_write_json(run / RunDir.RANK_CHECK, record)
@@ -148,8 +153,8 @@ def rank_check(run: RunDir, *, subnets: int | None = None, epochs: int | None = 
     return {**record, "trained": trained, "reused": reused}
 
 
-def _row(evaluation: Evaluation, results: list[dict[str, Any]],
-         selected: str | None) -> dict[str, Any]:
+def _row(evaluation: Evaluation, results: list[dict[str, Any]], selected: str | None,
+         budgets: dict[str, float]) -> dict[str, Any]:
     val = [float(r["val_accuracy"]) for r in results]
     test = [float(r["test_accuracy"]) for r in results]
     return {"key": evaluation.arch.key, "arch": dict(evaluation.arch),
@@ -158,7 +163,11 @@ def _row(evaluation: Evaluation, results: list[dict[str, Any]],
             "val_accuracy": float(np.mean(val)), "test_accuracy": float(np.mean(test)),
             "val_accuracies": val, "test_accuracies": test,
             "retrain_dirs": [str(Path(r["weights"]).parent) for r in results],
-            "selected": evaluation.arch.key == selected}
+            "selected": evaluation.arch.key == selected,
+            # The selected subnet met them (its latency perhaps measured whole); the others
+            # as the study recorded their costs.
+            "within_budgets": evaluation.arch.key == selected or not excess(
+                {name: evaluation.objective(name) for name in budgets}, budgets)}
 
 
 def statistics(rows: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
@@ -178,14 +187,17 @@ def statistics(rows: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
     val = [r["val_accuracy"] for r in rows]
     tau_val = out["val"]["kendall_tau"]
     k = max(1, len(rows) // 4)
-    chosen = next((i for i, r in enumerate(rows) if r["selected"]), None)
+    # The selection could only choose among subnets within its budgets: regret counts those.
+    eligible = [i for i, r in enumerate(rows) if r["within_budgets"]]
+    chosen = next((eligible.index(i) for i, r in enumerate(rows) if r["selected"]), None)
     noise = ranking.pooled_sd([r["val_accuracies"] for r in rows]) if seeds > 1 else None
     gap = ranking.trust_gap(estimate, val)
     out.update({
         "bootstrap": {"resamples": ranking.RESAMPLES, "seed": ranking.BOOTSTRAP_SEED,
                       "level": ranking.LEVEL},
         "top_k": k, "top_k_overlap": ranking.top_k_overlap(estimate, val, k),
-        "regret": None if chosen is None else ranking.regret(val, chosen),
+        "regret": None if chosen is None else ranking.regret([val[i] for i in eligible],
+                                                               chosen),
         "seed_noise_sd": noise, "trust_gap": gap,
         "verdict": ranking.verdict(math.nan if tau_val is None else tau_val,
                                    out["val"]["kendall_tau_interval"], gap, noise, len(rows))})

@@ -32,11 +32,12 @@ RETRAIN_RESULT = {**RETRAIN_CLAIM, "test_accuracy": float, "val_accuracy": float
                   "epochs?": int, "seconds?": float, "test_examples?": int, "weights?": str}
 _CORRELATION = {"kendall_tau": (float, None), "kendall_tau_interval": ([float], None),
                 "spearman_rho": (float, None), "spearman_rho_interval": ([float], None)}
-RANK_CHECK = {"recipe": dict, "seeds": int, "selected": (str, None),
+RANK_CHECK = {"recipe": dict, "seeds": int, "selected": (str, None), "budgets?": {str: float},
               "subnets": [{"key": str, "arch": {str: str}, "estimate": float,
                            "estimate_test": (float, None), "val_accuracy": float,
                            "test_accuracy": float, "val_accuracies": [float],
-                           "test_accuracies": [float], "retrain_dirs": [str], "selected": bool}],
+                           "test_accuracies": [float], "retrain_dirs": [str], "selected": bool,
+                           "within_budgets?": bool}],
               "val": _CORRELATION, "test": _CORRELATION, "top_k": int, "top_k_overlap": float,
               "regret": (float, None), "seed_noise_sd": (float, None), "trust_gap": float,
               "verdict": str, "bootstrap?": dict, "seconds?": float}

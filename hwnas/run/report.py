@@ -269,6 +269,11 @@ def reproduce(run: RunDir) -> str:
     steps += [search, f"hwnas front {out}", select]
     if (run / "retrain").is_dir():
         steps.append(f"hwnas retrain {out}")
+    checked = read_rank_check(run)
+    if checked is not None:
+        steps.append(f"hwnas rank-check {out} --subnets {len(checked['subnets'])} --epochs "
+                     f"{checked['recipe'].get('epochs', cfg.retrain.epochs)} "
+                     f"--seeds {checked['seeds']}")
     exported = f"hwnas export {out}" + "".join(f" --format {f}" for f in export.get("formats", ()))
     if selected is not None and export.get("key") not in (None, selected["key"]):
         exported += f" --arch '{export['key']}'"

@@ -187,8 +187,8 @@ def rank_check(run) -> str:
                    "Spearman ρ (95 % interval)"])
     facts: list[tuple[str, Any]] = [
         (f"Top-{record['top_k']} overlap", f"{record['top_k_overlap']:.2f}"),
-        ("Regret of the selection (best stand-alone validation accuracy minus the selected "
-         "subnet's)", percent(record["regret"]) if record["regret"] is not None
+        ("Regret of the selection (the best stand-alone validation accuracy of those within "
+         "its budgets minus the selected subnet's)", percent(record["regret"]) if record["regret"] is not None
          else "nothing selected among them"),
         ("Seed noise (pooled sd of a subnet's validation accuracy over seeds)",
          percent(record["seed_noise_sd"]) if record["seed_noise_sd"] is not None
@@ -200,9 +200,9 @@ def rank_check(run) -> str:
                    "alone (rank_check.json; error bars: sd over seeds); the selected subnet "
                    "ringed")
     body += table([[key(r["key"]), percent(r["estimate"]), percent(r["val_accuracy"]),
-                    percent(r["test_accuracy"])] for r in rows],
+                    percent(r["test_accuracy"]), r.get("within_budgets", True)] for r in rows],
                   ["subnet", "estimate (val, inherited)", "val, trained alone",
-                   "test, trained alone"],
+                   "test, trained alone", "within budgets"],
                   highlight=lambda row: row[0] == key(record["selected"] or ""))
     return body
 
