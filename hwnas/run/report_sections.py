@@ -168,6 +168,11 @@ def _correlation(value: float | None, interval: list[float] | None) -> str:
     return f"{value:.2f}" + (f" ({interval[0]:.2f} to {interval[1]:.2f})" if interval else "")
 
 
+def _points(share: float) -> str:
+    """A difference of accuracies, in percentage points."""
+    return f"{100.0 * share:.2f} points"
+
+
 def rank_check(run) -> str:
     record = read_rank_check(run)
     if record is None:
@@ -188,12 +193,12 @@ def rank_check(run) -> str:
     facts: list[tuple[str, Any]] = [
         (f"Top-{record['top_k']} overlap", f"{record['top_k_overlap']:.2f}"),
         ("Regret of the selection (the best stand-alone validation accuracy of those within "
-         "its budgets minus the selected subnet's)", percent(record["regret"]) if record["regret"] is not None
+         "its budgets minus the selected subnet's)", _points(record["regret"]) if record["regret"] is not None
          else "nothing selected among them"),
         ("Seed noise (pooled sd of a subnet's validation accuracy over seeds)",
-         percent(record["seed_noise_sd"]) if record["seed_noise_sd"] is not None
+         _points(record["seed_noise_sd"]) if record["seed_noise_sd"] is not None
          else "one seed: unknown (hwnas rank-check --seeds 2)"),
-        ("Largest estimate gap that training reversed", percent(record["trust_gap"]))]
+        ("Largest estimate gap that training reversed", _points(record["trust_gap"]))]
     body += pairs(facts)
     body += figure(lambda: drawn_png(lambda p: plot(record, p)),
                    "Each subnet's estimate (inherited weights) against its accuracy trained "
