@@ -14,7 +14,7 @@ from _bad_input_damage import (Ctx, a_file, alias_bomb, both, cifar10_batch, cla
                               data_config, delete, edit_json, edit_lut, edit_run_config,
                               foreign_journal, full_disk, garbage, half, hold_run,
                               interrupt_evaluation, interrupt_training, mnist,
-                              other_space_weights, read_only_sys, released_then, replace,
+                              other_space_weights, rank_check_of_one_subnet, read_only_sys, released_then, replace,
                               resumes_after_interrupt, retrain_file,
                               searches_once_there_is_room, sqlite_file, tear_a_middle_record,
                               tear_claim, trains_on_after_interrupt,
@@ -474,4 +474,29 @@ CASES.update({
         RUN_BAD, ("bad.yaml", "train.regularizer.form", "tunas", "absolute"),
         config(("batch_size: 32}", "batch_size: 32, learner: darts, regularizer: "
                                    "{objective: params, budget: 5000, form: tunas}}"))),
+})
+
+# -- issue 16: rank-check (bad numbers, no study, damaged files: nothing trains)
+RANK_CHECK = ("rank-check", "{run}", "--quiet")
+CASES.update({
+    "rank_check_more_subnets_than_the_study": Case(
+        (*RANK_CHECK, "--subnets", "99"), ("--subnets 99", "evaluated only", "distinct subnets")),
+    "rank_check_one_subnet": Case((*RANK_CHECK, "--subnets", "1"),
+                                  ("--subnets must be >= 2", "got 1")),
+    "rank_check_zero_epochs": Case((*RANK_CHECK, "--epochs", "0"),
+                                   ("--epochs must be >= 1", "got 0")),
+    "rank_check_zero_seeds": Case((*RANK_CHECK, "--seeds", "0"), ("--seeds must be >= 1", "got 0")),
+    "rank_check_subnets_not_a_number": Case((*RANK_CHECK, "--subnets", "many"),
+                                            ("--subnets", "invalid int value", "'many'")),
+    "rank_check_no_study": Case(RANK_CHECK, ("study.journal", "no study yet", "hwnas search"),
+                                delete("study.journal")),
+    "rank_check_damaged_claim": Case(RANK_CHECK, ("arch.json", "damaged", "'key' missing"),
+                                     edit_json(retrain_file("arch.json"), without("key"))),
+    "rank_check_json_wrong_shape": Case(("report", "{run}"),
+                                        ("{run}/rank_check.json", "'recipe' missing",
+                                         "hwnas rank-check"),
+                                        replace("rank_check.json", b'{"subnets": 3}')),
+    "rank_check_json_of_one_subnet": Case(("report", "{run}"),
+                                          ("{run}/rank_check.json", "fewer than 2"),
+                                          rank_check_of_one_subnet),
 })

@@ -400,3 +400,21 @@ def alias_bomb(width: int = 30) -> str:
     lines += [f"{b}: &{b} [{', '.join(['*' + a] * width)}]" for a, b in ("ab", "bc")]
     epochs = "[" + ", ".join(["*c"] * width) + "]"
     return "\n".join(lines) + "\n" + TINY_CONFIG.replace("epochs: 1,", f"epochs: {epochs},")
+
+
+# -- issue 16: rank-check
+
+
+def rank_check_of_one_subnet(ctx: Ctx) -> None:
+    """rank_check.json of the right shape but with one subnet: no ranking can come of it."""
+    import json
+    correlation = {"kendall_tau": None, "kendall_tau_interval": None, "spearman_rho": None,
+                   "spearman_rho_interval": None}
+    row = {"key": "b0=skip|b1=ir_k3_e2", "arch": {"b0": "skip", "b1": "ir_k3_e2"},
+           "estimate": 0.5, "estimate_test": None, "val_accuracy": 0.5, "test_accuracy": 0.5,
+           "val_accuracies": [0.5], "test_accuracies": [0.5], "retrain_dirs": ["retrain/x"],
+           "selected": False}
+    (ctx.run / "rank_check.json").write_text(json.dumps({
+        "recipe": {}, "seeds": 1, "selected": None, "subnets": [row], "val": correlation,
+        "test": correlation, "top_k": 1, "top_k_overlap": 1.0, "regret": None,
+        "seed_noise_sd": None, "trust_gap": 0.0, "verdict": "-"}))

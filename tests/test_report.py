@@ -22,7 +22,7 @@ from hwnas.cli import main
 from hwnas.run.retrain import retrain_dir
 
 SECTIONS = ("experiment", "training", "front", "architecture", "costs", "budgets", "retrained",
-            "export", "reproduce")
+            "rank-check", "export", "reproduce")
 
 
 def files_of(path: Path) -> dict[str, bytes]:
@@ -161,7 +161,8 @@ def test_report_says_what_to_run_for_missing_inputs(run_copy: Path, capsys) -> N
     shutil.rmtree(run_copy / "retrain")
     html = report(run_copy, capsys)
     expected = {"training": "hwnas train", "front": "hwnas search", "architecture": "hwnas select",
-                "costs": "hwnas select", "retrained": "hwnas select", "export": "hwnas export"}
+                "costs": "hwnas select", "retrained": "hwnas select", "export": "hwnas export",
+                "rank-check": "hwnas rank-check"}
     for ident, command in expected.items():
         assert f"{command} {run_copy}" in text(section(html, ident)), ident
     assert "100,000" in text(section(html, "budgets"))  # the config's budgets, not yet met by any

@@ -20,7 +20,7 @@ LAYERS = (
     {"run"},
     {"driver", "deploy"},
     {"strategies", "tabular"},
-    {"studies", "pareto"},
+    {"studies", "pareto", "ranking"},
     {"evaluate"},
     {"hwcost"},
     {"supernet"},

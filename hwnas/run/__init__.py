@@ -11,7 +11,8 @@ from hwnas.run.export import deploy_subnet, export
 from hwnas.run.files import RunDir, Writer, configure_run
 from hwnas.run.lut import check as check_table
 from hwnas.run.lut import ensure_table, load_table, make_profiler, plot_check, profile
-from hwnas.run.records import (read_derived, read_measured, read_retrain_claim,
+from hwnas.run.rank_check import rank_check
+from hwnas.run.records import (read_derived, read_measured, read_rank_check, read_retrain_claim,
                                read_retrain_result, read_search_stats, read_selected)
 from hwnas.run.report import write_report
 from hwnas.run.retrain import read_arch_json, retrain, retrain_dir, retrained_subnet
@@ -25,9 +26,10 @@ from hwnas.run.workspace import (Workspace, check_trained, make_evaluator, set_c
 __all__ = ["RunDir", "Workspace", "check_table", "check_trained", "compare", "configure_run",
            "create_study", "dashboard_server", "deploy_subnet", "derived_arch", "ensure_table",
            "export", "failed_subnets_of", "front", "load_table", "make_evaluator",
-           "make_profiler", "plot_check", "profile", "read_arch_json", "read_derived",
-           "read_measured", "read_retrain_claim", "read_retrain_result", "read_search_stats",
-           "read_selected", "remeasure", "retrain", "retrain_dir",
+           "make_profiler", "plot_check", "profile", "rank_check", "read_arch_json",
+           "read_derived", "read_measured", "read_rank_check", "read_retrain_claim",
+           "read_retrain_result", "read_search_stats", "read_selected", "remeasure", "retrain",
+           "retrain_dir",
            "retrained_subnet", "run_worker", "search", "select", "selected_arch", "serve",
            "set_context", "space_from_config", "strategies_of", "study_name", "train",
            "Writer", "workspace", "worker_evaluator", "write_derived", "write_report"]

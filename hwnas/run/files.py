@@ -46,6 +46,8 @@ class RunDir:
     #: ``retrain/DIGEST/``: each subnet's retraining: its claim, result and checkpoint.
     RETRAIN_DIR, RETRAIN_CLAIM, RETRAIN_RESULT = "retrain", "arch.json", "result.json"
     RETRAIN_CHECKPOINT, RETRAIN_WEIGHTS, RETRAIN_LOG = "state.npz", "weights.h5", "log.csv"
+    #: ``hwnas rank-check``: the supernet's ranking against subnets trained alone.
+    RANK_CHECK, RANK_CHECK_PLOT = "rank_check.json", "rank_check.png"
     #: The exported models and what the export recorded.
     MODELS = tuple(fmt.filename for fmt in FORMATS.values())
     EXPORT = EXPORT_RECORD

@@ -30,6 +30,17 @@ RETRAIN_CLAIM = {"key": str, "arch": {str: str}, "recipe": dict}
 RETRAIN_RESULT = {**RETRAIN_CLAIM, "test_accuracy": float, "val_accuracy": float,
                   "supernet_val_accuracy?": float, "supernet_test_accuracy?": float,
                   "epochs?": int, "seconds?": float, "test_examples?": int, "weights?": str}
+_CORRELATION = {"kendall_tau": (float, None), "kendall_tau_interval": ([float], None),
+                "spearman_rho": (float, None), "spearman_rho_interval": ([float], None)}
+RANK_CHECK = {"recipe": dict, "seeds": int, "selected": (str, None), "budgets?": {str: float},
+              "subnets": [{"key": str, "arch": {str: str}, "estimate": float,
+                           "estimate_test": (float, None), "val_accuracy": float,
+                           "test_accuracy": float, "val_accuracies": [float],
+                           "test_accuracies": [float], "retrain_dirs": [str], "selected": bool,
+                           "within_budgets?": bool}],
+              "val": _CORRELATION, "test": _CORRELATION, "top_k": int, "top_k_overlap": float,
+              "regret": (float, None), "seed_noise_sd": (float, None), "trust_gap": float,
+              "verdict": str, "bootstrap?": dict, "seconds?": float}
 
 
 def _with_arch(path: Path, record: dict[str, Any] | None, field: str, remedy: str) -> Any:
@@ -80,3 +91,14 @@ def read_retrain_result(where: Path) -> dict[str, Any] | None:
     """``retrain/DIGEST/result.json``; None before that retraining finished."""
     path, remedy = where / RunDir.RETRAIN_RESULT, "rerun 'hwnas retrain'"
     return _with_arch(path, read_json_record(path, RETRAIN_RESULT, remedy=remedy), "arch", remedy)
+
+
+def read_rank_check(run: RunDir) -> dict[str, Any] | None:
+    """rank_check.json; None before ``hwnas rank-check``."""
+    path = run / RunDir.RANK_CHECK
+    record = read_json_record(path, RANK_CHECK,
+                              remedy=f"rerun 'hwnas rank-check {run.path}' to write it again")
+    if record is not None and len(record["subnets"]) < 2:
+        raise RunDirError(f"{path} is damaged: 'subnets' holds fewer than 2; "
+                          f"rerun 'hwnas rank-check {run.path}' to write it again")
+    return record

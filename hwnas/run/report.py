@@ -15,8 +15,8 @@ from hwnas.pareto import (ParetoFront, hypervolume_history, objective_matrix, pl
                           plot_hypervolume, reference_point)
 import hwnas.run.report_sections as results
 from hwnas.run.files import RunDir
-from hwnas.run.records import (read_derived, read_measured, read_retrain_result, read_search_stats,
-                               read_selected)
+from hwnas.run.records import (read_derived, read_measured, read_rank_check, read_retrain_result,
+                               read_search_stats, read_selected)
 from hwnas.run.report_html import (Unreadable, code, curves, drawn_png, esc, figure, key, missing,
                                    note, number, page, pairs, percent, read_csv, table)
 from hwnas.run.retrain import retrain_dir
@@ -70,6 +70,7 @@ def check_inputs(run: RunDir) -> None:
     read_derived(run)
     read_search_stats(run)
     read_measured(run)
+    read_rank_check(run)
     if selected is not None:
         read_retrain_result(retrain_dir(run, selected["key"]))
     exported = read_record(run.path)
@@ -268,6 +269,11 @@ def reproduce(run: RunDir) -> str:
     steps += [search, f"hwnas front {out}", select]
     if (run / "retrain").is_dir():
         steps.append(f"hwnas retrain {out}")
+    checked = read_rank_check(run)
+    if checked is not None:
+        steps.append(f"hwnas rank-check {out} --subnets {len(checked['subnets'])} --epochs "
+                     f"{checked['recipe'].get('epochs', cfg.retrain.epochs)} "
+                     f"--seeds {checked['seeds']}")
     exported = f"hwnas export {out}" + "".join(f" --format {f}" for f in export.get("formats", ()))
     if selected is not None and export.get("key") not in (None, selected["key"]):
         exported += f" --arch '{export['key']}'"
@@ -319,6 +325,7 @@ SECTIONS: tuple[tuple[str, str, Builder], ...] = (
     ("costs", "Costs of the selected subnet", results.costs),
     ("budgets", "Budgets", results.budgets),
     ("retrained", "Retrained from scratch", results.retrained),
+    ("rank-check", "Does the supernet rank? (rank check)", results.rank_check),
     ("export", "Exported files", results.export),
     ("reproduce", "How to reproduce", reproduce),
 )

@@ -1,13 +1,16 @@
-"""Sections of report.html about the chosen subnet: costs, budgets, retraining and export."""
+"""Sections of report.html about the chosen subnet: costs, budgets, retraining, the rank check
+and export."""
 from __future__ import annotations
 
 from typing import Any
 
 from hwnas.deploy import read_record
 from hwnas.run.files import RunDir
-from hwnas.run.records import read_measured, read_retrain_result, read_selected
-from hwnas.run.report_html import (Raw, code, curves, esc, figure, key, missing, note, number,
-                                   pairs, percent, read_csv, read_json, table)
+from hwnas.run.rank_check import plot
+from hwnas.run.records import (read_measured, read_rank_check, read_retrain_result,
+                                 read_selected)
+from hwnas.run.report_html import (Raw, code, curves, drawn_png, esc, figure, key, missing, note,
+                                   number, pairs, percent, read_csv, read_json, table)
 from hwnas.run.retrain import retrain_dir
 
 
@@ -156,6 +159,56 @@ def retrained(run) -> str:
                        f"Retraining curves ({esc(where)}/log.csv)")
     else:
         body += note(f"No retraining log ({esc(where)}/log.csv).")
+    return body
+
+
+def _correlation(value: float | None, interval: list[float] | None) -> str:
+    if value is None:
+        return "undefined (all equal)"
+    return f"{value:.2f}" + (f" ({interval[0]:.2f} to {interval[1]:.2f})" if interval else "")
+
+
+def _points(share: float) -> str:
+    """A difference of accuracies, in percentage points."""
+    return f"{100.0 * share:.2f} points"
+
+
+def rank_check(run) -> str:
+    record = read_rank_check(run)
+    if record is None:
+        return missing("No rank check yet: how far the supernet's estimates rank subnets as "
+                       "training them alone would is unknown", f"hwnas rank-check {run.path}")
+    rows = record["subnets"]
+    seeds = record["seeds"]
+    body = note(f"{len(rows)} subnets of the study, spread over the ranks of their estimates, "
+                f"each trained alone for {record['recipe']['epochs']} epochs with the retrain "
+                f"recipe, {seeds} seed{'s' if seeds > 1 else ''} each.")
+    body += f"<p><strong>Verdict:</strong> {esc(record['verdict'])}</p>"
+    body += table([[label, _correlation(record[s]["kendall_tau"],
+                                        record[s]["kendall_tau_interval"]),
+                    _correlation(record[s]["spearman_rho"], record[s]["spearman_rho_interval"])]
+                   for s, label in (("val", "validation"), ("test", "test"))],
+                  ["stand-alone accuracy", "Kendall τ (95 % interval)",
+                   "Spearman ρ (95 % interval)"])
+    facts: list[tuple[str, Any]] = [
+        (f"Top-{record['top_k']} overlap", f"{record['top_k_overlap']:.2f}"),
+        ("Regret of the selection (the best stand-alone validation accuracy of those within "
+         "its budgets minus the selected subnet's)", _points(record["regret"]) if record["regret"] is not None
+         else "nothing selected among them"),
+        ("Seed noise (pooled sd of a subnet's validation accuracy over seeds)",
+         _points(record["seed_noise_sd"]) if record["seed_noise_sd"] is not None
+         else "one seed: unknown (hwnas rank-check --seeds 2)"),
+        ("Largest estimate gap that training reversed", _points(record["trust_gap"]))]
+    body += pairs(facts)
+    body += figure(lambda: drawn_png(lambda p: plot(record, p)),
+                   "Each subnet's estimate (inherited weights) against its accuracy trained "
+                   "alone (rank_check.json; error bars: sd over seeds); the selected subnet "
+                   "ringed")
+    body += table([[key(r["key"]), percent(r["estimate"]), percent(r["val_accuracy"]),
+                    percent(r["test_accuracy"]), r.get("within_budgets", True)] for r in rows],
+                  ["subnet", "estimate (val, inherited)", "val, trained alone",
+                   "test, trained alone", "within budgets"],
+                  highlight=lambda row: row[0] == key(record["selected"] or ""))
     return body
 
 

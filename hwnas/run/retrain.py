@@ -58,9 +58,18 @@ class RetrainLearner(BaseLearner):
         return {"val_accuracy": split_accuracy(self.supernet, self.data.val)}
 
 
-def retrain_dir(run: RunDir, key: str) -> Path:
-    """Where the retraining of the subnet with Arch key ``key`` lives."""
-    return run / RunDir.RETRAIN_DIR / hashlib.sha1(key.encode()).hexdigest()[:12]
+def retrain_dir(run: RunDir, key: str, *, seed: int | None = None,
+                recipe: dict[str, Any] | None = None) -> Path:
+    """Where the retraining of the subnet with Arch key ``key`` lives.
+
+    Without ``seed`` and ``recipe``: the directory of ``hwnas retrain`` (the digest of the
+    key alone), which export and the report read. With them: a retraining of its own (the
+    digest of the key, the seed and the recipe as JSON), which ``hwnas rank-check`` uses
+    for its further seeds and for recipes other than the one that directory holds.
+    """
+    name = key if seed is None and recipe is None else \
+        f"{key}\n{json.dumps({'seed': seed, 'recipe': recipe}, sort_keys=True)}"
+    return run / RunDir.RETRAIN_DIR / hashlib.sha1(name.encode()).hexdigest()[:12]
 
 
 def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int) -> Supernet:
@@ -78,20 +87,31 @@ def recipe_of(config: RetrainConfig, dataset: str) -> dict[str, Any]:
     return recipe
 
 
+def run_recipe(run: RunDir, epochs: int | None = None) -> dict[str, Any]:
+    """The run's retraining recipe as recorded, with ``epochs`` instead of the config's."""
+    cfg = run.config
+    return recipe_of(cfg.retrain if epochs is None
+                     else dataclasses.replace(cfg.retrain, epochs=epochs), cfg.data.name)
+
+
 def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: bool = True,
-            ws: Workspace | None = None) -> dict[str, Any]:
+            ws: Workspace | None = None, seed: int | None = None,
+            where: Path | None = None) -> dict[str, Any]:
     """Trains ``arch`` from scratch (or resumes) and writes ``retrain/result.json``.
 
     Args:
         run: the run directory (its supernet trained: it gives the estimate).
         arch: the subnet.
         epochs: instead of the config's ``retrain.epochs``.
+        seed: of the initial weights and the batches, instead of the config's.
+        where: the retraining's directory instead of ``retrain_dir(run, arch.key)``
+            (``hwnas rank-check`` keeps its other seeds and recipes apart there).
 
     Returns:
         What result.json records.
 
     Raises:
-        RunDirError: ``retrain/`` holds another subnet or recipe.
+        RunDirError: ``retrain/`` holds another subnet, recipe or seed.
         HwnasError: ``arch`` is not in the run's space.
     """
     cfg = run.config
@@ -100,17 +120,17 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
         arch = ws.space.validate(arch)
     except ValueError as exc:
         raise HwnasError(str(exc)) from None
-    recipe = recipe_of(cfg.retrain if epochs is None
-                       else dataclasses.replace(cfg.retrain, epochs=epochs), cfg.data.name)
-    where = retrain_dir(run, arch.key)
-    claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": cfg.seed}
-    subnet = fresh_subnet(ws.space, arch, cfg.seed)
+    recipe = run_recipe(run, epochs)
+    seed = cfg.seed if seed is None else seed
+    where = retrain_dir(run, arch.key) if where is None else where
+    claim = {"key": arch.key, "arch": dict(arch), "recipe": recipe, "seed": seed}
+    subnet = fresh_subnet(ws.space, arch, seed)
     train = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                         lr=recipe["lr"], momentum=recipe["momentum"],
                         weight_decay=recipe["weight_decay"])
     try:  # before the claim: a recipe the data cannot meet claims nothing
         learner = RetrainLearner(space=ws.space, supernet=subnet, data=ws.data, config=train,
-                                 seed=cfg.seed, run_dir=where, progress=progress,
+                                 seed=seed, run_dir=where, progress=progress,
                                  augmentation=recipe["augmentation"])
     except ValueError as exc:
         raise HwnasError(f"{run / RunDir.CONFIG}: cannot retrain: {exc}") from None
@@ -150,6 +170,9 @@ def _claim(where: Path, claim: dict[str, Any]) -> None:
         if key != claim["key"]:
             raise RunDirError(f"{where} holds the retraining of another subnet ({key}); "
                               "move it away to retrain this one there")
+        if held.get("seed", claim["seed"]) != claim["seed"]:
+            raise RunDirError(f"{where} was retrained with seed {held['seed']!r}, not "
+                              f"{claim['seed']!r}; move it away to retrain with this seed")
         # A claim alone (no checkpoint, log or result) trained nothing: a corrected recipe
         # replaces it.
         if recipe != claim["recipe"] and any(p.name != RunDir.RETRAIN_CLAIM
