@@ -56,18 +56,24 @@ def test_expected_params_are_exact_for_a_chain() -> None:
     assert reg.expected_value(probs) == pytest.approx(total, rel=1e-9)
 
 
-@pytest.mark.parametrize("form", ["additive", "multiplicative"])
-def test_regularizer_gradient_pushes_towards_cheaper_options(form: str) -> None:
-    space = create_space("mobilenet", **SMALL_SPACE)
-    net = space.supernet()
-    reg = _params_regularizer(net, budget=1000.0, form=form, weight=0.5)
-    alphas = net.arch_parameters()
+def _penalised_gradients(reg, alphas) -> nn.Variable:
+    """The regularized total of a constant loss 2.0, with its gradient in ``alphas``."""
     loss = nn.Variable.from_numpy_array(np.array(2.0, np.float32))
     total = reg.apply(loss, alphas)
     for a in alphas.values():
         a.grad.zero()
     total.forward()
     total.backward()
+    return total
+
+
+@pytest.mark.parametrize("form", ["additive", "multiplicative"])
+def test_regularizer_gradient_pushes_towards_cheaper_options(form: str) -> None:
+    space = create_space("mobilenet", **SMALL_SPACE)
+    net = space.supernet()
+    reg = _params_regularizer(net, budget=1000.0, form=form, weight=0.5)
+    alphas = net.arch_parameters()
+    total = _penalised_gradients(reg, alphas)
     for name, alpha in alphas.items():
         costs = reg.costs[name]
         # Descending the gradient raises the cheapest option's logit relative to the dearest.
@@ -134,12 +140,7 @@ def test_absolute_gradient_points_at_the_budget_from_either_side(side: float) ->
     start = _params_regularizer(net, budget=1.0).expected_value(net.probabilities())
     reg = _params_regularizer(net, budget=side * start, form="absolute", weight=0.5)
     alphas = net.arch_parameters()
-    loss = nn.Variable.from_numpy_array(np.array(2.0, np.float32))
-    total = reg.apply(loss, alphas)
-    for a in alphas.values():
-        a.grad.zero()
-    total.forward()
-    total.backward()
+    total = _penalised_gradients(reg, alphas)
     assert float(total.d) == pytest.approx(2.0 + 0.5 * abs(1 / side - 1), rel=1e-4)
     for name, alpha in alphas.items():
         costs = reg.costs[name]
