@@ -73,6 +73,7 @@ def load_digits_hard_raw(seed: int = SEED) -> RawData:
                   scale=SCALE)
     # Distractors: other digits, warped anywhere on the canvas, cut to a small window.
     for k in range(DISTRACTORS[1]):
+        # Slot k is filled with the chance that a count drawn from DISTRACTORS exceeds k.
         present = k < rng.integers(DISTRACTORS[0], DISTRACTORS[1] + 1, n)
         other = (index + rng.integers(1, m, n)) % m
         fragment = _warp(source, other, rng.uniform(0, CANVAS - 1, (n, 2)), rng, scale=SCALE)
