@@ -33,7 +33,7 @@ class DataConfig:
 
     Attributes:
         name: a registered dataset (``hwnas.data.DATASETS``): ``digits`` (embedded),
-            ``cifar10``, ``mnist`` or ``synthetic``.
+            ``digits-hard`` (derived from it), ``cifar10``, ``mnist`` or ``synthetic``.
         path: the user's local copy, for a dataset that needs one (cifar10:
             directory or .tar.gz; mnist: directory of IDX files).
         image_size: side of the square images fed to the network (digits are upsampled).

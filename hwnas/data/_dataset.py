@@ -15,12 +15,15 @@ class RawData(NamedTuple):
         y: class labels of shape (N,), integers in [0, ``n_classes``).
         peak: the pixel value that means full intensity (16 for digits, 255 for 8-bit images).
         n_classes: how many classes the source defines.
+        groups: None, or a group id per example (N,): examples of one group (copies
+            of one source image) always land in the same split.
     """
 
     x: np.ndarray
     y: np.ndarray
     peak: float
     n_classes: int
+    groups: Optional[np.ndarray] = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -52,7 +55,7 @@ class Dataset:
     """A dataset split three ways, normalised with the statistics of its train split.
 
     Attributes:
-        name: the source (``digits``, ``cifar10``, ``mnist``, ``synthetic``).
+        name: the source (``digits``, ``digits-hard``, ``cifar10``, ``mnist``, ``synthetic``).
         train: trains the supernet weights.
         val: scores subnets during the search.
         test: held out for the final report.

@@ -22,7 +22,9 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     Every example the registered source provides is pooled (for cifar10 and mnist, the
     official test files too); ``cfg.limit`` > 0 keeps a stratified subsample of
     that size (the whole pool when it is smaller); the pool is then split, stratified by class, into test
-    (``cfg.test_fraction``), val (``cfg.val_fraction``) and train (the rest).
+    (``cfg.test_fraction``), val (``cfg.val_fraction``) and train (the rest). A source
+    that gives ``groups`` (copies of one image) is split by group: the fractions count
+    groups and a group's examples share a split.
     Pixels are scaled to [0, 1], resized to ``cfg.image_size`` squared
     (bilinear) and normalised per channel with the train split's mean and std.
 
@@ -51,19 +53,15 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if x.ndim != 4 or len(x) != len(y):
         raise DataError(f"{where}: expected images of shape (N, C, H, W) and N labels, "
                         f"got {x.shape} and {len(y)}")
+    groups = raw.groups
+    if groups is not None and np.shape(groups) != y.shape:
+        raise DataError(f"{where}: expected one group per example, got {np.shape(groups)}")
     rng = np.random.default_rng(seed)
     if 0 < cfg.limit < len(y):
         keep = np.sort(stratified_order(y, rng)[:cfg.limit])
         x, y = x[keep], y[keep]
-
-    n = len(y)
-    n_test = max(1, round(n * cfg.test_fraction))
-    n_val = max(1, round(n * cfg.val_fraction))
-    if n - n_test - n_val < 1:
-        raise DataError(f"{where}: {n} examples are too few to split into train, val and test")
-    order = stratified_order(y, rng)
-    index = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
-             "train": order[n_test + n_val:]}
+        groups = None if groups is None else groups[keep]
+    index = _split(y, groups, cfg, rng, where)
     images = {}
     for name, idx in index.items():
         idx.sort()
@@ -79,6 +77,33 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     return Dataset(name=cfg.name, train=splits["train"], val=splits["val"], test=splits["test"],
                    n_classes=raw.n_classes, mean=tuple(float(m) for m in mean),
                    std=tuple(float(s) for s in std))
+
+
+def _split(y: np.ndarray, groups: np.ndarray | None, cfg: DataConfig,
+           rng: np.random.Generator, where: str) -> dict[str, np.ndarray]:
+    """Example indices of test, val and train, stratified by class.
+
+    With ``groups``, whole groups are dealt out (stratified by the class of their
+    first member) and the fractions count groups, so no group straddles two splits.
+    """
+    if groups is None:
+        units, labels = None, y
+    else:
+        units, first = np.unique(groups, return_index=True)
+        labels = y[first]
+    n = len(labels)
+    n_test = max(1, round(n * cfg.test_fraction))
+    n_val = max(1, round(n * cfg.val_fraction))
+    if n - n_test - n_val < 1:
+        what = "examples" if groups is None else "groups"
+        raise DataError(f"{where}: {n} {what} are too few to split into train, val and test")
+    order = stratified_order(labels, rng)
+    index = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
+             "train": order[n_test + n_val:]}
+    if groups is not None:
+        index = {name: np.flatnonzero(np.isin(groups, units[chosen]))
+                 for name, chosen in index.items()}
+    return index
 
 
 def stratified_order(y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
