@@ -372,3 +372,15 @@ def test_arch_units_name_every_architecture_parameter_and_option(space: BaseSear
         for units in per_option.values():
             assert {u.key for u in units} <= keys
             assert len(units) in (0, len(net.mixed_ops()[name]))
+
+
+def test_arch_units_of_a_chosen_path_are_the_subnets_units() -> None:
+    # A block with one option has no architecture parameter, but its unit is in every
+    # subnet: it belongs to the fixed units, or expected costs (the regularizers') miss it.
+    space = create_space("mobilenet", **{**SMALL_SPACE, "stages": [(8, 1, 1), (16, 1, 2)],
+                                         "kernels": [3], "expansions": [2]})
+    assert any(len(options) == 1 for options in space.choices.values())
+    fixed, edges, _ = space.arch_units()
+    for arch in archs(space, 4):
+        chosen = [u for name, per_option in edges.items() for u in per_option[arch[name]]]
+        assert sorted(u.key for u in fixed + chosen) == sorted(u.key for u in space.units(arch))

@@ -169,11 +169,15 @@ class ChainSpace(BaseSearchSpace):
         return ChainSupernet(self, self.choices)
 
     def arch_units(self) -> tuple[list[Unit], dict[str, dict[str, list[Unit]]], dict[str, float]]:
-        """Stem and head are fixed; every block's option adds its own unit (``skip`` none)."""
+        """Stem, head and the blocks with one option (no architecture parameter) are fixed;
+        every other block's option adds its own unit (``skip`` none)."""
         edges = {name: {o: [u for u in [self._block_unit(name, o)] if u is not None]
                         for o in options}
                  for name, options in self.choices.items() if len(options) > 1}
-        return [self._stem_unit(), self._head_unit()], edges, {name: 1.0 for name in edges}
+        single = [self._block_unit(name, options[0])
+                  for name, options in self.choices.items() if len(options) == 1]
+        fixed = [self._stem_unit(), *[u for u in single if u is not None], self._head_unit()]
+        return fixed, edges, {name: 1.0 for name in edges}
 
     def units(self, arch: Arch | None = None) -> list[Unit]:
         """Stem, the option of every block at the shape it sees, head; ``skip`` has no unit.
