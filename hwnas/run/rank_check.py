@@ -31,7 +31,7 @@ from hwnas.run.files import RunDir
 from hwnas.run.records import read_retrain_claim, read_retrain_result, read_selected
 from hwnas.run.retrain import retrain, retrain_dir, run_recipe
 from hwnas.run.workspace import Workspace, workspace
-from hwnas.studies import evaluations, load_read_only
+from hwnas.studies import known_evaluations, load_read_only
 
 #: Subnets checked when --subnets is not given (fewer when the study holds fewer).
 DEFAULT_SUBNETS = 8
@@ -43,9 +43,7 @@ def study_estimates(run: RunDir) -> list[Evaluation]:
     Raises:
         RunDirError: no study yet, or one without a completed evaluation.
     """
-    known: dict[str, Evaluation] = {}
-    for evaluation in evaluations(load_read_only(run.path)):
-        known.setdefault(evaluation.arch.key, evaluation)
+    known = known_evaluations(load_read_only(run.path))
     if not known:
         raise RunDirError(f"{run.path}: the study holds no completed evaluation yet; "
                           f"run 'hwnas search {run.path}' first")
