@@ -70,8 +70,9 @@ def pick_subnets(space, input_shape, n: int, seed: int = 0) -> list[tuple]:
     return sorted([ends[0], *middle, ends[1]], key=lambda row: row[2])
 
 
-def train_once(space, data, arch, recipe: dict, seed: int) -> tuple[float, float]:
-    """Val accuracy of ``arch`` trained from scratch with ``recipe`` and ``seed``; seconds."""
+def train_once(space, data, arch, recipe: dict, seed: int):
+    """Val accuracy of ``arch`` trained from scratch with ``recipe`` and ``seed``, the
+    seconds it took and the trained subnet (in inference mode)."""
     subnet = fresh_subnet(space, arch, seed)
     train = TrainConfig(epochs=recipe["epochs"], batch_size=recipe["batch_size"],
                         lr=recipe["lr"], momentum=recipe["momentum"],
@@ -81,7 +82,7 @@ def train_once(space, data, arch, recipe: dict, seed: int) -> tuple[float, float
     began = time.perf_counter()
     learner.fit()
     subnet.training = False
-    return split_accuracy(subnet, data.val), time.perf_counter() - began
+    return split_accuracy(subnet, data.val), time.perf_counter() - began, subnet
 
 
 def main() -> int:
@@ -122,7 +123,7 @@ def main() -> int:
         seeds = [cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed]
         accuracies, seconds = [], 0.0
         for seed in seeds:
-            acc, took = train_once(space, data, arch, recipe, seed)
+            acc, took, _ = train_once(space, data, arch, recipe, seed)
             accuracies.append(acc)
             seconds += took
         rows.append({"key": arch.key, "params": params, "macs": macs, "seeds": seeds,

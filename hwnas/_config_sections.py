@@ -188,6 +188,11 @@ class TrainConfig:
         sandwich_paths: random paths per step besides the largest and the smallest.
         distill: the uniform learner also trains the largest path on the labels in
             every step and the other paths on its softmax (in-place distillation).
+        finetune_epochs: a gradient learner's epochs after ``epochs`` that train the
+            weights alone, on uniformly sampled single paths over the whole training
+            split (a second cosine cycle from ``lr``), so that the supernet scores every
+            subnet for the search and not only those its architecture favours; the
+            learned architecture parameters are kept as they are.
     """
 
     learner: str = "uniform"
@@ -207,6 +212,12 @@ class TrainConfig:
     # Every path is a forward and a backward pass of the step: 64 make a step 66 times slower.
     sandwich_paths: int = bounded(2, low=0, high=64)
     distill: bool = False
+    finetune_epochs: int = bounded(0, low=0, high=EPOCHS)
+
+    @property
+    def total_epochs(self) -> int:
+        """Every epoch the learner trains: ``epochs`` and then ``finetune_epochs``."""
+        return self.epochs + self.finetune_epochs
 
     def _check(self, err) -> None:
         if self.sampling not in ("uniform", "sandwich"):

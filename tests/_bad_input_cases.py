@@ -464,6 +464,15 @@ CASES.update({
     "train_sandwich_with_proxyless": Case(
         RUN_BAD, ("bad.yaml", "train.sampling", "uniform learner only", "proxyless"),
         config(("batch_size: 32}", "batch_size: 32, learner: proxyless, sampling: sandwich}"))),
+    "train_sandwich_paths_without_sandwich": Case(
+        RUN_BAD, ("bad.yaml", "train.sandwich_paths", "train.sampling: sandwich"),
+        config(("batch_size: 32}", "batch_size: 32, sandwich_paths: 4}"))),
+    "train_finetune_with_uniform": Case(
+        RUN_BAD, ("bad.yaml", "train.finetune_epochs", "uniform", "train.epochs"),
+        config(("batch_size: 32}", "batch_size: 32, finetune_epochs: 2}"))),
+    "train_finetune_epochs_negative": Case(
+        RUN_BAD, ("bad.yaml", "train.finetune_epochs", "-1"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, finetune_epochs: -1}"))),
     "train_resumed_with_other_remedies": Case(
         ("train", "{run}", "--quiet"),
         ("{run}/train_state.npz", "trained with sampling uniform", "asks for sampling sandwich"),

@@ -1,9 +1,11 @@
 """Pre-flight check of the names a config gives, against the registries that hold them."""
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
+from hwnas.config import TrainConfig
 from hwnas.data import AUGMENTATIONS, DATASETS
 from hwnas.errors import ConfigError, shorten
 from hwnas.registry import Registry
@@ -57,6 +59,15 @@ def check_names(config: ExperimentConfig, source: str) -> None:
             err("train.regularizer", f"needs a gradient learner ({gradient}); the "
                 f"{config.train.learner} learner has no architecture parameters; "
                 "use budgets for selection")
+    if config.train.finetune_epochs and not learner.learns_arch:
+        err("train.finetune_epochs", f"fine-tunes after architecture learning; the "
+            f"{config.train.learner} learner learns none and trains every path already: "
+            "raise train.epochs instead")
+    default_paths = next(f.default for f in dataclasses.fields(TrainConfig)
+                         if f.name == "sandwich_paths")
+    if config.train.sampling != "sandwich" and config.train.sandwich_paths != default_paths:
+        err("train.sandwich_paths", "counts the random paths of a sandwich step; set "
+            "train.sampling: sandwich, or leave it out")
     remedies = {"train.sampling": config.train.sampling != "uniform",
                 "train.distill": config.train.distill}
     for key in (k for k, on in remedies.items() if on):

@@ -108,6 +108,8 @@ def experiment(run: RunDir) -> str:
     elif t.learner == "proxyless":
         learner += f" ({t.estimator})"
     learner += f", {t.epochs} epoch{'s' if t.epochs != 1 else ''}, batch {t.batch_size}, lr {t.lr}"
+    if t.finetune_epochs:
+        learner += f", then {t.finetune_epochs} fine-tuning epochs of uniform path sampling"
     if t.regularizer is not None:
         r = t.regularizer
         learner += f"; {r.form} {r.objective} regularizer, budget {number(r.budget)}, weight {r.weight}"
@@ -130,7 +132,7 @@ def training(run: RunDir) -> str:
         return missing("The supernet is not trained yet (no train_log.csv)",
                        f"hwnas train {run.path}")
     last = log.iloc[-1]
-    facts = [("Epochs done", f"{int(last.get('epoch', len(log)))} of {t.epochs}")]
+    facts = [("Epochs done", f"{int(last.get('epoch', len(log)))} of {t.total_epochs}")]
     if "loss" in log:
         facts.append(("Final training loss", number(float(last["loss"]))))
     if "train_accuracy" in log:

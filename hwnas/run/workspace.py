@@ -108,9 +108,10 @@ def check_trained(run: RunDir) -> None:
             done = int(state["epochs_done"])
     except Exception as exc:
         raise RunDirError(f"{ckpt}: unreadable training checkpoint ({exc})") from None
-    if done < run.config.train.epochs:
+    if done < run.config.train.total_epochs:
         raise RunDirError(f"{run.path}: supernet training stopped after {done} of "
-                          f"{run.config.train.epochs} epochs; rerun 'hwnas train {run.path}'")
+                          f"{run.config.train.total_epochs} epochs; rerun "
+                          f"'hwnas train {run.path}'")
 
 
 def worker_evaluator(run_path: str) -> Evaluator:

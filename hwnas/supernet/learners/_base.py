@@ -75,6 +75,10 @@ class BaseLearner(abc.ABC):
         self.regularizer = regularizer
         if regularizer is not None and not self.learns_arch:
             raise ValueError(f"{type(self).__name__} has no architecture loss to regularize")
+        if config.finetune_epochs and not self.learns_arch:
+            raise ValueError(f"train.finetune_epochs is for learners that learn the "
+                             f"architecture; {type(self).__name__} trains uniformly sampled "
+                             "paths already: raise train.epochs instead")
         self.weight_split, self.arch_split = self._split(data.train)
         for split in (self.weight_split, self.arch_split):
             if split is not None and len(split) < config.batch_size:
@@ -178,25 +182,34 @@ class BaseLearner(abc.ABC):
         return float(loss.d), accuracy
 
     def fit(self) -> list[dict[str, Any]]:
-        """Trains to ``config.epochs``, resuming from a checkpoint when there is one."""
+        """Trains to ``config.total_epochs`` (``epochs``, then ``finetune_epochs`` of weights
+        alone on uniformly sampled paths), resuming from a checkpoint when there is one."""
         cfg = self.config
         start = self._restore()
         steps = len(self.weight_split) // cfg.batch_size
+        tuning_steps = len(self.data.train) // cfg.batch_size
         scheduler = CosineScheduler(cfg.lr, cfg.epochs * steps)
+        # Fine-tuning is a second cosine cycle from lr, over the whole training split.
+        tuning_scheduler = CosineScheduler(cfg.lr, max(1, cfg.finetune_epochs * tuning_steps))
         every = max(1, steps // SNAPSHOTS_PER_EPOCH)
-        for epoch in range(start, cfg.epochs):
+        for epoch in range(start, cfg.total_epochs):
+            tuning = epoch >= cfg.epochs
+            split, n, schedule, first = ((self.data.train, tuning_steps, tuning_scheduler,
+                                          (epoch - cfg.epochs) * tuning_steps) if tuning else
+                                         (self.weight_split, steps, scheduler, epoch * steps))
             rng = np.random.default_rng([self.seed, epoch])
-            searching = self.learns_arch and not self.warming_up(epoch)
+            searching = self.learns_arch and not tuning and not self.warming_up(epoch)
             arch_batches = (itertools.cycle(list(batches(
                 self.arch_split, cfg.batch_size, np.random.default_rng([self.seed, epoch, 1]),
                 drop_last=True))) if searching else None)
             began = time.perf_counter()
             losses, accuracies, arch_stats = [], [], []
-            bar = tqdm(batches(self.weight_split, cfg.batch_size, rng, drop_last=True),
-                       total=steps, desc=f"train epoch {epoch + 1}/{cfg.epochs}",
+            bar = tqdm(batches(split, cfg.batch_size, rng, drop_last=True),
+                       total=n, desc=f"{'fine-tune' if tuning else 'train'} epoch "
+                       f"{epoch + 1}/{cfg.total_epochs}",
                        disable=not self.progress, leave=False)
             for i, (x, y) in enumerate(bar):
-                lr = scheduler.get_learning_rate(epoch * steps + i)
+                lr = schedule.get_learning_rate(first + i)
                 if searching:
                     xa, ya = next(arch_batches)
                     arch_stats.append(self.arch_step(xa, ya, x, y, rng, lr))
@@ -205,13 +218,15 @@ class BaseLearner(abc.ABC):
                                              warmup=self.learns_arch and not searching)
                 losses.append(loss)
                 accuracies.append(acc)
-                if self.alphas and (i + 1) % every == 0:
+                if self.alphas and not tuning and (i + 1) % every == 0:
                     self._snapshot(epoch * steps + i + 1, epoch + 1)
                 bar.set_postfix(loss=f"{np.mean(losses):.3f}", acc=f"{np.mean(accuracies):.3f}")
             row = {"epoch": epoch + 1, "loss": float(np.mean(losses)),
                    "train_accuracy": float(np.mean(accuracies)),
-                   "lr": float(scheduler.get_learning_rate((epoch + 1) * steps - 1)),
+                   "lr": float(schedule.get_learning_rate(first + n - 1)),
                    "seconds": round(time.perf_counter() - began, 3)}
+            if self.learns_arch:
+                row["phase"] = "finetune" if tuning else "search" if searching else "warmup"
             for key in (arch_stats[0] if arch_stats else {}):
                 row[key] = float(np.mean([s[key] for s in arch_stats]))
             row.update(self.epoch_metrics())

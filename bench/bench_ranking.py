@@ -1,0 +1,336 @@
+"""Do the supernets rank subnets the way training them alone would? Kendall τ per learner.
+
+Issue 16, item 5: on the digits-hard task, one fixed pool of subnets is trained
+alone from scratch (the experiment's retrain recipe, the code of ``hwnas
+retrain``), some of them twice with another seed; then for each learner a
+supernet is trained (``hwnas train`` with the learner's settings) and scores
+every subnet of the pool with inherited weights, as the search does (batch-norm
+recalibration on ``search.bn_samples`` training examples, val accuracy). For
+each learner it reports Kendall τ and Spearman ρ of estimate against
+stand-alone val accuracy with bootstrap 95 % intervals, the share of the true
+top quarter found, and the regret of the selection (the best stand-alone
+accuracy among the pool's subnets within the experiment's budgets minus that
+of the one the supernet ranks first among them), next to the seed noise sd.
+
+    .venv/bin/python bench/bench_ranking.py [--config experiments/digits_hard.yaml]
+        [--subnets 24] [--twice 3] [--epochs E] [--supernet-epochs N]
+        [--learners uniform sandwich darts proxyless ...] [--jobs 2] [--work DIR]
+
+The pool: the space's cheapest and most expensive subnet and ``subnets - 2`` at
+evenly spaced MACs quantiles of 300 random ones (``bench_task.pick_subnets``).
+Every retraining and every supernet is kept under ``--work`` (default
+bench/results/ranking_work/) and reused when the command runs again with the
+same settings, so an interrupted run resumes. ``--jobs`` processes train at once
+(nnabla's CPU backend uses one core each). Writes bench/results/ranking.json and
+ranking.md; exits 1 when the default learner misses τ >= 0.6 with its interval's
+lower end above 0.3, or a learner misses τ >= 0.4.
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as futures
+import hashlib
+import json
+import multiprocessing
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
+                      str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
+
+import numpy as np  # noqa: E402
+
+from bench_task import pick_subnets, train_once  # noqa: E402
+from hwnas import ranking  # noqa: E402
+from hwnas.arch import Arch  # noqa: E402
+from hwnas.budgets import excess  # noqa: E402
+from hwnas.config import load_config  # noqa: E402
+from hwnas.io import atomic_write_json  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+#: Each learner's settings (train.* overrides); ``warmup`` and ``finetune`` are shares of the
+#: epochs. A learner ``after`` another continues that one's finished training (its
+#: fine-tuning epochs alone are trained).
+LEARNERS: dict[str, dict] = {
+    "uniform": {},
+    "sandwich": {"sampling": "sandwich"},
+    "sandwich-distill": {"sampling": "sandwich", "distill": True},
+    "distill": {"distill": True},
+    "darts": {"learner": "darts", "order": 1, "arch_lr": 0.01, "arch_fraction": 0.5,
+              "warmup": 0.2},
+    "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.01,
+                  "arch_weight_decay": 0.0, "arch_fraction": 0.5, "warmup": 0.25},
+    "darts-finetune": {"after": "darts", "finetune": 0.25},
+    "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
+}
+#: What a resumed training needs of the one it continues.
+TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
+DEFAULT_LEARNERS = ("uniform", "sandwich", "darts", "proxyless", "darts-finetune",
+                    "proxyless-finetune")
+#: The learner a run gets when its config names none.
+DEFAULT = "uniform"
+#: The done-when of issue 16: the default learner's τ and its interval's lower end; every
+#: learner's τ.
+DEFAULT_TAU, DEFAULT_LOWER, EVERY_TAU = 0.6, 0.3, 0.4
+
+_CACHE: dict = {}
+
+
+def _task(config: str):
+    """(config, data, space) of ``config``, loaded once per process."""
+    if config not in _CACHE:
+        from hwnas.data import load_dataset
+        from hwnas.run.workspace import space_from_config
+
+        cfg = load_config(config)
+        data = load_dataset(cfg.data, seed=cfg.seed)
+        _CACHE.clear()
+        _CACHE[config] = (cfg, data, space_from_config(cfg, data))
+    return _CACHE[config]
+
+
+def standalone(config: str, choices: dict, seed: int, recipe: dict, out: str) -> dict:
+    """Trains one subnet alone (unless ``out`` holds its result) and records its accuracies."""
+    if Path(out).exists():
+        return json.loads(Path(out).read_text())
+    from hwnas.evaluate import split_accuracy
+    cfg, data, space = _task(config)
+    arch = Arch(choices)
+    val, seconds, subnet = train_once(space, data, arch, recipe, seed)
+    record = {"key": arch.key, "seed": seed, "recipe": recipe, "val_accuracy": val,
+              "test_accuracy": split_accuracy(subnet, data.test), "seconds": round(seconds, 1)}
+    atomic_write_json(Path(out), record)
+    return record
+
+
+def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict],
+             bn_samples: list[int], base: str | None = None) -> dict:
+    """Trains ``name``'s supernet (resuming one begun; continuing the finished training in
+    ``base`` when given) and scores every subnet of the pool with inherited weights as the
+    search does, recalibrating batch norm on each of ``bn_samples`` examples; records the
+    estimates."""
+    out = Path(work) / f"estimates_{name}_bn{'-'.join(map(str, bn_samples))}.json"
+    if out.exists():
+        return json.loads(out.read_text())
+    import shutil
+
+    from hwnas import run as steps
+    from hwnas.evaluate import Evaluator
+    from hwnas.run.files import configure_run
+
+    began = time.perf_counter()
+    run = configure_run(config, str(Path(work) / f"supernet_{name}"), overrides)
+    if base is not None and not (run / TRAINING_FILES[0]).exists():
+        for file in TRAINING_FILES:
+            if (Path(base) / file).exists():
+                shutil.copy(Path(base) / file, run / file)
+    steps.train(run, progress=False)
+    trained = time.perf_counter() - began
+    ws = steps.workspace(run, progress=False)
+    estimates = {}
+    for n in bn_samples:
+        evaluator = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
+                              latency=run.config.latency, bn_samples=n)
+        estimates[str(n)] = {Arch(c).key: evaluator.accuracy(Arch(c), ws.data.val)
+                             for c in pool}
+    record = {"learner": name, "overrides": overrides, "estimates": estimates,
+              "run": str(run.path), "train_seconds": _train_seconds(run.path / "train_log.csv"),
+              "score_seconds": round(time.perf_counter() - began - trained, 1)}
+    atomic_write_json(out, record)
+    return record
+
+
+def _train_seconds(log: Path) -> float:
+    """The seconds the supernet's epochs took, as its train log recorded them."""
+    import pandas as pd
+
+    return round(float(pd.read_csv(log)["seconds"].sum()), 1)
+
+
+def overrides_of(name: str, epochs: int) -> dict:
+    """The train.* overrides of learner ``name`` for ``epochs`` epochs."""
+    settings = dict(LEARNERS[name])
+    base = settings.pop("after", None)
+    finetune = settings.pop("finetune", None)
+    out = overrides_of(base, epochs) if base else {}
+    warmup = settings.pop("warmup", None)
+    out.update({"train.epochs": epochs, **{f"train.{k}": v for k, v in settings.items()}})
+    if warmup is not None:
+        out["train.warmup_epochs"] = max(1, round(warmup * epochs))
+    if finetune is not None:
+        out["train.finetune_epochs"] = max(1, round(finetune * epochs))
+    return out
+
+
+def digest(*parts) -> str:
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def compare(estimate: list[float], val: list[float], replicates: list[list[float]],
+            within: list[bool]) -> dict:
+    """τ, ρ (bootstrap intervals), top-quarter overlap and the selection's regret."""
+    tau, rho = ranking.kendall_tau(estimate, val), ranking.spearman_rho(estimate, val)
+    eligible = [i for i, ok in enumerate(within) if ok]
+    chosen = max(eligible, key=lambda i: estimate[i])
+    k = max(1, len(val) // 4)
+    return {"kendall_tau": tau,
+            "kendall_tau_interval": ranking.bootstrap_interval(ranking.tau_b, estimate, val),
+            "spearman_rho": rho,
+            "spearman_rho_interval": ranking.bootstrap_interval(ranking.rho, estimate, val),
+            "top_k": k, "top_k_overlap": ranking.top_k_overlap(estimate, val, k),
+            "regret": ranking.regret([val[i] for i in eligible], eligible.index(chosen)),
+            "selected": chosen,
+            "estimate_range": [min(estimate), max(estimate)],
+            "seed_noise_sd": ranking.pooled_sd([r for r in replicates if len(r) > 1])}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "experiments" / "digits_hard.yaml"))
+    parser.add_argument("--subnets", type=int, default=24)
+    parser.add_argument("--twice", type=int, default=3, help="subnets trained with 2 seeds")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="stand-alone epochs instead of the recipe's retrain.epochs")
+    parser.add_argument("--supernet-epochs", type=int, default=None,
+                        help="instead of the config's train.epochs")
+    parser.add_argument("--learners", nargs="+", choices=list(LEARNERS),
+                        default=list(DEFAULT_LEARNERS))
+    parser.add_argument("--bn-samples", type=int, nargs="+", default=None,
+                        help="batch-norm recalibration sizes to score with (default: the "
+                             "config's search.bn_samples and 4x it); the first is reported")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--work", default=str(RESULTS / "ranking_work"))
+    parser.add_argument("--out", default=str(RESULTS / "ranking"))
+    args = parser.parse_args()
+    if args.subnets < 4 or not 1 <= args.twice <= args.subnets:
+        parser.error("need --subnets >= 4 and 1 <= --twice <= --subnets")
+    from hwnas.run.retrain import recipe_of
+
+    began = time.perf_counter()
+    config = str(Path(args.config).resolve())
+    cfg, data, space = _task(config)
+    recipe = recipe_of(cfg.retrain, cfg.data.name)
+    if args.epochs is not None:
+        recipe["epochs"] = args.epochs
+    epochs = args.supernet_epochs or cfg.train.epochs
+    picked = pick_subnets(space, data.input_shape, args.subnets, seed=cfg.seed)
+    pool = [dict(arch) for arch, _, _ in picked]
+    # Second seeds: the middle subnets outward (the extremes are the least informative).
+    mid = len(picked) // 2
+    twice = set(sorted(range(len(picked)), key=lambda i: abs(i - mid))[:args.twice])
+    work = Path(args.work) / digest(config, pool, recipe)
+    work.mkdir(parents=True, exist_ok=True)
+    print(f"{cfg.name}: {len(pool)} subnets, {len(twice)} twice; recipe {recipe}; supernets "
+          f"{epochs} epochs: {', '.join(args.learners)}; work {work}", flush=True)
+    bn = args.bn_samples or [cfg.search.bn_samples, 4 * cfg.search.bn_samples]
+    learners = list(dict.fromkeys(
+        [b for n in args.learners if (b := LEARNERS[n].get("after"))] + args.learners))
+    where = {}
+    for name in learners:
+        where[name] = work / digest(overrides_of(name, epochs))
+        where[name].mkdir(exist_ok=True)
+    context = multiprocessing.get_context("spawn")
+    results: dict = {}
+    with futures.ProcessPoolExecutor(args.jobs, mp_context=context) as executor:
+        jobs = {}
+
+        def train(name: str) -> None:
+            base = LEARNERS[name].get("after")
+            jobs[executor.submit(supernet, config, name, overrides_of(name, epochs),
+                                 str(where[name]), pool, bn,
+                                 str(where[base] / f"supernet_{base}") if base else None)] = name
+
+        # The supernets first (the longest tasks); a continuation once its base is done.
+        for name in learners:
+            if "after" not in LEARNERS[name]:
+                train(name)
+        for i, choices in enumerate(pool):
+            for seed in ([cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed]):
+                out = work / f"standalone_{digest(choices, seed)}.json"
+                jobs[executor.submit(standalone, config, choices, seed, recipe,
+                                     str(out))] = (i, seed)
+        while jobs:
+            done, _ = futures.wait(jobs, return_when=futures.FIRST_COMPLETED)
+            for job in done:
+                what = jobs.pop(job)
+                results[what] = record = job.result()
+                if isinstance(what, str):
+                    print(f"supernet {what}: trained in {record['train_seconds']:.0f} s",
+                          flush=True)
+                    for name in learners:
+                        if LEARNERS[name].get("after") == what:
+                            train(name)
+                else:
+                    print(f"subnet {what[0]:2d} seed {what[1]}: val "
+                          f"{record['val_accuracy']:.4f} ({record['seconds']:.0f} s)",
+                          flush=True)
+    replicates = [[results[(i, s)]["val_accuracy"] for s in
+                   ([cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed])]
+                  for i in range(len(pool))]
+    val = [float(np.mean(r)) for r in replicates]
+    budgets = dict(cfg.budgets)
+    within = [not excess({"params": p, "macs": m}, {k: v for k, v in budgets.items()
+                                                    if k in ("params", "macs")})
+              for _, p, m in picked]
+    rows = {}
+    for name in args.learners:
+        scored = {n: [results[name]["estimates"][str(n)][Arch(c).key] for c in pool]
+                  for n in bn}
+        rows[name] = {**compare(scored[bn[0]], val, replicates, within),
+                      "bn_samples": bn[0],
+                      "kendall_tau_by_bn_samples": {
+                          n: ranking.kendall_tau(e, val) for n, e in scored.items()},
+                      "train_seconds": results[name]["train_seconds"],
+                      "estimates": scored}
+    report = {"config": config, "recipe": recipe, "supernet_epochs": epochs,
+              "subnets": [{"key": Arch(c).key, "params": p, "macs": m, "val_accuracy": r,
+                           "within_budgets": ok}
+                          for c, (_, p, m), r, ok in zip(pool, picked, replicates, within)],
+              "budgets": budgets, "learners": rows,
+              "spread": max(val) - min(val),
+              "seconds": round(time.perf_counter() - began, 1)}
+    RESULTS.mkdir(exist_ok=True)
+    atomic_write_json(Path(args.out + ".json"), report)
+    table = table_md(report)
+    Path(args.out + ".md").write_text(table)
+    print(table)
+    failed = [n for n, r in rows.items() if not r["kendall_tau"] >= EVERY_TAU]
+    if DEFAULT in rows:
+        low = rows[DEFAULT]["kendall_tau_interval"]
+        if not (rows[DEFAULT]["kendall_tau"] >= DEFAULT_TAU and low and low[0] > DEFAULT_LOWER):
+            failed.append(f"{DEFAULT} (default)")
+    print("misses: " + ", ".join(failed) if failed else "every target met")
+    return 1 if failed else 0
+
+
+def table_md(report: dict) -> str:
+    """The README's table: one row per learner."""
+    first = next(iter(report["learners"].values()))
+    more = [n for n in first["kendall_tau_by_bn_samples"] if n != first["bn_samples"]]
+    lines = ["| learner | Kendall τ (95 % CI) | Spearman ρ | top-quarter overlap | regret | "
+             + "".join(f"τ, BN on {n} |" for n in more) + " supernet training |",
+             "|---|---|---|---|---|" + "---|" * len(more) + "---|"]
+    noise = None
+    for name, r in report["learners"].items():
+        lo, hi = r["kendall_tau_interval"] or (float("nan"), float("nan"))
+        lines.append(f"| {name} | {r['kendall_tau']:.2f} ({lo:.2f} … {hi:.2f}) | "
+                     f"{r['spearman_rho']:.2f} | {r['top_k_overlap']:.2f} | "
+                     f"{r['regret']:.4f} | "
+                     + "".join(f"{r['kendall_tau_by_bn_samples'][n]:.2f} | " for n in more)
+                     + f"{r['train_seconds'] / 60:.1f} min |")
+        noise = r["seed_noise_sd"]
+    lines.append("")
+    lines.append(f"{len(report['subnets'])} subnets, {report['recipe']['epochs']} stand-alone "
+                 f"epochs, supernets {report['supernet_epochs']} epochs; stand-alone val "
+                 f"spread {report['spread']:.3f}, seed noise sd "
+                 + ("n/a" if noise is None else f"{noise:.4f}")
+                 + f"; {report['seconds'] / 60:.0f} min in all.")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

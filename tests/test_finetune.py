@@ -1,0 +1,111 @@
+"""Tests of the gradient learners' fine-tuning phase (train.finetune_epochs): after the
+architecture is learned, the weights alone train on uniformly sampled paths."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from _learner_helpers import make_learner
+from conftest import snapshot
+
+from hwnas.data import Dataset
+from hwnas.supernet import create_space
+from hwnas.supernet.learners._base import LOG
+
+SPACE = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
+             stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3])
+
+
+def _alphas(net) -> dict[str, np.ndarray]:
+    return {k: v.d.copy() for k, v in net.arch_parameters().items()}
+
+
+@pytest.mark.parametrize("variant", ["darts1", "gate"])
+def test_finetuning_trains_the_weights_on_uniform_paths_and_keeps_the_architecture(
+        variant: str, small_data: Dataset, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    space = create_space("mobilenet", **SPACE)
+    init = snapshot(space.supernet())
+
+    def fresh():
+        net = space.supernet()
+        for key, param in net.net_parameters().items():
+            param.d = init[key]
+        return net
+
+    searched_dir, tuned_dir, straight_dir = (tmp_path / n for n in ("s", "t", "u"))
+    for d in (searched_dir, straight_dir):
+        d.mkdir()
+    searched = fresh()
+    make_learner(space, searched, small_data, variant, searched_dir, epochs=1).fit()
+
+    # Fine-tuning resumes the finished search: only the fine-tuning epoch runs.
+    shutil.copytree(searched_dir, tuned_dir)
+    tuned = space.supernet()
+    learner = make_learner(space, tuned, small_data, variant, tuned_dir, epochs=1,
+                           finetune_epochs=1)
+    steps: list[bool] = []
+    rates: list[float] = []
+    real = learner.train_step
+
+    def step(x, y, rng, lr, warmup=False):
+        steps.append(warmup)
+        rates.append(lr)
+        return real(x, y, rng, lr, warmup)
+
+    monkeypatch.setattr(learner, "train_step", step)
+    history = learner.fit()
+
+    # One epoch over the whole training split (the architecture split too), weights only.
+    assert len(steps) == len(small_data.train) // learner.config.batch_size
+    assert len(steps) > len(learner.weight_split) // learner.config.batch_size
+    assert all(steps)  # the uniform single-path step, as in warm-up
+    assert [row["phase"] for row in history] == ["search", "finetune"]
+    # The architecture is the searched one; the weights moved.
+    want = _alphas(searched)
+    assert all(np.array_equal(want[k], v) for k, v in _alphas(tuned).items())
+    before, after = snapshot(searched), snapshot(tuned)
+    assert any(not np.array_equal(before[k], after[k]) for k in before)
+    # The fine-tuning epoch's learning rate restarts from lr (a second cosine cycle).
+    assert rates[0] == pytest.approx(learner.config.lr) and rates[-1] < rates[0] / 10
+
+    # Resumed after the search, it equals training straight through.
+    straight = fresh()
+    make_learner(space, straight, small_data, variant, straight_dir, epochs=1,
+                 finetune_epochs=1).fit()
+    want = snapshot(straight)
+    assert all(np.array_equal(want[k], after[k]) for k in want)
+    pd.testing.assert_frame_equal(
+        pd.read_csv(straight_dir / LOG).drop(columns=["seconds"]),
+        pd.read_csv(tuned_dir / LOG).drop(columns=["seconds"]))
+
+
+def test_finetuning_samples_every_option_whatever_the_architecture_favours(
+        small_data: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The architecture favours one option of every choice overwhelmingly; the fine-tuning
+    epoch still trains the others (a ProxylessNAS step would sample the favoured one)."""
+    space = create_space("mobilenet", **SPACE)
+    net = space.supernet()
+    learner = make_learner(space, net, small_data, "gate", tmp_path, epochs=1,
+                           finetune_epochs=3)
+    for alpha in net.arch_parameters().values():
+        alpha.d = np.eye(alpha.shape[-1])[0].reshape(alpha.shape) * 50.0
+    seen: dict[str, set] = {}
+    real = net.set_active
+
+    def set_active(arch):
+        if not learner.history:  # the search epoch
+            return real(arch)
+        for choice, option in dict(arch).items():
+            seen.setdefault(choice, set()).add(option)
+        return real(arch)
+
+    monkeypatch.setattr(net, "set_active", set_active)
+    learner.fit()
+    searched = {c: int(np.argmax(a.d)) for c, a in net.arch_parameters().items()}
+    options = net.arch_options()
+    assert all(i == 0 for i in searched.values())  # the architecture still favours option 0
+    assert seen and all(seen[c] == set(options[c]) for c in options if c in seen)
