@@ -57,6 +57,7 @@ RESULTS = ROOT / "bench" / "results"
 #: fine-tuning epochs alone are trained).
 LEARNERS: dict[str, dict] = {
     "uniform": {},
+    "uniform-2x": {"epochs_factor": 2},  # longer training: twice the epochs
     "sandwich": {"sampling": "sandwich"},
     "sandwich-distill": {"sampling": "sandwich", "distill": True},
     "distill": {"distill": True},
@@ -69,7 +70,7 @@ LEARNERS: dict[str, dict] = {
 }
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
-DEFAULT_LEARNERS = ("uniform", "sandwich", "darts", "proxyless", "darts-finetune",
+DEFAULT_LEARNERS = ("uniform", "uniform-2x", "sandwich", "darts", "proxyless", "darts-finetune",
                     "proxyless-finetune")
 #: The learner a run gets when its config names none.
 DEFAULT = "uniform"
@@ -158,6 +159,7 @@ def overrides_of(name: str, epochs: int) -> dict:
     finetune = settings.pop("finetune", None)
     out = overrides_of(base, epochs) if base else {}
     warmup = settings.pop("warmup", None)
+    epochs *= settings.pop("epochs_factor", 1)
     out.update({"train.epochs": epochs, **{f"train.{k}": v for k, v in settings.items()}})
     if warmup is not None:
         out["train.warmup_epochs"] = max(1, round(warmup * epochs))

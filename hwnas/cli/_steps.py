@@ -180,6 +180,13 @@ def cmd_search(args: argparse.Namespace) -> None:
     failed = steps.failed_subnets_of(run)
     print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials), "
           f"{len(failed)} failed, in {run / steps.RunDir.JOURNAL}")
+    _print_caveat(run)
+
+
+def _print_caveat(run: steps.RunDir) -> None:
+    caveat = steps.ranking_caveat(run.config.train)
+    if caveat:
+        print(f"note: {caveat}")
 
 
 def _strategies() -> dict:
@@ -271,6 +278,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     ws = steps.workspace(run, progress=progress)
     steps.search(run, progress=progress, ws=ws, **parallel)
     print_front(steps.front(run, ws=ws))
+    _print_caveat(run)
     selection = steps.select(run, budgets, ws=ws)
     print(f"\nselected (budgets {selection.budgets or 'none'}):")
     print(describe(selection.chosen))

@@ -21,6 +21,7 @@ from hwnas.run.report_html import (Unreadable, code, curves, drawn_png, esc, fig
                                    note, number, page, pairs, percent, read_csv, table)
 from hwnas.run.retrain import retrain_dir
 from hwnas.run.select import strategies_of
+from hwnas.run.train import ranking_caveat
 from hwnas.run.source import git, source_state
 from hwnas.run.workspace import space_from_config
 from hwnas.studies import evaluations, load_read_only
@@ -109,7 +110,8 @@ def experiment(run: RunDir) -> str:
         learner += f" ({t.estimator})"
     learner += f", {t.epochs} epoch{'s' if t.epochs != 1 else ''}, batch {t.batch_size}, lr {t.lr}"
     if t.finetune_epochs:
-        learner += f", then {t.finetune_epochs} fine-tuning epochs of uniform path sampling"
+        learner += (f", then {t.finetune_epochs} fine-tuning epoch"
+                    f"{'s' if t.finetune_epochs != 1 else ''} of uniform path sampling")
     if t.regularizer is not None:
         r = t.regularizer
         learner += f"; {r.form} {r.objective} regularizer, budget {number(r.budget)}, weight {r.weight}"
@@ -190,6 +192,9 @@ def front(run: RunDir) -> str:
                       f"{stats.get('cached', 0)} answered from the study, "
                       f"{stats.get('failed', 0)} failed, {stats.get('seconds', 0.0):.1f} s"))
     body = pairs(facts)
+    caveat = ranking_caveat(cfg.train)
+    if caveat:
+        body += note("Accuracy estimates: " + esc(caveat) + ".")
     if len(objectives) >= 2:
         body += figure(lambda: drawn_png(lambda p: plot_front(evs, objectives, cfg.budgets, p)),
                        "Every evaluated subnet and the feasible Pareto front, per pair of objectives")

@@ -6,7 +6,7 @@ from typing import Any
 import nnabla as nn
 import pandas as pd
 
-from hwnas.config import RegularizerConfig
+from hwnas.config import RegularizerConfig, TrainConfig
 from hwnas.errors import ConfigError
 from hwnas.hwcost import count_graph_params, count_macs, inference_output
 from hwnas.io import atomic_write_json
@@ -93,6 +93,27 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
     draw_arch(arch, run / RunDir.DERIVED_PLOT, shapes=shapes() if shapes else None,
               title=f"derived by {run.config.train.learner}")
     return arch
+
+
+#: How each gradient learner trains the weights, for the caveat of its estimates.
+_WEIGHTS_TRAINED_ON = {
+    "darts": "the softmax(α)-weighted sum of every candidate",
+    "proxyless": "paths drawn from the learned architecture's probabilities",
+}
+
+
+def ranking_caveat(config: TrainConfig) -> str | None:
+    """What the search's accuracy estimates rank by when the supernet's weights were
+    trained for the learned architecture rather than for every subnet; None when they were
+    trained on uniform paths (the uniform learner, or a fine-tuned gradient learner)."""
+    if config.learner not in _WEIGHTS_TRAINED_ON or config.finetune_epochs:
+        return None
+    return (f"the supernet's weights were trained by {config.learner} on "
+            f"{_WEIGHTS_TRAINED_ON[config.learner]}, not on single paths, so the search's "
+            "accuracies (inherited weights) rank subnets by how close they are to what the "
+            "learner favoured, not by how well they train alone; set "
+            "train.finetune_epochs to train every path after the search, and check the "
+            "ranking with 'hwnas rank-check RUN'")
 
 
 def derived_arch(run: RunDir) -> Arch | None:
