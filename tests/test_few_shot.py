@@ -17,7 +17,7 @@ from hwnas.arch import Arch
 from hwnas.config import LatencyConfig, TrainConfig
 from hwnas.data import Dataset
 from hwnas.evaluate import Evaluator
-from hwnas.run import RunDir, make_evaluator, worker_evaluator, workspace
+from hwnas.run import RunDir, make_evaluator, retrain, worker_evaluator, workspace
 from hwnas.supernet import SplitWeights, create_space, split_choice
 from hwnas.supernet.learners import UniformLearner, trained_split
 from hwnas.supernet.learners._base import CHECKPOINT, LOG, SPLIT_WEIGHTS, WEIGHTS
@@ -279,3 +279,6 @@ def test_the_cli_trains_searches_and_reports_a_few_shot_supernet(
     one_shot = make_evaluator(workspace(RunDir.open(run), progress=False))
     one_shot.split = None
     assert one_shot.accuracy(arch, ws.data.val) != in_process
+    # So does retrain's "supernet estimate" beside the subnet trained alone.
+    result = retrain(RunDir.open(run), arch, epochs=1, progress=False, ws=ws)
+    assert result["supernet_val_accuracy"] == in_process

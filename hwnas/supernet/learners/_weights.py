@@ -1,5 +1,4 @@
-"""A supernet's weights and architecture parameters in one nnabla .h5 file; a few-shot
-supernet's copies in one .npz file."""
+"""A supernet's weights and architecture parameters in one .h5 file; few-shot copies in one .npz."""
 from __future__ import annotations
 
 import hashlib
