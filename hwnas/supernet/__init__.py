@@ -15,6 +15,6 @@ from hwnas.registry import import_modules
 import_modules(__name__)  # a new space's module registers it, with nothing else to edit
 
 __all__ = ["Arch", "BaseSearchSpace", "CELL_KEY", "CellSpace", "CellSupernet", "ChainSpace",
-           "ChainSupernet", "SPACES", "SplitWeights", "Supernet", "Unit", "create_space", "draw_arch",
-           "list_spaces", "parse_candidate", "plot_arch_trajectories", "register_space",
-           "space_arguments", "split_choice"]
+           "ChainSupernet", "SPACES", "SplitWeights", "Supernet", "Unit", "create_space",
+           "draw_arch", "list_spaces", "parse_candidate", "plot_arch_trajectories",
+           "register_space", "space_arguments", "split_choice"]

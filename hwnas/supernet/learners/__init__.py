@@ -17,8 +17,7 @@ from hwnas.registry import import_modules
 import_modules(__name__)  # a new learner's module registers it, with nothing else to edit
 
 __all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "FewShot", "Form",
-           "LEARNERS",
-           "ProxylessLearner", "Regularizer", "UniformLearner", "fingerprint", "learner_class",
-           "list_learners", "load_weights", "recorded_fingerprint", "recorded_plan",
-           "register_cost_objective", "register_form", "register_learner", "save_weights",
-           "trained_split"]
+           "LEARNERS", "ProxylessLearner", "Regularizer", "UniformLearner", "fingerprint",
+           "learner_class", "list_learners", "load_weights", "recorded_fingerprint",
+           "recorded_plan", "register_cost_objective", "register_form", "register_learner",
+           "save_weights", "trained_split"]
