@@ -19,7 +19,7 @@ from hwnas.data import Dataset
 from hwnas.evaluate import Evaluator
 from hwnas.run import RunDir, make_evaluator, retrain, worker_evaluator, workspace
 from hwnas.supernet import SplitWeights, create_space, split_choice
-from hwnas.supernet.learners import UniformLearner, trained_split
+from hwnas.supernet.learners import DartsLearner, UniformLearner, trained_split
 from hwnas.supernet.learners._base import CHECKPOINT, LOG, SPLIT_WEIGHTS, WEIGHTS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
@@ -282,3 +282,24 @@ def test_the_cli_trains_searches_and_reports_a_few_shot_supernet(
     # So does retrain's "supernet estimate" beside the subnet trained alone.
     result = retrain(RunDir.open(run), arch, epochs=1, progress=False, ws=ws)
     assert result["supernet_val_accuracy"] == in_process
+
+
+@pytest.mark.parametrize("remedy", [{"sampling": "sandwich"}, {"distill": True}])
+def test_the_remedies_train_paths_of_the_copy_being_trained(remedy, space,
+                                                            small_data: Dataset) -> None:
+    learner = _learner(space, space.supernet(), small_data, None, split_epochs=1,
+                       split_choice="b1", **remedy)
+    rng = np.random.default_rng(0)
+    unpinned = learner.step_paths(rng)
+    assert len({a["b1"] for _ in range(8) for a in learner.step_paths(rng)}) > 1
+    for option in space.choices["b1"]:
+        learner.few_shot.active = option
+        paths = learner.step_paths(rng)
+        assert len(paths) == len(unpinned) and all(a["b1"] == option for a in paths)
+
+
+def test_only_the_uniform_learner_splits(space, small_data: Dataset) -> None:
+    net = space.supernet()
+    with pytest.raises(ValueError, match="split_epochs"):
+        DartsLearner(space=space, supernet=net, data=small_data, progress=False,
+                     config=TrainConfig(learner="darts", batch_size=16, split_epochs=1))
