@@ -137,7 +137,7 @@ def test_a_split_epoch_restarts_the_learning_rate_and_the_momentum(
         space, one_shot: Path, small_data: Dataset, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     where = Path(shutil.copytree(one_shot, tmp_path / "run"))
-    learner = _learner(space, space.supernet(), small_data, where, split_epochs=2)
+    learner = _learner(space, space.supernet(), small_data, where, split_epochs=2, split_choice="b2")
     rates: list[tuple[int, float]] = []
     fresh: list[int] = []
     real_step, real_solvers = learner.train_step, learner._weight_solvers
@@ -217,11 +217,11 @@ def test_resumed_after_an_interruption_mid_split_equals_straight_through(
     straight_dir.mkdir()
     resumed_dir.mkdir()
     straight = _fresh(space, init)
-    done = _learner(space, straight, small_data, straight_dir, split_epochs=2)
+    done = _learner(space, straight, small_data, straight_dir, split_epochs=2, split_choice="b2")
     done.fit()
 
     first = _fresh(space, init)
-    learner = _learner(space, first, small_data, resumed_dir, split_epochs=2)
+    learner = _learner(space, first, small_data, resumed_dir, split_epochs=2, split_choice="b2")
     steps = len(small_data.train) // learner.config.batch_size
     calls: list[int] = []
     real = learner.train_step
@@ -238,7 +238,7 @@ def test_resumed_after_an_interruption_mid_split_equals_straight_through(
     assert int(np.load(resumed_dir / CHECKPOINT)["epochs_done"]) == 3
 
     resumed_net = space.supernet()  # fresh weights: the checkpoint and the copies replace them
-    resumed = _learner(space, resumed_net, small_data, resumed_dir, split_epochs=2)
+    resumed = _learner(space, resumed_net, small_data, resumed_dir, split_epochs=2, split_choice="b2")
     resumed.fit()
     want, got = snapshot(straight), snapshot(resumed_net)
     assert all(np.array_equal(want[k], got[k]) for k in want)
