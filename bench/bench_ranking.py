@@ -137,7 +137,7 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
     estimates = {}
     for n in bn_samples:
         evaluator = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
-                              latency=run.config.latency, bn_samples=n)
+                              latency=run.config.latency, bn_samples=n, split=ws.split)
         estimates[str(n)] = {Arch(c).key: evaluator.accuracy(Arch(c), ws.data.val)
                              for c in pool}
     record = {"learner": name, "overrides": overrides, "estimates": estimates,

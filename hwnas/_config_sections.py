@@ -193,6 +193,14 @@ class TrainConfig:
             split (a second cosine cycle from ``lr``), so that the supernet scores every
             subnet for the search and not only those its architecture favours; the
             learned architecture parameters are kept as they are.
+        split_epochs: the uniform learner's few-shot supernet (Zhao et al. 2021): after
+            ``epochs``, the supernet is split on ``split_choice`` into one copy of the
+            weights per option, each starting from the one-shot weights and trained this
+            many further epochs (a fresh cosine cycle from ``lr``) on uniformly sampled
+            paths with that choice fixed to its option; a subnet is then scored with the
+            copy of its option. 0: no split (one-shot).
+        split_choice: the choice to split on; ``auto``: the first choice with the most
+            options.
     """
 
     learner: str = "uniform"
@@ -213,11 +221,19 @@ class TrainConfig:
     sandwich_paths: int = bounded(2, low=0, high=64)
     distill: bool = False
     finetune_epochs: int = bounded(0, low=0, high=EPOCHS)
+    split_epochs: int = bounded(0, low=0, high=EPOCHS)
+    split_choice: str = "auto"
 
     @property
     def total_epochs(self) -> int:
-        """Every epoch the learner trains: ``epochs`` and then ``finetune_epochs``."""
+        """The epochs that train the one-shot supernet: ``epochs``, then ``finetune_epochs``
+        (the split's epochs follow; see ``planned_epochs``)."""
         return self.epochs + self.finetune_epochs
+
+    def planned_epochs(self, split_options: int) -> int:
+        """Every epoch the learner trains: ``total_epochs``, then ``split_epochs`` for each
+        of the ``split_options`` options of the split choice (the space knows how many)."""
+        return self.total_epochs + (split_options * self.split_epochs)
 
     def _check(self, err) -> None:
         if self.sampling not in ("uniform", "sandwich"):

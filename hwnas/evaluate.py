@@ -13,7 +13,7 @@ from hwnas.hwcost import (BaseProfiler, Costs, LatencyProtocol, NnablaProfiler,
                           count_graph_params, count_macs, inference_output, param_bytes,
                           peak_activation_bytes)
 from hwnas.objectives import Evaluation
-from hwnas.supernet import Arch, BaseSearchSpace, Supernet
+from hwnas.supernet import Arch, BaseSearchSpace, SplitWeights, Supernet
 
 if TYPE_CHECKING:
     from hwnas.hwcost import LatencyTable
@@ -29,7 +29,10 @@ class Evaluator:
     weights after batch-norm recalibration: the running statistics of the
     subnet's batch norms are replaced by those of ``bn_samples`` training
     examples, since the statistics accumulated while training every path
-    match no single path. Costs are counted and measured on the extracted
+    match no single path. A few-shot supernet (``split``) scores a subnet with the copy of
+    the weights of its option of the split choice, put into the supernet before
+    recalibration (and left there: ``recalibrate`` is what prepares the supernet for
+    ``arch``, for scoring as for extraction). Costs are counted and measured on the extracted
     standalone subnet in inference mode.
 
     Args:
@@ -41,17 +44,21 @@ class Evaluator:
         profiler: measures latency; in this process on ``latency.context`` when None.
         table: a calibrated latency table; when given, latency is predicted
             from it instead of measured (``Costs.latency_source`` says which).
+        split: a few-shot supernet's copies of the weights; None for a one-shot supernet,
+            whose weights stay as they are.
     """
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  latency: LatencyConfig, bn_samples: int = 512,
-                 profiler: BaseProfiler | None = None, table: LatencyTable | None = None) -> None:
+                 profiler: BaseProfiler | None = None, table: LatencyTable | None = None,
+                 split: SplitWeights | None = None) -> None:
         if bn_samples < 1:
             raise ValueError(f"bn_samples must be >= 1, got {bn_samples}")
         self.space, self.supernet, self.data, self.latency = space, supernet, data, latency
         self.calibration = data.train.x[:bn_samples]
         self.profiler = profiler or NnablaProfiler(latency)
         self.table = table
+        self.split = split
         self.cache: dict[str, Evaluation] = {}
 
     def __call__(self, arch: Arch) -> Evaluation:
@@ -64,8 +71,11 @@ class Evaluator:
         return self.cache[arch.key]
 
     def recalibrate(self, arch: Arch) -> None:
-        """Replaces the running BN statistics of ``arch``'s path with fresh training-data ones."""
+        """Replaces the running BN statistics of ``arch``'s path with fresh training-data ones
+        (in the copy of ``arch``'s option, for a few-shot supernet)."""
         net = self.supernet
+        if self.split is not None:
+            self.split.use(net, arch)
         net.set_active(arch)
         net.training, net.bn_decay = True, 0.0
         try:

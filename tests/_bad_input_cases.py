@@ -18,7 +18,8 @@ from _bad_input_damage import (Ctx, a_file, alias_bomb, both, cifar10_batch, cla
                               resumes_after_interrupt, retrain_file,
                               searches_once_there_is_room, sqlite_file, tear_a_middle_record,
                               tear_claim, trains_on_after_interrupt,
-                              weights_of_another_training, without, zero_for_the_fastest_subnet)
+                              weights_of_another_training, without, zero_for_the_fastest_subnet,
+                              few_shot_run, copies_of_another_training)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -508,4 +509,33 @@ CASES.update({
     "rank_check_json_of_one_subnet": Case(("report", "{run}"),
                                           ("{run}/rank_check.json", "fewer than 2"),
                                           rank_check_of_one_subnet),
+})
+
+# -- issue 16: few-shot supernets
+CASES.update({
+    "train_split_with_darts": Case(
+        RUN_BAD, ("bad.yaml", "train.split_epochs", "uniform learner only", "darts"),
+        config(("batch_size: 32}", "batch_size: 32, learner: darts, split_epochs: 1}"))),
+    "train_split_choice_unknown": Case(
+        RUN_FRESH, ("{tmp}/fresh/config.yaml", "train.split_choice", "'b9'",
+                    "known: auto, b0, b1"),
+        config(("batch_size: 32}", "batch_size: 32, split_epochs: 1, split_choice: b9}")),
+        added=FRESH_CONFIG),
+    "train_split_choice_without_split": Case(
+        RUN_BAD, ("bad.yaml", "train.split_choice", "train.split_epochs"),
+        config(("batch_size: 32}", "batch_size: 32, split_choice: b0}"))),
+    "train_split_epochs_beyond_bound": Case(
+        RUN_BAD, ("bad.yaml", "train.split_epochs", "10001", "10000"),
+        config(("batch_size: 32}", "batch_size: 32, split_epochs: 10001}"))),
+    "split_weights_missing": Case(
+        ("search", "{run}", "--quiet"), ("{run}/supernet_split.npz", "missing",
+                                         "train_state.npz"),
+        both(few_shot_run, delete("supernet_split.npz"))),
+    "split_weights_truncated": Case(
+        ("search", "{run}", "--quiet"), ("{run}/supernet_split.npz", "truncated"),
+        both(few_shot_run, replace("supernet_split.npz", half))),
+    "split_weights_of_another_training": Case(
+        ("export", "{run}"), ("{run}/supernet_split.npz", "{run}/train_state.npz",
+                              "another training"),
+        both(few_shot_run, copies_of_another_training)),
 })

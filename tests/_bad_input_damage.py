@@ -418,3 +418,21 @@ def rank_check_of_one_subnet(ctx: Ctx) -> None:
         "recipe": {}, "seeds": 1, "selected": None, "subnets": [row], "val": correlation,
         "test": correlation, "top_k": 1, "top_k_overlap": 1.0, "regret": None,
         "seed_noise_sd": None, "trust_gap": 0.0, "verdict": "-"}))
+
+
+def few_shot_run(ctx: Ctx) -> None:
+    """The finished run made a few-shot one (split_epochs 1): its config edited and its
+    training resumed into the split, which writes supernet_split.npz."""
+    from hwnas.cli import main  # as in conftest: after the logging config nnabla reads
+
+    edit_run_config("  split_epochs: 0\n", "  split_epochs: 1\n")(ctx)
+    assert main(["train", str(ctx.run), "--quiet"]) == 0
+    assert (ctx.run / "supernet_split.npz").exists()
+
+
+def copies_of_another_training(ctx: Ctx) -> None:
+    """supernet_split.npz holding other weights of the same shapes (another training's)."""
+    path = ctx.run / "supernet_split.npz"
+    with np.load(path) as stored:
+        arrays = {k: stored[k] for k in stored.files}
+    np.savez(path, **{k: v + 1 if v.dtype.kind == "f" else v for k, v in arrays.items()})

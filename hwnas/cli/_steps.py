@@ -163,7 +163,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     last = history[-1] if history else None
     if last:
         print(f"trained {last['epoch']} epochs: loss {last['loss']:.4f}, "
-              f"train accuracy {last['train_accuracy']:.4f} -> {run / steps.RunDir.WEIGHTS}")
+              f"train accuracy {last['train_accuracy']:.4f} -> {run / steps.RunDir.WEIGHTS}"
+              + (f" (the few-shot copies: {run / steps.RunDir.SPLIT_WEIGHTS})"
+                 if run.config.train.split_epochs else ""))
 
 
 def cmd_search(args: argparse.Namespace) -> None:

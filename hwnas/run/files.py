@@ -33,6 +33,8 @@ class RunDir:
     CHECKPOINT = BaseLearner.checkpoint_file
     TRAIN_LOG = BaseLearner.log_file
     ARCH_LOG = BaseLearner.arch_log_file
+    #: A few-shot supernet's copies of the weights (the one-shot weights stay in WEIGHTS).
+    SPLIT_WEIGHTS = BaseLearner.split_weights_file
     #: What a gradient learner derived, and its plots.
     DERIVED, ARCH_PLOT, DERIVED_PLOT = "derived.json", "arch_params.png", "derived.png"
     #: The latency table (``hwnas lut``) and its check (``hwnas profile``).

@@ -68,8 +68,12 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     if config.train.sampling != "sandwich" and config.train.sandwich_paths != default_paths:
         err("train.sandwich_paths", "counts the random paths of a sandwich step; set "
             "train.sampling: sandwich, or leave it out")
+    if config.train.split_choice != TrainConfig.split_choice and not config.train.split_epochs:
+        err("train.split_choice", "names the choice a few-shot supernet is split on; set "
+            "train.split_epochs, or leave it out")
     remedies = {"train.sampling": config.train.sampling != "uniform",
-                "train.distill": config.train.distill}
+                "train.distill": config.train.distill,
+                "train.split_epochs": config.train.split_epochs > 0}
     for key in (k for k, on in remedies.items() if on):
         if not issubclass(learner, UniformLearner):
             err(key, f"applies to the uniform learner only, not {config.train.learner}")

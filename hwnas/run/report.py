@@ -26,6 +26,7 @@ from hwnas.run.source import git, source_state
 from hwnas.run.workspace import space_from_config
 from hwnas.studies import evaluations, load_read_only
 from hwnas.supernet import CELL_KEY, Arch, draw_arch, plot_arch_trajectories
+from hwnas.supernet.learners import recorded_plan
 
 _GRADIENT = {"darts": "DARTS", "proxyless": "ProxylessNAS"}
 
@@ -112,6 +113,12 @@ def experiment(run: RunDir) -> str:
     if t.finetune_epochs:
         learner += (f", then {t.finetune_epochs} fine-tuning epoch"
                     f"{'s' if t.finetune_epochs != 1 else ''} of uniform path sampling")
+    if t.split_epochs:
+        # "auto" resolves against the space: the checkpoint records what it resolved to.
+        choice = recorded_plan(run / RunDir.CHECKPOINT)[1] or (
+            t.split_choice if t.split_choice != "auto" else "the choice with the most options")
+        learner += (f", then split on {choice}, {t.split_epochs} epoch"
+                    f"{'s' if t.split_epochs != 1 else ''} per option")
     if t.regularizer is not None:
         r = t.regularizer
         learner += f"; {r.form} {r.objective} regularizer, budget {number(r.budget)}, weight {r.weight}"
@@ -134,7 +141,8 @@ def training(run: RunDir) -> str:
         return missing("The supernet is not trained yet (no train_log.csv)",
                        f"hwnas train {run.path}")
     last = log.iloc[-1]
-    facts = [("Epochs done", f"{int(last.get('epoch', len(log)))} of {t.total_epochs}")]
+    planned = recorded_plan(run / RunDir.CHECKPOINT)[0] or t.total_epochs
+    facts = [("Epochs done", f"{int(last.get('epoch', len(log)))} of {planned}")]
     if "loss" in log:
         facts.append(("Final training loss", number(float(last["loss"]))))
     if "train_accuracy" in log:

@@ -145,7 +145,7 @@ def retrain(run: RunDir, arch: Arch, *, epochs: int | None = None, progress: boo
     history = learner.fit()
     subnet.training = False
     estimate = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
-                         latency=cfg.latency, bn_samples=cfg.search.bn_samples)
+                         latency=cfg.latency, bn_samples=cfg.search.bn_samples, split=ws.split)
     result = {
         **claim,
         "epochs": recipe["epochs"],

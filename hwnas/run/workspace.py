@@ -16,13 +16,15 @@ from hwnas.errors import ConfigError, RunDirError
 from hwnas.evaluate import Evaluator
 import hwnas.run.lut as lut
 from hwnas.run.files import RunDir
-from hwnas.supernet import BaseSearchSpace, Supernet, create_space, space_arguments
-from hwnas.supernet.learners import load_weights, recorded_fingerprint
+from hwnas.supernet import (BaseSearchSpace, SplitWeights, Supernet, create_space,
+                            space_arguments, split_choice)
+from hwnas.supernet.learners import load_weights, recorded_fingerprint, trained_split
 
 
 @dataclasses.dataclass
 class Workspace:
-    """What the steps after training share: data, space, trained supernet."""
+    """What the steps after training share: data, space, trained supernet (and a few-shot
+    supernet's copies of the weights, which every evaluator scores with)."""
 
     run: RunDir
     data: Dataset
@@ -30,6 +32,7 @@ class Workspace:
     supernet: Supernet
 
     progress: bool = True
+    split: SplitWeights | None = None
 
     @functools.cached_property
     def evaluator(self) -> Evaluator:
@@ -46,7 +49,7 @@ def make_evaluator(ws: Workspace, table=None) -> Evaluator:
     cfg = ws.run.config
     return Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data, latency=cfg.latency,
                      bn_samples=cfg.search.bn_samples, profiler=lut.make_profiler(cfg.latency),
-                     table=table)
+                     table=table, split=ws.split)
 
 
 def set_context(context: str) -> None:
@@ -82,7 +85,8 @@ def space_from_config(config: ExperimentConfig, data: Dataset, *,
 
 
 def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Workspace:
-    """Loads the data, builds the space and supernet, and loads trained weights."""
+    """Loads the data, builds the space and supernet, and loads trained weights (with a
+    few-shot supernet's copies)."""
     cfg = run.config
     set_context(cfg.latency.context)
     data = load_dataset(cfg.data, seed=cfg.seed)
@@ -90,16 +94,32 @@ def workspace(run: RunDir, *, trained: bool = True, progress: bool = True) -> Wo
     nn.seed(cfg.seed)
     np.random.seed(cfg.seed)
     supernet = space.supernet()
+    split = None
     if trained:
-        check_trained(run)
+        check_trained(run, space)
         ckpt = run / RunDir.CHECKPOINT
         load_weights(supernet, run / RunDir.WEIGHTS, expected=recorded_fingerprint(ckpt),
                      recorded_in=ckpt)
-    return Workspace(run, data, space, supernet, progress)
+        if cfg.train.split_epochs:
+            split = trained_split(space, supernet, cfg.train, run / RunDir.SPLIT_WEIGHTS, ckpt)
+    return Workspace(run, data, space, supernet, progress, split)
 
 
-def check_trained(run: RunDir) -> None:
-    """Raises RunDirError unless the run's supernet finished its training."""
+def check_trained(run: RunDir, space: BaseSearchSpace) -> None:
+    """Raises RunDirError unless the run's supernet finished its training (the split's
+    epochs included, as many as ``space`` has options of the split choice).
+
+    Raises:
+        ConfigError: the config's ``train.split_choice`` is no choice of ``space``.
+    """
+    train = run.config.train
+    planned = train.total_epochs
+    if train.split_epochs:
+        try:
+            planned = train.planned_epochs(len(space.choices[split_choice(space,
+                                                                          train.split_choice)]))
+        except ValueError as exc:
+            raise ConfigError(f"{run / RunDir.CONFIG}: {exc}") from None
     ckpt = run / RunDir.CHECKPOINT
     if not ckpt.exists():
         raise RunDirError(f"{run.path}: the supernet is not trained yet; run 'hwnas train {run.path}'")
@@ -108,10 +128,9 @@ def check_trained(run: RunDir) -> None:
             done = int(state["epochs_done"])
     except Exception as exc:
         raise RunDirError(f"{ckpt}: unreadable training checkpoint ({exc})") from None
-    if done < run.config.train.total_epochs:
+    if done < planned:
         raise RunDirError(f"{run.path}: supernet training stopped after {done} of "
-                          f"{run.config.train.total_epochs} epochs; rerun "
-                          f"'hwnas train {run.path}'")
+                          f"{planned} epochs; rerun 'hwnas train {run.path}'")
 
 
 def worker_evaluator(run_path: str) -> Evaluator:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from hwnas.supernet.learners._base import BaseLearner, recorded_fingerprint
+from hwnas.supernet.learners._few_shot import FewShot, recorded_plan, trained_split
 from hwnas.supernet.learners._registry import (LEARNERS, learner_class, list_learners,
                                                register_learner)
 # Importing a learner's module registers it; uniform, the default, first.
@@ -15,7 +16,8 @@ from hwnas.registry import import_modules
 
 import_modules(__name__)  # a new learner's module registers it, with nothing else to edit
 
-__all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "Form", "LEARNERS",
-           "ProxylessLearner", "Regularizer", "UniformLearner", "fingerprint", "learner_class",
-           "list_learners", "load_weights", "recorded_fingerprint", "register_cost_objective",
-           "register_form", "register_learner", "save_weights"]
+__all__ = ["BaseLearner", "COST_OBJECTIVES", "DartsLearner", "FORMS", "FewShot", "Form",
+           "LEARNERS", "ProxylessLearner", "Regularizer", "UniformLearner", "fingerprint",
+           "learner_class", "list_learners", "load_weights", "recorded_fingerprint",
+           "recorded_plan", "register_cost_objective", "register_form", "register_learner",
+           "save_weights", "trained_split"]

@@ -16,16 +16,20 @@ import pandas as pd
 from nnabla.utils.learning_rate_scheduler import CosineScheduler
 from tqdm import tqdm
 
+from hwnas.arch import Arch
 from hwnas.io import atomic_write, atomic_write_text
 from hwnas.config import TrainConfig
 from hwnas.data import Dataset, Split, batches
 from hwnas.errors import RunDirError
 from hwnas.supernet._space import BaseSearchSpace, Supernet
+from hwnas.supernet.learners._few_shot import FewShot
 from hwnas.supernet.learners._regularizer import Regularizer
 from hwnas.supernet.learners._weights import save_weights
 
 CHECKPOINT = "train_state.npz"
 WEIGHTS = "supernet.h5"
+#: A few-shot supernet's copies of the weights, one per option of the split choice.
+SPLIT_WEIGHTS = "supernet_split.npz"
 LOG = "train_log.csv"
 ARCH_LOG = "arch_log.csv"
 #: The checkpoint's entry holding the fingerprint of the weights file written with it.
@@ -47,6 +51,10 @@ class BaseLearner(abc.ABC):
     generators seeded by ``(seed, e)``, so a resumed run computes what an
     uninterrupted one does.
 
+    With ``config.split_epochs`` (learners that learn no architecture), the epochs after
+    ``config.total_epochs`` train a few-shot supernet's copies (see ``FewShot``): the
+    copies go to ``split_weights_file``, while ``weights_file`` keeps the one-shot weights.
+
     Args:
         space: the search space.
         supernet: its supernet (trained in place).
@@ -64,6 +72,7 @@ class BaseLearner(abc.ABC):
     arch_betas = (0.5, 0.999)
     #: File names in ``run_dir``: checkpoint, weights, training log, architecture log.
     checkpoint_file, weights_file, log_file, arch_log_file = CHECKPOINT, WEIGHTS, LOG, ARCH_LOG
+    split_weights_file = SPLIT_WEIGHTS
 
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  config: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
@@ -79,13 +88,16 @@ class BaseLearner(abc.ABC):
             raise ValueError(f"train.finetune_epochs is for learners that learn the "
                              f"architecture; {type(self).__name__} trains uniformly sampled "
                              "paths already: raise train.epochs instead")
+        if config.split_epochs and self.learns_arch:
+            raise ValueError(f"train.split_epochs splits a supernet trained on uniformly "
+                             f"sampled paths; {type(self).__name__} learns the architecture")
+        self.few_shot = FewShot(space, config) if config.split_epochs else None
         self.weight_split, self.arch_split = self._split(data.train)
         for split in (self.weight_split, self.arch_split):
             if split is not None and len(split) < config.batch_size:
                 raise ValueError(f"batch_size {config.batch_size} exceeds the {len(split)} "
                                  "training examples of a split; lower it or use more data")
-        self.solvers = {group: self._make_solver(params)
-                        for group, params in supernet.parameter_groups().items()}
+        self.solvers = self._weight_solvers()
         self.alphas = supernet.arch_parameters() if self.learns_arch else {}
         if self.learns_arch and not self.alphas:
             raise ValueError(f"{type(self).__name__} needs a supernet with architecture parameters")
@@ -108,6 +120,21 @@ class BaseLearner(abc.ABC):
         n_arch = int(round(len(train) * self.config.arch_fraction))
         arch, weight = np.sort(order[:n_arch]), np.sort(order[n_arch:])
         return Split(train.x[weight], train.y[weight]), Split(train.x[arch], train.y[arch])
+
+    def _weight_solvers(self) -> dict[str, S.Solver]:
+        """A fresh solver for every parameter group of the supernet."""
+        return {group: self._make_solver(params)
+                for group, params in self.supernet.parameter_groups().items()}
+
+    @property
+    def planned_epochs(self) -> int:
+        """Every epoch ``fit`` trains: ``config.total_epochs``, then the split's."""
+        return self.few_shot.epochs if self.few_shot else self.config.total_epochs
+
+    def pin(self, arch: Arch) -> Arch:
+        """The path to train for ``arch``: with the split choice fixed to the option of the
+        copy that trains now, if one does."""
+        return self.few_shot.pin(arch) if self.few_shot else arch
 
     def _make_solver(self, params: dict[str, nn.Variable]) -> S.Solver:
         solver = S.Momentum(self.config.lr, self.config.momentum)
@@ -182,8 +209,9 @@ class BaseLearner(abc.ABC):
         return float(loss.d), accuracy
 
     def fit(self) -> list[dict[str, Any]]:
-        """Trains to ``config.total_epochs`` (``epochs``, then ``finetune_epochs`` of weights
-        alone on uniformly sampled paths), resuming from a checkpoint when there is one."""
+        """Trains to ``planned_epochs`` (``epochs``, then ``finetune_epochs`` of weights
+        alone on uniformly sampled paths, then ``split_epochs`` per copy of a few-shot
+        supernet), resuming from a checkpoint when there is one."""
         cfg = self.config
         start = self._restore()
         steps = len(self.weight_split) // cfg.batch_size
@@ -191,22 +219,31 @@ class BaseLearner(abc.ABC):
         scheduler = CosineScheduler(cfg.lr, cfg.epochs * steps)
         # Fine-tuning is a second cosine cycle from lr, over the whole training split.
         tuning_scheduler = CosineScheduler(cfg.lr, max(1, cfg.finetune_epochs * tuning_steps))
+        # Each copy of a few-shot supernet trains a cosine cycle of its own from lr.
+        split_scheduler = CosineScheduler(cfg.lr, max(1, cfg.split_epochs * steps))
         every = max(1, steps // SNAPSHOTS_PER_EPOCH)
-        for epoch in range(start, cfg.total_epochs):
-            tuning = epoch >= cfg.epochs
+        for epoch in range(start, self.planned_epochs):
+            copy = self.few_shot.copy_of(epoch) if self.few_shot else None
+            tuning = copy is None and epoch >= cfg.epochs
             split, n, schedule, first = ((self.data.train, tuning_steps, tuning_scheduler,
                                           (epoch - cfg.epochs) * tuning_steps) if tuning else
+                                         (self.weight_split, steps, split_scheduler,
+                                          copy[1] * steps) if copy else
                                          (self.weight_split, steps, scheduler, epoch * steps))
+            if copy:
+                if copy[1] == 0:  # a copy starts from the one-shot weights, without momentum
+                    self.solvers = self._weight_solvers()
+                self.few_shot.enter(self.supernet, copy[0])
             rng = np.random.default_rng([self.seed, epoch])
             searching = self.learns_arch and not tuning and not self.warming_up(epoch)
             arch_batches = (itertools.cycle(list(batches(
                 self.arch_split, cfg.batch_size, np.random.default_rng([self.seed, epoch, 1]),
                 drop_last=True))) if searching else None)
             began = time.perf_counter()
+            phase = f"split {copy[0]}" if copy else "fine-tune" if tuning else "train"
             losses, accuracies, arch_stats = [], [], []
             bar = tqdm(batches(split, cfg.batch_size, rng, drop_last=True),
-                       total=n, desc=f"{'fine-tune' if tuning else 'train'} epoch "
-                       f"{epoch + 1}/{cfg.total_epochs}",
+                       total=n, desc=f"{phase} epoch {epoch + 1}/{self.planned_epochs}",
                        disable=not self.progress, leave=False)
             for i, (x, y) in enumerate(bar):
                 lr = schedule.get_learning_rate(first + i)
@@ -227,10 +264,14 @@ class BaseLearner(abc.ABC):
                    "seconds": round(time.perf_counter() - began, 3)}
             if self.learns_arch:
                 row["phase"] = "finetune" if tuning else "search" if searching else "warmup"
+            elif self.few_shot:
+                row["phase"] = f"split:{copy[0]}" if copy else "one-shot"
             for key in (arch_stats[0] if arch_stats else {}):
                 row[key] = float(np.mean([s[key] for s in arch_stats]))
             row.update(self.epoch_metrics())
             self.history.append(row)
+            if copy:
+                self.few_shot.leave(self.supernet)
             if self.progress:
                 tqdm.write(f"epoch {row['epoch']:3d}  loss {row['loss']:.4f}  "
                            f"train acc {row['train_accuracy']:.4f}  lr {row['lr']:.4f}  "
@@ -326,6 +367,8 @@ class BaseLearner(abc.ABC):
                 for sname, var in state.pstate.items():
                     arrays[f"s:{group}:{pname}:{sname}"] = var.d
         arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
+        if self.few_shot:  # the copies first, like the weights: the checkpoint pairs them
+            arrays.update(self.few_shot.checkpoint(self.run_dir / self.split_weights_file))
         # The fingerprint pairs the weights file with this checkpoint: a file of the same
         # shapes from another training is refused where it is loaded (load_weights).
         arrays[FINGERPRINT] = np.array(save_weights(self.supernet,
@@ -385,6 +428,9 @@ class BaseLearner(abc.ABC):
             solver.set_states(states)
         self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
         done = int(arrays["epochs_done"])
+        if self.few_shot:
+            self.few_shot.restore(self.supernet, self.run_dir / self.split_weights_file, path,
+                                  arrays, done)
         self.history = _read_log(self.run_dir / self.log_file, done)
         self.arch_log = _read_log(self.run_dir / self.arch_log_file, done)
         return done

@@ -45,15 +45,19 @@ class UniformLearner(BaseLearner):
         return self.config.sampling != "uniform" or self.config.distill
 
     def before_batch(self, rng: np.random.Generator) -> None:
-        self.supernet.set_active(self.space.sample(rng))
+        self.supernet.set_active(self.pin(self.space.sample(rng)))
 
     def step_paths(self, rng: np.random.Generator) -> list[Arch]:
-        """The subnets one weight update trains, in order (the largest first when it teaches)."""
+        """The subnets one weight update trains, in order (the largest first when it teaches);
+        while a few-shot supernet's copy trains, each with the split choice fixed to its option."""
         cfg = self.config
         if cfg.sampling == "sandwich":
-            return ([self.largest, self.smallest]
-                    + [self.space.sample(rng) for _ in range(cfg.sandwich_paths)])
-        return [self.largest, self.space.sample(rng)] if cfg.distill else [self.space.sample(rng)]
+            paths = ([self.largest, self.smallest]
+                     + [self.space.sample(rng) for _ in range(cfg.sandwich_paths)])
+        else:
+            paths = ([self.largest, self.space.sample(rng)] if cfg.distill
+                     else [self.space.sample(rng)])
+        return [self.pin(arch) for arch in paths]
 
     def train_step(self, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                    lr: float, warmup: bool = False) -> tuple[float, float]:

@@ -1,4 +1,4 @@
-"""A supernet's weights and architecture parameters in one nnabla .h5 file."""
+"""A supernet's weights and architecture parameters in one .h5 file; few-shot copies in one .npz."""
 from __future__ import annotations
 
 import hashlib
@@ -11,6 +11,7 @@ import numpy as np
 from hwnas.io import atomic_write
 from hwnas.errors import RunDirError
 from hwnas.supernet._space import Supernet
+from hwnas.supernet._split import SplitWeights
 
 #: The prefix of architecture parameters in the file.
 ALPHA = "alpha/"
@@ -85,3 +86,62 @@ def load_weights(supernet: Supernet, path: str | Path, *, expected: str | None =
                           f"{path.name} back, or delete both to train again")
     for key, param in params.items():
         param.d = stored[key]
+
+
+#: The entry of a split weights file that names the choice it is split on.
+SPLIT_CHOICE = "choice"
+
+
+def save_split(split: SplitWeights, path: str | Path) -> str:
+    """Writes a few-shot supernet's copies (those trained so far) to one .npz file, atomically.
+
+    Returns:
+        The :func:`fingerprint` of the copies; a checkpoint records it, so that
+        :func:`load_split` can tell this file from another training's.
+    """
+    arrays = split.arrays()
+    atomic_write(path, lambda tmp: np.savez(tmp, **{SPLIT_CHOICE: np.array(split.choice)},
+                                            **arrays))
+    return fingerprint(arrays)
+
+
+def load_split(supernet: Supernet, path: str | Path, *, choice: str, options: tuple[str, ...],
+               expected: str | None, recorded_in: str | Path) -> SplitWeights:
+    """The copies ``save_split`` wrote, one per option of ``choice`` (each checked against
+    ``supernet``'s weights) and, all together, against the fingerprint ``expected``.
+
+    Args:
+        options: the options there must be a copy of (the split's options trained so far).
+        recorded_in: the checkpoint that recorded ``expected``, for the message.
+
+    Raises:
+        RunDirError: the file is missing, unreadable, split on another choice, lacks a copy
+            or holds other weights than ``expected``.
+    """
+    path = Path(path)
+    again = f"put this run's {path.name} back, or delete it and {Path(recorded_in).name} to " \
+            "train again"
+    if not path.exists():
+        raise RunDirError(f"{path}: the few-shot supernet's weights are missing; {again}")
+    try:
+        with np.load(path) as stored:
+            arrays = {k: stored[k] for k in stored.files}
+    except Exception as exc:
+        raise RunDirError(f"{path}: unreadable or truncated split weights file ({exc}); "
+                          f"{again}") from None
+    held = str(arrays.pop(SPLIT_CHOICE, ""))
+    if held != choice:
+        raise RunDirError(f"{path}: the supernet is split on {held!r} there, on {choice!r} "
+                          f"here; {again}")
+    shapes = {k: v.shape for k, v in supernet.net_parameters().items()}
+    copies: dict[str, dict[str, np.ndarray]] = {}
+    for option in options:
+        copy = {k: arrays.get(f"{option}={k}") for k in shapes}
+        if any(v is None or v.shape != shapes[k] for k, v in copy.items()):
+            raise RunDirError(f"{path}: lacks the weights of option {option!r} of {choice} "
+                              f"(or holds another space's); {again}")
+        copies[option] = copy
+    if expected is not None and fingerprint(arrays) != expected:
+        raise RunDirError(f"{path} does not hold the copies of the training recorded in "
+                          f"{recorded_in} (another training's file?); {again}")
+    return SplitWeights(choice, copies)
