@@ -67,12 +67,13 @@ LEARNERS: dict[str, dict] = {
               "warmup": 0.2},
     "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.01,
                   "arch_weight_decay": 0.0, "arch_fraction": 0.5, "warmup": 0.25},
+    "uniform-fewshot": {"after": "uniform", "split_epochs": 3},  # per option of one choice
     "darts-finetune": {"after": "darts", "finetune": 0.25},
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
 }
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
-DEFAULT_LEARNERS = ("uniform", "uniform-2x", "sandwich", "darts", "proxyless", "darts-finetune",
+DEFAULT_LEARNERS = ("uniform", "uniform-2x", "uniform-fewshot", "sandwich", "darts", "proxyless", "darts-finetune",
                     "proxyless-finetune")
 #: The learner a run gets when its config names none.
 DEFAULT = "uniform"
@@ -202,6 +203,9 @@ def main() -> int:
                         help="batch-norm recalibration sizes to score with (default: the "
                              "config's search.bn_samples and 4x it); the first is reported")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--supernets-only", action="store_true",
+                        help="train and score the supernets, nothing else (to run beside "
+                             "another bench_ranking on the same --work)")
     parser.add_argument("--work", default=str(RESULTS / "ranking_work"))
     parser.add_argument("--out", default=str(RESULTS / "ranking"))
     args = parser.parse_args()
@@ -226,10 +230,13 @@ def main() -> int:
     print(f"{cfg.name}: {len(pool)} subnets, {len(twice)} twice; recipe {recipe}; supernets "
           f"{epochs} epochs: {', '.join(args.learners)}; work {work}", flush=True)
     bn = args.bn_samples or [cfg.search.bn_samples, 4 * cfg.search.bn_samples]
-    learners = list(dict.fromkeys(
-        [b for n in args.learners if (b := LEARNERS[n].get("after"))] + args.learners))
+    # A continuation's base trains first, unless --supernets-only: its base is then finished
+    # (or being finished by another bench_ranking, which holds its run directory).
+    bases = [] if args.supernets_only else [b for n in args.learners
+                                            if (b := LEARNERS[n].get("after"))]
+    learners = list(dict.fromkeys(bases + args.learners))
     where = {}
-    for name in learners:
+    for name in learners + [b for n in learners if (b := LEARNERS[n].get("after"))]:
         where[name] = work / digest(overrides_of(name, epochs))
         where[name].mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
@@ -245,9 +252,9 @@ def main() -> int:
 
         # The supernets first (the longest tasks); a continuation once its base is done.
         for name in learners:
-            if "after" not in LEARNERS[name]:
+            if LEARNERS[name].get("after") not in learners:
                 train(name)
-        for i, choices in enumerate(pool):
+        for i, choices in enumerate([] if args.supernets_only else pool):
             for seed in ([cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed]):
                 out = work / f"standalone_{digest(choices, seed)}.json"
                 jobs[executor.submit(standalone, config, choices, seed, recipe,
@@ -267,6 +274,8 @@ def main() -> int:
                     print(f"subnet {what[0]:2d} seed {what[1]}: val "
                           f"{record['val_accuracy']:.4f} ({record['seconds']:.0f} s)",
                           flush=True)
+    if args.supernets_only:
+        return 0
     seeds = [[cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed] for i in range(len(pool))]
     replicates, tests = ([[results[(i, s)][f"{split}_accuracy"] for s in seeds[i]]
                           for i in range(len(pool))] for split in ("val", "test"))
