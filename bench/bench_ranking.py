@@ -225,7 +225,7 @@ def main() -> int:
     # Second seeds: the middle subnets outward (the extremes are the least informative).
     mid = len(picked) // 2
     twice = set(sorted(range(len(picked)), key=lambda i: abs(i - mid))[:args.twice])
-    work = Path(args.work) / digest(config, pool, recipe)
+    work = Path(args.work) / digest(config, pool)
     work.mkdir(parents=True, exist_ok=True)
     print(f"{cfg.name}: {len(pool)} subnets, {len(twice)} twice; recipe {recipe}; supernets "
           f"{epochs} epochs: {', '.join(args.learners)}; work {work}", flush=True)
@@ -256,7 +256,7 @@ def main() -> int:
                 train(name)
         for i, choices in enumerate([] if args.supernets_only else pool):
             for seed in ([cfg.seed, cfg.seed + 1] if i in twice else [cfg.seed]):
-                out = work / f"standalone_{digest(choices, seed)}.json"
+                out = work / f"standalone_{digest(choices, seed, recipe)}.json"
                 jobs[executor.submit(standalone, config, choices, seed, recipe,
                                      str(out))] = (i, seed)
         while jobs:
