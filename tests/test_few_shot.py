@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from _cli_helpers import cli
+from _learner_helpers import Interrupted, crash_at, with_weights
 from conftest import SMALL_SPACE, TINY_CONFIG, snapshot
 
 from hwnas.arch import Arch
@@ -23,10 +24,6 @@ from hwnas.supernet.learners import DartsLearner, UniformLearner, trained_split
 from hwnas.supernet.learners._base import CHECKPOINT, LOG, SPLIT_WEIGHTS, WEIGHTS
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
-
-
-class _Interrupt(Exception):
-    pass
 
 
 def _learner(space, net, data, run_dir, **config) -> UniformLearner:
@@ -53,18 +50,11 @@ def init(space) -> dict[str, np.ndarray]:
     return snapshot(space.supernet())
 
 
-def _fresh(space, init):
-    net = space.supernet()
-    for key, param in net.net_parameters().items():
-        param.d = init[key]
-    return net
-
-
 @pytest.fixture(scope="module")
 def one_shot(space, init, small_data: Dataset, tmp_path_factory) -> Path:
     """A finished one-shot training (one epoch) of the small space."""
     where = tmp_path_factory.mktemp("one_shot")
-    _learner(space, _fresh(space, init), small_data, where).fit()
+    _learner(space, with_weights(space, init), small_data, where).fit()
     return where
 
 
@@ -216,24 +206,15 @@ def test_resumed_after_an_interruption_mid_split_equals_straight_through(
     straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
     straight_dir.mkdir()
     resumed_dir.mkdir()
-    straight = _fresh(space, init)
+    straight = with_weights(space, init)
     done = _learner(space, straight, small_data, straight_dir, split_epochs=2, split_choice="b2")
     done.fit()
 
-    first = _fresh(space, init)
+    first = with_weights(space, init)
     learner = _learner(space, first, small_data, resumed_dir, split_epochs=2, split_choice="b2")
     steps = len(small_data.train) // learner.config.batch_size
-    calls: list[int] = []
-    real = learner.train_step
-
-    def step(*args, **kwargs):
-        if len(calls) == 3 * steps + 2:  # in the second option's first epoch, mid-way
-            raise _Interrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(learner, "train_step", step)
-    with pytest.raises(_Interrupt):
+    crash_at(monkeypatch, learner, 3 * steps + 2)  # in the second option's first epoch
+    with pytest.raises(Interrupted):
         learner.fit()
     assert int(np.load(resumed_dir / CHECKPOINT)["epochs_done"]) == 3
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from _learner_helpers import make_learner
+from _learner_helpers import make_learner, with_weights
 from conftest import snapshot
 
 from hwnas.data import Dataset
@@ -30,16 +30,10 @@ def test_finetuning_trains_the_weights_on_uniform_paths_and_keeps_the_architectu
     space = create_space("mobilenet", **SPACE)
     init = snapshot(space.supernet())
 
-    def fresh():
-        net = space.supernet()
-        for key, param in net.net_parameters().items():
-            param.d = init[key]
-        return net
-
     searched_dir, tuned_dir, straight_dir = (tmp_path / n for n in ("s", "t", "u"))
     for d in (searched_dir, straight_dir):
         d.mkdir()
-    searched = fresh()
+    searched = with_weights(space, init)
     make_learner(space, searched, small_data, variant, searched_dir, epochs=1).fit()
 
     # Fine-tuning resumes the finished search: only the fine-tuning epoch runs.
@@ -73,7 +67,7 @@ def test_finetuning_trains_the_weights_on_uniform_paths_and_keeps_the_architectu
     assert rates[0] == pytest.approx(learner.config.lr) and rates[-1] < rates[0] / 10
 
     # Resumed after the search, it equals training straight through.
-    straight = fresh()
+    straight = with_weights(space, init)
     make_learner(space, straight, small_data, variant, straight_dir, epochs=1,
                  finetune_epochs=1).fit()
     want = snapshot(straight)

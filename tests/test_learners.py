@@ -8,7 +8,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
-from _learner_helpers import VARIANTS, make_learner
+from _learner_helpers import VARIANTS, Interrupted, crash_at, make_learner, with_weights
 from conftest import randomize, snapshot
 
 from hwnas.data import Dataset
@@ -111,10 +111,6 @@ def test_weight_and_architecture_splits_are_disjoint(small_data: Dataset) -> Non
 # ---------------------------------------------------------------- resume
 
 
-class _Interrupt(Exception):
-    pass
-
-
 @pytest.mark.parametrize("space_name,variant", [
     ("mobilenet", "darts1"), ("mobilenet", "darts2"), ("mobilenet", "gate"),
     ("mobilenet", "reinforce"), ("darts", "darts1"), ("darts", "darts2"), ("darts", "gate"),
@@ -127,30 +123,14 @@ def test_resumed_search_equals_straight_search(space_name: str, variant: str,
     straight_dir.mkdir()
     resumed_dir.mkdir()
     init = snapshot(space.supernet())
-
-    def fresh():
-        net = space.supernet()
-        for key, param in net.net_parameters().items():
-            param.d = init[key]
-        return net
-
-    straight = fresh()
+    straight = with_weights(space, init)
     make_learner(space, straight, small_data, variant, straight_dir, epochs=2).fit()
 
-    first = fresh()
+    first = with_weights(space, init)
     learner = make_learner(space, first, small_data, variant, resumed_dir, epochs=2)
     steps = len(learner.weight_split) // learner.config.batch_size
-    calls: list[int] = []
-    real = learner.train_step
-
-    def step(*args, **kwargs):
-        if len(calls) == steps + 1:  # killed in the middle of epoch 2
-            raise _Interrupt
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(learner, "train_step", step)
-    with pytest.raises(_Interrupt):
+    crash_at(monkeypatch, learner, steps + 1)  # killed in the middle of epoch 2
+    with pytest.raises(Interrupted):
         learner.fit()
 
     resumed = space.supernet()  # fresh weights and alphas: the checkpoint replaces both

@@ -8,6 +8,7 @@ import nnabla.functions as F
 import numpy as np
 import pandas as pd
 import pytest
+from _learner_helpers import Interrupted, crash_at, with_weights
 from _supernet_helpers import _archs, make_space
 from conftest import group_of, randomize, snapshot
 
@@ -106,49 +107,28 @@ def test_a_short_fit_lowers_the_loss(data: Dataset, monkeypatch: pytest.MonkeyPa
 # ---------------------------------------------------------------- checkpoints
 
 
-def _copy_weights(src, dst) -> None:
-    theirs = src.net_parameters()
-    for key, param in dst.net_parameters().items():
-        param.d = theirs[key].d.copy()
-
-
 def _log(path: Path) -> pd.DataFrame:
     return pd.read_csv(path).drop(columns=["seconds"])
-
-
-class _Interrupt(Exception):
-    pass
 
 
 def test_resumed_training_equals_straight_training(small_data: Dataset, tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     space = make_space(**TINY)
-    init = space.supernet()
+    init = snapshot(space.supernet())
     straight_dir, resumed_dir = tmp_path / "straight", tmp_path / "resumed"
     straight_dir.mkdir()
     resumed_dir.mkdir()
 
-    straight = space.supernet()
-    _copy_weights(init, straight)
+    straight = with_weights(space, init)
     _learner(space, straight, small_data, straight_dir, epochs=2, batch_size=40).fit()
 
     # The same 2-epoch run, killed at the first step of epoch 2 (after the
     # epoch-1 checkpoint was written).
-    first = space.supernet()
-    _copy_weights(init, first)
+    first = with_weights(space, init)
     learner = _learner(space, first, small_data, resumed_dir, epochs=2, batch_size=40)
     steps = len(small_data.train) // learner.config.batch_size
-    calls = []
-    real_step = learner.train_step
-
-    def step(*args, **kwargs):
-        if len(calls) == steps:
-            raise _Interrupt
-        calls.append(1)
-        return real_step(*args, **kwargs)
-
-    monkeypatch.setattr(learner, "train_step", step)
-    with pytest.raises(_Interrupt):
+    crash_at(monkeypatch, learner, steps)
+    with pytest.raises(Interrupted):
         learner.fit()
     assert (resumed_dir / CHECKPOINT).exists() and (resumed_dir / WEIGHTS).exists()
     assert len(pd.read_csv(resumed_dir / LOG)) == 1

@@ -6,6 +6,7 @@ from pathlib import Path
 import nnabla as nn
 import numpy as np
 import pytest
+from _learner_helpers import with_weights
 from conftest import SMALL_SPACE, snapshot
 
 from hwnas.arch import Arch
@@ -145,10 +146,8 @@ class _OldUniform(BaseLearner):
 
 def test_with_the_remedies_off_training_is_bitwise_the_old_one(small_data: Dataset) -> None:
     space = create_space("mobilenet", **SMALL_SPACE)
-    nets = [space.supernet(), space.supernet()]
-    init = snapshot(nets[0])
-    for key, param in nets[1].net_parameters().items():
-        param.d = init[key].copy()
+    first = space.supernet()
+    nets = [first, with_weights(space, snapshot(first))]
     old = _learner(space, nets[0], small_data, learner=_OldUniform).fit()
     new = _learner(space, nets[1], small_data).fit()
     assert [r["loss"] for r in old] == [r["loss"] for r in new]
