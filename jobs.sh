@@ -16,7 +16,8 @@
 #   HWNAS_CIFAR10=/path/to/cifar-10-python.tar.gz   HWNAS_MNIST=/path/to/mnist-idx-files
 # digits_hard is the same search on a task where the architecture matters (digits-hard:
 # distorted, cluttered 16x16 copies of the digits; bench/bench_task.py measures it); its
-# time is not measured yet (15 retrain epochs of its largest subnet alone took ~13 min in bench_task).
+# time is not measured yet: its 40 supernet epochs took 24 min in bench_ranking, and 15 retrain
+# epochs of its largest subnet alone ~13 min in bench_task.
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
 # strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,

@@ -95,25 +95,24 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
     return arch
 
 
-#: How each gradient learner trains the weights, for the caveat of its estimates.
-_WEIGHTS_TRAINED_ON = {
-    "darts": "the softmax(α)-weighted sum of every candidate",
-    "proxyless": "paths drawn from the learned architecture's probabilities",
-}
+#: The learners whose supernets rank subnets poorly for the search that follows, and how
+#: their weights are trained (measured on digits-hard: README, "Does the supernet rank?").
+_POOR_RANKERS = {"darts": "the softmax(α)-weighted sum of every candidate"}
 
 
 def ranking_caveat(config: TrainConfig) -> str | None:
-    """What the search's accuracy estimates rank by when the supernet's weights were
-    trained for the learned architecture rather than for every subnet; None when they were
-    trained on uniform paths (the uniform learner, or a fine-tuned gradient learner)."""
-    if config.learner not in _WEIGHTS_TRAINED_ON or config.finetune_epochs:
+    """What the search's accuracy estimates rank by when the learner's supernet is known to
+    rank subnets poorly (DARTS: Kendall τ 0.29 against stand-alone accuracy on digits-hard,
+    fine-tuned or not); None for the others."""
+    if config.learner not in _POOR_RANKERS:
         return None
+    tuned = " (fine-tuning on single paths does not change that)" if config.finetune_epochs else ""
     return (f"the supernet's weights were trained by {config.learner} on "
-            f"{_WEIGHTS_TRAINED_ON[config.learner]}, not on single paths, so the search's "
-            "accuracies (inherited weights) rank subnets by how close they are to what the "
-            "learner favoured, not by how well they train alone; set "
-            "train.finetune_epochs to train every path after the search, and check the "
-            "ranking with 'hwnas rank-check RUN'")
+            f"{_POOR_RANKERS[config.learner]}, not on single paths, so the search's accuracies "
+            "(inherited weights) rank subnets by what the weighted sum favoured, not by how "
+            f"well they train alone{tuned}; on digits-hard they rank 24 subnets at Kendall "
+            "τ 0.29 where uniform path sampling reaches 0.63; search a uniform supernet for a "
+            "front you can trust, and check with 'hwnas rank-check RUN'")
 
 
 def derived_arch(run: RunDir) -> Arch | None:
