@@ -34,7 +34,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# Every benchmark runs (bench_learners.py alone takes ~45 min); a missed target fails at the end.
+# Every benchmark runs (bench_learners.py alone takes ~45 min, bench_ranking.py at its full
+# settings several hours: README gives its shorter command); a missed target fails at the end.
 bench: $(STAMP)
 	@failed=""; for b in bench/bench_*.py; do echo "== $$b"; $(PY) $$b || failed="$$failed $$b"; done; \
 	if [ -n "$$failed" ]; then echo "missed targets:$$failed"; exit 1; fi
