@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import itertools
 import time
 from pathlib import Path
@@ -36,6 +37,17 @@ ARCH_LOG = "arch_log.csv"
 FINGERPRINT = "weights_fingerprint"
 #: Architecture-parameter snapshots per epoch in arch_log.csv.
 SNAPSHOTS_PER_EPOCH = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """How one kind of epoch trains: its name in the progress bar, the split it passes over,
+    its steps per epoch and its learning-rate schedule."""
+
+    name: str
+    split: Split
+    steps: int
+    schedule: CosineScheduler
 
 
 class BaseLearner(abc.ABC):
@@ -136,6 +148,21 @@ class BaseLearner(abc.ABC):
         copy that trains now, if one does."""
         return self.few_shot.pin(arch) if self.few_shot else arch
 
+    def _plans(self) -> dict[str, _Plan]:
+        """How an epoch of each kind trains: the one-shot (or search) epochs, the fine-tuning
+        epochs (a second cosine cycle from lr, over the whole training split) and the epochs
+        of each few-shot copy (a cosine cycle of its own from lr)."""
+        cfg = self.config
+        steps = len(self.weight_split) // cfg.batch_size
+        tuning_steps = len(self.data.train) // cfg.batch_size
+        return {
+            "train": _Plan("train", self.weight_split, steps,
+                           CosineScheduler(cfg.lr, cfg.epochs * steps)),
+            "finetune": _Plan("fine-tune", self.data.train, tuning_steps,
+                              CosineScheduler(cfg.lr, max(1, cfg.finetune_epochs * tuning_steps))),
+            "split": _Plan("split", self.weight_split, steps,
+                           CosineScheduler(cfg.lr, max(1, cfg.split_epochs * steps)))}
+
     def _make_solver(self, params: dict[str, nn.Variable]) -> S.Solver:
         solver = S.Momentum(self.config.lr, self.config.momentum)
         solver.set_parameters(params)
@@ -215,21 +242,14 @@ class BaseLearner(abc.ABC):
         cfg = self.config
         start = self._restore()
         steps = len(self.weight_split) // cfg.batch_size
-        tuning_steps = len(self.data.train) // cfg.batch_size
-        scheduler = CosineScheduler(cfg.lr, cfg.epochs * steps)
-        # Fine-tuning is a second cosine cycle from lr, over the whole training split.
-        tuning_scheduler = CosineScheduler(cfg.lr, max(1, cfg.finetune_epochs * tuning_steps))
-        # Each copy of a few-shot supernet trains a cosine cycle of its own from lr.
-        split_scheduler = CosineScheduler(cfg.lr, max(1, cfg.split_epochs * steps))
         every = max(1, steps // SNAPSHOTS_PER_EPOCH)
+        plans = self._plans()
         for epoch in range(start, self.planned_epochs):
             copy = self.few_shot.copy_of(epoch) if self.few_shot else None
             tuning = copy is None and epoch >= cfg.epochs
-            split, n, schedule, first = ((self.data.train, tuning_steps, tuning_scheduler,
-                                          (epoch - cfg.epochs) * tuning_steps) if tuning else
-                                         (self.weight_split, steps, split_scheduler,
-                                          copy[1] * steps) if copy else
-                                         (self.weight_split, steps, scheduler, epoch * steps))
+            plan = plans["finetune" if tuning else "split" if copy else "train"]
+            split, n, schedule = plan.split, plan.steps, plan.schedule
+            first = n * (epoch - cfg.epochs if tuning else copy[1] if copy else epoch)
             if copy:
                 if copy[1] == 0:  # a copy starts from the one-shot weights, without momentum
                     self.solvers = self._weight_solvers()
@@ -240,7 +260,7 @@ class BaseLearner(abc.ABC):
                 self.arch_split, cfg.batch_size, np.random.default_rng([self.seed, epoch, 1]),
                 drop_last=True))) if searching else None)
             began = time.perf_counter()
-            phase = f"split {copy[0]}" if copy else "fine-tune" if tuning else "train"
+            phase = f"split {copy[0]}" if copy else plan.name
             losses, accuracies, arch_stats = [], [], []
             bar = tqdm(batches(split, cfg.batch_size, rng, drop_last=True),
                        total=n, desc=f"{phase} epoch {epoch + 1}/{self.planned_epochs}",
