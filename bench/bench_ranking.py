@@ -34,6 +34,7 @@ import json
 import math
 import multiprocessing
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -42,14 +43,21 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
                       str(Path(__file__).resolve().parent.parent / "hwnas/cli/nnabla.conf"))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 
 from bench_task import pick_subnets, train_once  # noqa: E402
 from hwnas import ranking  # noqa: E402
+from hwnas import run as steps  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
 from hwnas.budgets import excess  # noqa: E402
 from hwnas.config import load_config  # noqa: E402
+from hwnas.data import load_dataset  # noqa: E402
+from hwnas.evaluate import Evaluator, split_accuracy  # noqa: E402
 from hwnas.io import atomic_write_json  # noqa: E402
+from hwnas.run.files import configure_run  # noqa: E402
 from hwnas.run.rank_check import statistics  # noqa: E402
+from hwnas.run.retrain import recipe_of  # noqa: E402
+from hwnas.run.workspace import space_from_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
@@ -85,9 +93,6 @@ _CACHE: dict = {}
 def _task(config: str):
     """(config, data, space) of ``config``, loaded once per process."""
     if config not in _CACHE:
-        from hwnas.data import load_dataset
-        from hwnas.run.workspace import space_from_config
-
         cfg = load_config(config)
         data = load_dataset(cfg.data, seed=cfg.seed)
         _CACHE.clear()
@@ -99,7 +104,6 @@ def standalone(config: str, choices: dict, seed: int, recipe: dict, out: str) ->
     """Trains one subnet alone (unless ``out`` holds its result) and records its accuracies."""
     if Path(out).exists():
         return json.loads(Path(out).read_text())
-    from hwnas.evaluate import split_accuracy
     cfg, data, space = _task(config)
     arch = Arch(choices)
     val, seconds, subnet = train_once(space, data, arch, recipe, seed)
@@ -118,12 +122,6 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
     out = Path(work) / f"estimates_{name}_bn{'-'.join(map(str, bn_samples))}.json"
     if out.exists():
         return json.loads(out.read_text())
-    import shutil
-
-    from hwnas import run as steps
-    from hwnas.evaluate import Evaluator
-    from hwnas.run.files import configure_run
-
     began = time.perf_counter()
     run = configure_run(config, str(Path(work) / f"supernet_{name}"), overrides)
     if base is not None and not (run / TRAINING_FILES[0]).exists():
@@ -148,8 +146,6 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
 
 def _train_seconds(log: Path) -> float:
     """The seconds the supernet's epochs took, as its train log recorded them."""
-    import pandas as pd
-
     return round(float(pd.read_csv(log)["seconds"].sum()), 1)
 
 
@@ -209,8 +205,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.subnets < 4 or not 1 <= args.twice <= args.subnets:
         parser.error("need --subnets >= 4 and 1 <= --twice <= --subnets")
-    from hwnas.run.retrain import recipe_of
-
     began = time.perf_counter()
     config = str(Path(args.config).resolve())
     cfg, data, space = _task(config)
