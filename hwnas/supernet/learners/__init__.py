@@ -1,7 +1,8 @@
 """Learners: the supernet training loop, its per-batch strategies, and hardware regularizers."""
 from __future__ import annotations
 
-from hwnas.supernet.learners._base import BaseLearner, recorded_fingerprint
+from hwnas.supernet.learners._base import BaseLearner
+from hwnas.supernet.learners._checkpoint import recorded_fingerprint
 from hwnas.supernet.learners._few_shot import FewShot, recorded_plan, trained_split
 from hwnas.supernet.learners._registry import (LEARNERS, learner_class, list_learners,
                                                register_learner)

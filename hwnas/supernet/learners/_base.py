@@ -10,7 +10,6 @@ from typing import Any
 
 import nnabla as nn
 import nnabla.functions as F
-import nnabla.solver as nn_solver
 import nnabla.solvers as S
 import numpy as np
 import pandas as pd
@@ -21,8 +20,8 @@ from hwnas.arch import Arch
 from hwnas.io import atomic_write, atomic_write_text
 from hwnas.config import TrainConfig
 from hwnas.data import Dataset, Split, batches
-from hwnas.errors import RunDirError
 from hwnas.supernet._space import BaseSearchSpace, Supernet
+import hwnas.supernet.learners._checkpoint as checkpoint
 from hwnas.supernet.learners._few_shot import FewShot
 from hwnas.supernet.learners._regularizer import Regularizer
 from hwnas.supernet.learners._weights import save_weights
@@ -33,8 +32,6 @@ WEIGHTS = "supernet.h5"
 SPLIT_WEIGHTS = "supernet_split.npz"
 LOG = "train_log.csv"
 ARCH_LOG = "arch_log.csv"
-#: The checkpoint's entry holding the fingerprint of the weights file written with it.
-FINGERPRINT = "weights_fingerprint"
 #: Architecture-parameter snapshots per epoch in arch_log.csv.
 SNAPSHOTS_PER_EPOCH = 10
 
@@ -376,23 +373,14 @@ class BaseLearner(abc.ABC):
     def _checkpoint(self, epochs_done: int) -> None:
         if self.run_dir is None:
             return
-        arrays = {"epochs_done": np.array(epochs_done)}
-        for key, param in self.supernet.net_parameters().items():
-            arrays[f"w:{key}"] = param.d
-        for name, alpha in self.alphas.items():
-            arrays[f"a:{name}"] = alpha.d
-        for group, solver in self._all_solvers().items():
-            for pname, state in solver.get_states().items():
-                arrays[f"t:{group}:{pname}"] = np.array(state.t)
-                for sname, var in state.pstate.items():
-                    arrays[f"s:{group}:{pname}:{sname}"] = var.d
-        arrays.update({f"x:{k}": np.array(v) for k, v in self.extra_state().items()})
+        arrays = checkpoint.pack(self.supernet, self.alphas, self._all_solvers(),
+                                 self.extra_state(), epochs_done)
         if self.few_shot:  # the copies first, like the weights: the checkpoint pairs them
             arrays.update(self.few_shot.checkpoint(self.run_dir / self.split_weights_file))
         # The fingerprint pairs the weights file with this checkpoint: a file of the same
         # shapes from another training is refused where it is loaded (load_weights).
-        arrays[FINGERPRINT] = np.array(save_weights(self.supernet,
-                                                    self.run_dir / self.weights_file))
+        arrays[checkpoint.FINGERPRINT] = np.array(save_weights(self.supernet,
+                                                               self.run_dir / self.weights_file))
         atomic_write_text(self.run_dir / self.log_file,
                           pd.DataFrame(self.history).to_csv(index=False))
         if self.arch_log:
@@ -417,66 +405,13 @@ class BaseLearner(abc.ABC):
         if self.run_dir is None or not (self.run_dir / self.checkpoint_file).exists():
             return 0
         path = self.run_dir / self.checkpoint_file
-        try:
-            with np.load(path) as ckpt:
-                arrays = {k: ckpt[k] for k in ckpt.files}
-        except Exception as exc:
-            raise RunDirError(f"{path}: unreadable training checkpoint ({exc}); "
-                              "delete it to train from scratch") from None
-        params = self.supernet.net_parameters()
-        weights = {k[2:]: v for k, v in arrays.items() if k.startswith("w:")}
-        if set(weights) != set(params):
-            raise RunDirError(f"{path}: checkpoint holds a different supernet; "
-                              "delete it to train from scratch")
-        alphas = {k[2:]: v for k, v in arrays.items() if k.startswith("a:")}
-        if set(alphas) != set(self.alphas):
-            raise RunDirError(f"{path}: checkpoint holds other architecture parameters; "
-                              "delete it to train from scratch")
-        for key, value in weights.items():
-            params[key].d = value
-        for key, value in alphas.items():
-            self.alphas[key].d = value
-        for group, solver in self._all_solvers().items():
-            states = {}
-            for pname in solver.get_parameters():
-                state = nn_solver.SolverState()
-                state.t = int(arrays[f"t:{group}:{pname}"])
-                prefix = f"s:{group}:{pname}:"
-                state.pstate = {k[len(prefix):]: nn.Variable.from_numpy_array(v)
-                                for k, v in arrays.items() if k.startswith(prefix)}
-                states[pname] = state
-            solver.set_states(states)
-        self.set_extra_state({k[2:]: float(v) for k, v in arrays.items() if k.startswith("x:")})
+        arrays = checkpoint.read(path)
+        self.set_extra_state(checkpoint.unpack(arrays, path, self.supernet, self.alphas,
+                                               self._all_solvers()))
         done = int(arrays["epochs_done"])
         if self.few_shot:
             self.few_shot.restore(self.supernet, self.run_dir / self.split_weights_file, path,
                                   arrays, done)
-        self.history = _read_log(self.run_dir / self.log_file, done)
-        self.arch_log = _read_log(self.run_dir / self.arch_log_file, done)
+        self.history = checkpoint.read_log(self.run_dir / self.log_file, done)
+        self.arch_log = checkpoint.read_log(self.run_dir / self.arch_log_file, done)
         return done
-
-
-def recorded_fingerprint(checkpoint: str | Path) -> str | None:
-    """The fingerprint of the weights file that a checkpoint recorded; None for a checkpoint of
-    an hwnas that recorded none.
-
-    Raises:
-        RunDirError: the checkpoint is unreadable.
-    """
-    try:
-        with np.load(checkpoint) as state:
-            return str(state[FINGERPRINT]) if FINGERPRINT in state.files else None
-    except Exception as exc:
-        raise RunDirError(f"{checkpoint}: unreadable training checkpoint ({exc})") from None
-
-
-def _read_log(path: Path, done: int) -> list[dict[str, Any]]:
-    """The rows of a training log up to epoch ``done``; a later epoch's rows belong to an
-    epoch whose checkpoint a crash prevented, which is trained again."""
-    if not path.exists():
-        return []
-    try:
-        return [r for r in pd.read_csv(path).to_dict("records") if r["epoch"] <= done]
-    except (ValueError, KeyError, TypeError) as exc:  # pandas' parser errors are ValueErrors
-        raise RunDirError(f"{path}: unreadable training log "
-                          f"({type(exc).__name__}: {exc})") from None
