@@ -78,6 +78,8 @@ LEARNERS: dict[str, dict] = {
     "uniform-fewshot": {"after": "uniform", "split_epochs": 3},  # per option of one choice
     "darts-finetune": {"after": "darts", "finetune": 0.25},
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
+    # As many fine-tuning epochs as the search had: the weights relearn every path.
+    "darts-finetune-long": {"after": "darts", "finetune": 1.0},
 }
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
