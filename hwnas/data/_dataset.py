@@ -17,6 +17,10 @@ class RawData(NamedTuple):
         n_classes: how many classes the source defines.
         groups: None, or a group id per example (N,): examples of one group (copies
             of one source image) always land in the same split.
+        split: None, or the split each example was given (N,): an index into
+            ``SPLITS`` (0 train, 1 val, 2 test). A split that no example is given is
+            drawn from the train examples with its fraction.
+        class_names: None, or the name of each class (the folder's subfolders), for messages.
     """
 
     x: np.ndarray
@@ -24,6 +28,12 @@ class RawData(NamedTuple):
     peak: float
     n_classes: int
     groups: Optional[np.ndarray] = None
+    split: Optional[np.ndarray] = None
+    class_names: Optional[tuple[str, ...]] = None
+
+
+#: The splits, in the order of ``RawData.split``'s codes.
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
