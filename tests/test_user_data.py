@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import collections
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ from _data_helpers import _pool, _recover, _splits, digits_uint8, write_csv, wri
 from hwnas.config import DataConfig
 from hwnas.data import load_dataset
 from hwnas.errors import DataError
+from hwnas.run.files import RunDir
 
 
 def _load(name: str, path, seed: int = 3, **kwargs):
@@ -135,3 +138,39 @@ def test_a_data_set_larger_than_free_memory_is_refused_with_its_size(digits300, 
     smaller = 300 * 8 * 8 + 30 * 8 * 8 * 4  # data.limit bounds the float splits
     monkeypatch.setattr("hwnas.data._memory.available_bytes", lambda: smaller)
     assert len(_load("npz", root / "digits.npz", image_size=8, limit=30).test) == 6
+
+
+def _config(tmp_path, data: str) -> str:
+    from conftest import TINY_CONFIG  # the session's tiny experiment, on other data
+
+    path = tmp_path / "user.yaml"
+    path.write_text(TINY_CONFIG.replace("{name: synthetic, image_size: 8}", data))
+    return str(path)
+
+
+def test_hwnas_run_on_a_folder_of_pngs(digits300, tmp_path, capfd):
+    from _cli_helpers import cli
+
+    images = Path(shutil.copytree(digits300[0] / "images", tmp_path / "images"))
+    (images / "README.txt").write_text("not an image\n")
+    (images / "3" / "notes.md").write_text("not an image either\n")
+    config = _config(tmp_path, f"{{name: folder, path: '{images}', image_size: 8}}")
+    status, out, err = cli(capfd, "run", config, "--out", tmp_path / "run", "--quiet")
+    assert status == 0, err
+    notes = [line for line in err.splitlines() if "note:" in line]
+    assert notes == [f"hwnas: note: {images}: skipped 2 files that are not images "
+                     "in a class folder (.md, .txt)"]  # once, though every step loads the data
+    for name in (RunDir.REPORT, RunDir.FRONT, *RunDir.MODELS):
+        assert (tmp_path / "run" / name).is_file(), name
+
+
+@pytest.mark.parametrize("source", ["csv", "npz"])
+def test_hwnas_train_on_a_csv_and_an_npz(digits300, tmp_path, capfd, source):
+    from _cli_helpers import cli
+
+    root, _, _ = digits300
+    path = root / f"digits.{source}"
+    config = _config(tmp_path, f"{{name: {source}, path: '{path}', image_size: 8}}")
+    status, _, err = cli(capfd, "train", config, "--out", tmp_path / "run", "--quiet")
+    assert status == 0, err
+    assert (tmp_path / "run" / RunDir.WEIGHTS).is_file()
