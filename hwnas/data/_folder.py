@@ -74,7 +74,8 @@ def load_folder_raw(path: str | None, *, channels: int | None = None, size: int 
     files, labels, given = [], [], []
     for code, folders in classes.items():
         for folder in folders:
-            found = list(_walk(folder, frozenset({_identity(folder)})))
+            above = frozenset({_identity(root), _identity(folder.parent), _identity(folder)})
+            found = list(_walk(folder, above))
             images = [p for p, regular in found if regular and is_image_name(p)]
             skipped += [p for p, regular in found if not (regular and is_image_name(p))]
             if not images:

@@ -60,13 +60,13 @@ def load_npz_raw(path: str | None, *, size: int = 16, channels: int | None = Non
                     raise DataError(f"{file}: no array '{name}' (it holds "
                                     f"{', '.join(sorted(members)) or 'none'}); expected x "
                                     "(images) and y (labels)")
-            y = _labels(file, archive, members["y"])
             with archive.open(members["x"]) as stream:
                 shape, fortran, dtype = _header(file, stream)
             n, c, h, w, nhwc = _layout(file, shape, dtype)
+            check_fits(str(file), n, channels or c, size, limit, pool_bytes=n * c * size * size)
+            y = _labels(file, archive, members["y"])
             if n != len(y):
                 raise DataError(f"{file}: x holds {n} images but y {len(y)} labels")
-            check_fits(str(file), n, channels or c, size, limit, pool_bytes=n * c * size * size)
             peak = 255.0 if dtype == np.uint8 else _peak(file, archive, members["x"], shape, fortran, dtype)
             x = np.empty((n, c, size, size), dtype=np.uint8)
             for start, chunk in _chunks(file, archive, members["x"], shape, fortran, dtype):
