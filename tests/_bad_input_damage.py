@@ -450,6 +450,7 @@ def user_data(name: str, path: str) -> tuple[str, str]:
 def digit_images(*changes: Callable[[Path], None]) -> Callable[[Ctx], None]:
     """50 digits as ``tmp/images/CLASS/NNNN.png`` (class 3 holds 0015..0019.png) and
     ``tmp/images.csv`` listing them; then each change(tmp)."""
+    # Imported here: only these cases need it, and this section stays self-contained.
     from _data_helpers import digits_uint8, write_csv, write_folder
 
     def damage(ctx: Ctx) -> None:
@@ -471,7 +472,7 @@ def edit_text(name: str, old: str, new: str) -> Callable[[Path], None]:
 
 def digits_npz(x: np.ndarray | None = None, y: np.ndarray | None = None) -> Callable[[Ctx], None]:
     """``tmp/digits.npz``: 50 digits, with ``x`` or ``y`` replaced where given."""
-    from _data_helpers import digits_uint8
+    from _data_helpers import digits_uint8  # as in digit_images
 
     def damage(ctx: Ctx) -> None:
         images, labels = digits_uint8(50)
@@ -483,7 +484,7 @@ def digits_npz(x: np.ndarray | None = None, y: np.ndarray | None = None) -> Call
 def huge_npz(ctx: Ctx) -> None:
     """``tmp/big.npz`` whose x announces 10**9 images of 8x8 and holds none of them: only
     the header is read before the data set is refused for its size."""
-    import io
+    import io  # as in digit_images
     import zipfile
 
     header = io.BytesIO()

@@ -9,7 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from _cli_helpers import cli
 from _data_helpers import _pool, _recover, _splits, digits_uint8, write_csv, write_folder
+from conftest import TINY_CONFIG
+from nnabla.utils.data_source_implements import CsvDataSource
+
 from hwnas.config import DataConfig
 from hwnas.data import load_dataset
 from hwnas.errors import DataError
@@ -68,6 +72,15 @@ def test_given_splits_are_kept_and_a_missing_one_is_drawn_from_train(digits300, 
     assert sorted(np.bincount(ds.test.y[:, 0], minlength=10)) == [6] * 10  # stratified
 
 
+def test_a_class_given_only_val_images_is_refused_by_name(digits300, tmp_path):
+    _, x, y = digits300
+    names = [f"digit{c}" for c in range(10)]
+    write_folder(tmp_path / "f" / "train", x[y != 4], y[y != 4], names)
+    write_folder(tmp_path / "f" / "val", x[y == 4], y[y == 4], names)
+    with pytest.raises(DataError, match="class 'digit4' has val examples but none in train"):
+        _load("folder", tmp_path / "f", image_size=8)
+
+
 def _by_split(ds) -> list[list[tuple[bytes, int]]]:
     recovered = _recover(ds, 255.0)
     sizes = np.cumsum([0] + [len(s) for s in _splits(ds)])
@@ -87,6 +100,21 @@ def test_split_csvs_give_what_split_folders_give(digits300, tmp_path):
     assert [len(s) for s in _splits(csv)] == [180, 60, 60]
     halved = _load("csv", tmp_path / "f", image_size=8, limit=150)
     assert [len(s) for s in _splits(halved)] == [90, 30, 30]  # each split in proportion
+
+
+def test_a_csv_reads_as_nnablas_own_csv_data_source_reads_it(digits300, tmp_path):
+    root, x, y = digits300
+    rows = ["x:image,y:label,#comment"] + [  # as NNC writes it on Windows: BOM, backslashes
+        f"{p.relative_to(root).as_posix().replace('/', chr(92))},{label},note"
+        for p, label in zip(sorted((root / "images").rglob("*.png")), y)]
+    (root / "nnc.csv").write_text("\ufeff" + "\n".join(rows) + "\n", encoding="utf-8")
+    theirs = CsvDataSource(str(root / "nnc.csv"))
+    assert theirs.variables == ("x", "y")
+    images, labels = zip(*(theirs.next() for _ in range(theirs.size)))
+    ours = _load("csv", root / "nnc.csv", image_size=8)
+    assert collections.Counter(_recover(ours, 255.0)) == _pool(
+        np.stack(images)[:, 0], np.array(labels)[:, 0])
+    _same(ours, _load("folder", root / "images", image_size=8))
 
 
 def test_channels_follow_the_images_or_the_config(tmp_path):
@@ -141,16 +169,12 @@ def test_a_data_set_larger_than_free_memory_is_refused_with_its_size(digits300, 
 
 
 def _config(tmp_path, data: str) -> str:
-    from conftest import TINY_CONFIG  # the session's tiny experiment, on other data
-
     path = tmp_path / "user.yaml"
     path.write_text(TINY_CONFIG.replace("{name: synthetic, image_size: 8}", data))
     return str(path)
 
 
 def test_hwnas_run_on_a_folder_of_pngs(digits300, tmp_path, capfd):
-    from _cli_helpers import cli
-
     images = Path(shutil.copytree(digits300[0] / "images", tmp_path / "images"))
     (images / "README.txt").write_text("not an image\n")
     (images / "3" / "notes.md").write_text("not an image either\n")
@@ -166,8 +190,6 @@ def test_hwnas_run_on_a_folder_of_pngs(digits300, tmp_path, capfd):
 
 @pytest.mark.parametrize("source", ["csv", "npz"])
 def test_hwnas_train_on_a_csv_and_an_npz(digits300, tmp_path, capfd, source):
-    from _cli_helpers import cli
-
     root, _, _ = digits300
     path = root / f"digits.{source}"
     config = _config(tmp_path, f"{{name: {source}, path: '{path}', image_size: 8}}")

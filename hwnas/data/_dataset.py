@@ -65,7 +65,8 @@ class Dataset:
     """A dataset split three ways, normalised with the statistics of its train split.
 
     Attributes:
-        name: the source (``digits``, ``digits-hard``, ``cifar10``, ``mnist``, ``synthetic``).
+        name: the source (``digits``, ``digits-hard``, ``cifar10``, ``mnist``, ``synthetic``,
+            ``folder``, ``csv``, ``npz``).
         train: trains the supernet weights.
         val: scores subnets during the search.
         test: held out for the final report.

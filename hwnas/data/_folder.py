@@ -1,4 +1,4 @@
-"""The user's images in a folder: one subfolder per class, or train/, val/, test/ folders of those."""
+"""The user's images in a folder: a subfolder per class, or train/, val/, test/ folders of those."""
 from __future__ import annotations
 
 import errno
@@ -59,7 +59,7 @@ def load_folder_raw(path: str | None, *, channels: int | None = None, size: int 
     dirs = [p for p, is_dir in top if is_dir]
     names = {p.name for p in dirs}
     if "train" in names and names <= set(SPLITS):
-        parts = [(SPLITS.index(p.name), p) for p in sorted(dirs, key=lambda p: SPLITS.index(p.name))]
+        parts = sorted((SPLITS.index(p.name), p) for p in dirs)
         skipped += [p for p, is_dir in top if not is_dir]
     else:
         parts = [(None, root)]

@@ -67,7 +67,8 @@ def load_npz_raw(path: str | None, *, size: int = 16, channels: int | None = Non
             y = _labels(file, archive, members["y"])
             if n != len(y):
                 raise DataError(f"{file}: x holds {n} images but y {len(y)} labels")
-            peak = 255.0 if dtype == np.uint8 else _peak(file, archive, members["x"], shape, fortran, dtype)
+            peak = (255.0 if dtype == np.uint8
+                    else _peak(file, archive, members["x"], shape, fortran, dtype))
             x = np.empty((n, c, size, size), dtype=np.uint8)
             for start, chunk in _chunks(file, archive, members["x"], shape, fortran, dtype):
                 chunk = chunk.reshape((-1, h, w, c) if nhwc or len(shape) == 3 else (-1, c, h, w))
