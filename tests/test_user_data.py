@@ -156,14 +156,15 @@ def test_npz_layouts_and_ranges_read_alike(tmp_path):
 
 def test_a_data_set_larger_than_free_memory_is_refused_with_its_size(digits300, monkeypatch):
     root, _, _ = digits300
-    need = 300 * 8 * 8 + 300 * 8 * 8 * 4  # the uint8 pool and the float32 splits
+    working = 3 * 8 * 2048 * 3 * 32 * 32  # the loader's chunks: float32 and two float64
+    need = 300 * 8 * 8 + 300 * 8 * 8 * 4 + working  # the uint8 pool and the float32 splits
     monkeypatch.setattr("hwnas.data._memory.available_bytes", lambda: need)
     assert len(_load("folder", root / "images", image_size=8).train) == 180
     monkeypatch.setattr("hwnas.data._memory.available_bytes", lambda: need - 1)
     for name, path in (("folder", "images"), ("csv", "digits.csv"), ("npz", "digits.npz")):
         with pytest.raises(DataError, match=f"{need:,} bytes .* {need - 1:,} bytes"):
             _load(name, root / path, image_size=8)
-    smaller = 300 * 8 * 8 + 30 * 8 * 8 * 4  # data.limit bounds the float splits
+    smaller = 300 * 8 * 8 + 30 * 8 * 8 * 4 + working  # data.limit bounds the float splits
     monkeypatch.setattr("hwnas.data._memory.available_bytes", lambda: smaller)
     assert len(_load("npz", root / "digits.npz", image_size=8, limit=30).test) == 6
 

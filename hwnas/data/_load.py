@@ -6,14 +6,21 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hwnas.data._dataset import SPLITS, Dataset, RawData, Split
+from hwnas.data._memory import CHUNK_PIXELS
 from hwnas.data._sources import DATASETS
 from hwnas.errors import DataError
 
 if TYPE_CHECKING:  # annotation only: the data package needs nothing of the config at run time
     from hwnas.config import DataConfig
 
-# Images are converted and resized this many at a time, to bound the float temporaries.
-_CHUNK = 2048
+
+
+def _chunk(x: np.ndarray) -> int:
+    """How many images of ``x`` are converted, resized or summed at a time: 2048 of up to
+    3 x 32 x 32 pixels, fewer of larger ones, so that the float temporaries stay within
+    ``WORKING_BYTES``."""
+    pixels = max(1, int(np.prod(x.shape[1:])))
+    return max(1, min(2048, CHUNK_PIXELS // pixels))
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
@@ -202,8 +209,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     sums = np.zeros(x.shape[1])
     squares = np.zeros(x.shape[1])
-    for start in range(0, len(x), _CHUNK):
-        chunk = x[start:start + _CHUNK].astype(np.float64)
+    step = _chunk(x)
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step].astype(np.float64)
         sums += chunk.sum(axis=(0, 2, 3))
         squares += np.square(chunk).sum(axis=(0, 2, 3))
     count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -219,8 +227,9 @@ def _to_unit_size(x: np.ndarray, idx: np.ndarray, peak: float, size: int,
     are) and resized to size x size; gathered a chunk at a time, so the pool is never copied."""
     c = x.shape[1] if channels is None else channels
     out = np.empty((len(idx), c, size, size), dtype=np.float32)
-    for start in range(0, len(idx), _CHUNK):
-        chunk = x[idx[start:start + _CHUNK]].astype(np.float32)
+    step = max(1, min(_chunk(x), CHUNK_PIXELS // (c * size * size)))
+    for start in range(0, len(idx), step):
+        chunk = x[idx[start:start + step]].astype(np.float32)
         chunk /= np.float32(peak)
         chunk = convert_channels(chunk, c)
         if chunk.shape[2:] != (size, size):
