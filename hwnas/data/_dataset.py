@@ -21,6 +21,8 @@ class RawData(NamedTuple):
             ``SPLITS`` (0 train, 1 val, 2 test). A split that no example is given is
             drawn from the train examples with its fraction.
         class_names: None, or the name of each class (the folder's subfolders), for messages.
+        notes: what the loader tells the user on stderr (once a process) when the data set
+            has loaded, such as files skipped.
     """
 
     x: np.ndarray
@@ -30,6 +32,7 @@ class RawData(NamedTuple):
     groups: Optional[np.ndarray] = None
     split: Optional[np.ndarray] = None
     class_names: Optional[tuple[str, ...]] = None
+    notes: tuple[str, ...] = ()
 
 
 #: The splits, in the order of ``RawData.split``'s codes.

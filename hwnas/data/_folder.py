@@ -12,7 +12,7 @@ import numpy as np
 
 from hwnas.data._dataset import SPLITS, RawData
 from hwnas.data._files import user_path
-from hwnas.data._images import is_image_name, note_once, read_images
+from hwnas.data._images import is_image_name, read_images
 from hwnas.data._sources import register_dataset
 from hwnas.errors import DataError
 
@@ -84,14 +84,16 @@ def load_folder_raw(path: str | None, *, channels: int | None = None, size: int 
             files += images
             labels += [class_names.index(folder.name)] * len(images)
             given += [code] * len(images)
+    notes = ()
     if skipped:
         kinds = sorted({p.suffix.lower() or p.name for p in skipped})[:5]
-        note_once(str(root), f"{root}: skipped {len(skipped)} files that are not images "
-                             f"in a class folder ({', '.join(kinds)})")
+        notes = (f"{root}: skipped {len(skipped)} files that are not images in a class "
+                 f"folder ({', '.join(kinds)})",)
     x = read_images(files, channels=channels, size=size, limit=limit, where=str(root))
     split = None if parts[0][0] is None else np.array(given, dtype=np.int64)
     return RawData(x=x, y=np.array(labels, dtype=np.int64), peak=255.0,
-                   n_classes=len(class_names), split=split, class_names=tuple(class_names))
+                   n_classes=len(class_names), split=split, class_names=tuple(class_names),
+                   notes=notes)
 
 
 def _identity(path: Path) -> tuple[int, int]:

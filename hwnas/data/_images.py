@@ -1,7 +1,6 @@
 """Image files read with Pillow into uint8 arrays of one size and channel count."""
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,20 +15,9 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 #: Pillow modes without colour.
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 
-_noted: set[str] = set()
-
-
 def is_image_name(path: Path) -> bool:
     """Whether the file name has one of ``IMAGE_EXTENSIONS`` (any case)."""
     return path.suffix.lower() in IMAGE_EXTENSIONS
-
-
-def note_once(key: str, message: str) -> None:
-    """Prints ``hwnas: note: message`` on stderr the first time ``key`` is noted in this
-    process (every step of ``hwnas run`` loads the data again)."""
-    if key not in _noted:
-        _noted.add(key)
-        print(f"hwnas: note: {message}", file=sys.stderr)
 
 
 def _failure(path: Path, exc: Exception, context: str) -> DataError:

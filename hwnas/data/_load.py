@@ -1,6 +1,7 @@
 """load_dataset: pool a source's examples, subsample, split, scale, resize and normalise."""
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -98,9 +99,23 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         images[name] -= shift
         images[name] /= scale
         splits[name] = Split(x=images[name], y=y[idx].astype(np.int32)[:, None])
-    return Dataset(name=cfg.name, train=splits["train"], val=splits["val"], test=splits["test"],
-                   n_classes=raw.n_classes, mean=tuple(float(m) for m in mean),
-                   std=tuple(float(s) for s in std))
+    dataset = Dataset(name=cfg.name, train=splits["train"], val=splits["val"],
+                      test=splits["test"], n_classes=raw.n_classes,
+                      mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+    for note in raw.notes:  # only once the data loaded: bad input stays one line on stderr
+        note_once(note)
+    return dataset
+
+
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Prints ``hwnas: note: message`` on stderr the first time in this process (every
+    step of ``hwnas run`` loads the data again)."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"hwnas: note: {message}", file=sys.stderr)
 
 
 def check_classes(y: np.ndarray, given: np.ndarray | None, raw: RawData, where: str) -> None:
