@@ -197,3 +197,13 @@ def test_hwnas_train_on_a_csv_and_an_npz(digits300, tmp_path, capfd, source):
     status, _, err = cli(capfd, "train", config, "--out", tmp_path / "run", "--quiet")
     assert status == 0, err
     assert (tmp_path / "run" / RunDir.WEIGHTS).is_file()
+
+
+@pytest.mark.parametrize("target", ["/", "self"])
+def test_a_link_above_the_folder_or_to_itself_is_a_loop_found_at_once(tmp_path, target):
+    rng = np.random.default_rng(2)
+    write_folder(tmp_path / "images", rng.integers(0, 256, (9, 4, 4), np.uint8), np.arange(9) % 3)
+    link = tmp_path / "images" / "1" / "link.png"
+    link.symlink_to(link if target == "self" else Path("/"))  # never walks the whole disk
+    with pytest.raises(DataError, match=f"^{link}: symbolic link loop"):
+        _load("folder", tmp_path / "images", image_size=4)

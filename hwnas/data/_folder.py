@@ -30,7 +30,7 @@ def load_folder_raw(path: str | None, *, channels: int | None = None, size: int 
     The class names are the subfolder names, sorted; label k is the k-th. A class
     folder's images may lie in nested folders; symbolic links are followed, and one that
     leads back to a folder above it is refused. When the folder's subfolders are
-    ``train`` and one or both of ``val``, ``test`` (nothing else), each is a folder of
+    ``train``, optionally with ``val`` and ``test`` (nothing else), each is a folder of
     class folders and gives its split (a missing one is drawn from train, so
     ``data.val_fraction`` and ``data.test_fraction`` apply only to what is drawn).
     Files that are not images (by extension: ``IMAGE_EXTENSIONS``) and files outside a
@@ -71,11 +71,12 @@ def load_folder_raw(path: str | None, *, channels: int | None = None, size: int 
         if not classes[code]:
             raise DataError(f"{folder}: no class folders; {_LAYOUT}")
     class_names = sorted({p.name for folders in classes.values() for p in folders})
+    # A link to the folder or to any folder above it (up to /) would walk back into itself.
+    outer = frozenset(_identity(p) for p in (root, *root.resolve().parents))
     files, labels, given = [], [], []
     for code, folders in classes.items():
         for folder in folders:
-            above = frozenset({_identity(root), _identity(folder.parent), _identity(folder)})
-            found = list(_walk(folder, above))
+            found = list(_walk(folder, outer | {_identity(folder.parent), _identity(folder)}))
             images = [p for p, regular in found if regular and is_image_name(p)]
             skipped += [p for p, regular in found if not (regular and is_image_name(p))]
             if not images:
