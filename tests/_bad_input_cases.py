@@ -599,6 +599,9 @@ CASES.update({
         RUN_FRESH, ("{tmp}/digits.npz", "object array", "different shapes"),
         both(digits_npz(x=np.array([np.zeros((8, 8)), np.zeros((9, 9))], dtype=object),
                         y=np.arange(2)), NPZ), added=FRESH_CONFIG),
+    "data_channels_not_1_or_3": Case(
+        RUN_BAD, ("bad.yaml", "data.channels", "1 (grey) or 3 (RGB)", "got 2"),
+        config(("image_size: 8}", "image_size: 8, channels: 2}"))),
     "npz_larger_than_memory": Case(
         RUN_FRESH, ("{tmp}/big.npz", "320,150,994,944 bytes", "memory are available"),
         both(huge_npz, config(user_data("npz", "big.npz"))), added=FRESH_CONFIG),
