@@ -33,18 +33,26 @@ class DataConfig:
 
     Attributes:
         name: a registered dataset (``hwnas.data.DATASETS``): ``digits`` (embedded),
-            ``digits-hard`` (derived from it), ``cifar10``, ``mnist`` or ``synthetic``.
+            ``digits-hard`` (derived from it), ``cifar10``, ``mnist``, ``synthetic``, or
+            one of the user's own data: ``folder`` (one subfolder of images per class, or
+            ``train/``, ``val/``, ``test/`` folders of those), ``csv`` (a Neural Network
+            Console dataset CSV ``x:image,y:label``, or a folder holding ``train.csv``
+            with optional ``val.csv`` and ``test.csv``) or ``npz`` (arrays ``x`` and ``y``).
         path: the user's local copy, for a dataset that needs one (cifar10:
-            directory or .tar.gz; mnist: directory of IDX files).
+            directory or .tar.gz; mnist: directory of IDX files; folder, csv, npz: above).
         image_size: side of the square images fed to the network (digits are upsampled).
-        val_fraction: share of the data that scores subnets during search.
-        test_fraction: share held out for the final report.
+        channels: 1 (grey) or 3 (RGB): images are converted to it; None keeps what the
+            images are (folder and csv: 1 when every image is grey, else 3).
+        val_fraction: share of the data that scores subnets during search (a source
+            with given splits draws only a missing val split, from its train split).
+        test_fraction: share held out for the final report (likewise).
         limit: use at most this many examples (0: all).
     """
 
     name: str = "digits"
     path: Optional[str] = None
     image_size: int = bounded(16, low=4, high=512)  # 512 x 512 inputs: 1 MiB per example
+    channels: Optional[int] = None
     val_fraction: float = 0.2
     test_fraction: float = 0.2
     limit: int = bounded(0, low=0, high=10**9)  # 0: all; no dataset here has 10**9 examples
@@ -53,6 +61,8 @@ class DataConfig:
         for key in ("val_fraction", "test_fraction"):
             if not 0.0 < getattr(self, key) < 0.5:
                 err(key, f"must be in (0, 0.5), got {getattr(self, key)}")
+        if self.channels is not None and self.channels not in (1, 3):
+            err("channels", f"must be 1 (grey) or 3 (RGB), got {shorten(self.channels)}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -19,7 +19,8 @@ from _bad_input_damage import (Ctx, a_file, alias_bomb, both, cifar10_batch, cla
                               searches_once_there_is_room, sqlite_file, tear_a_middle_record,
                               tear_claim, trains_on_after_interrupt,
                               weights_of_another_training, without, zero_for_the_fastest_subnet,
-                              few_shot_run, copies_of_another_training)
+                              few_shot_run, copies_of_another_training,
+                              digit_images, digits_npz, edit_text, huge_npz, user_data)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -538,4 +539,70 @@ CASES.update({
         ("export", "{run}"), ("{run}/supernet_split.npz", "{run}/train_state.npz",
                               "another training"),
         both(few_shot_run, copies_of_another_training)),
+})
+
+# -- issue 17: data sources (folder, csv, npz): each names the file (and the CSV line)
+FOLDER = config(user_data("folder", "images"))
+CSV = config(user_data("csv", "images.csv"))
+NPZ = config(user_data("npz", "digits.npz"))
+CLASS_3 = "images/3/0015.png"  # the first image of class 3, line 17 of images.csv
+CASES.update({
+    "folder_image_truncated": Case(
+        RUN_FRESH, ("{tmp}/" + CLASS_3, "truncated"),
+        both(digit_images(lambda tmp: (tmp / CLASS_3).write_bytes(
+            (tmp / CLASS_3).read_bytes()[:60])), FOLDER), added=FRESH_CONFIG),
+    "folder_image_unreadable": Case(
+        RUN_FRESH, ("{tmp}/" + CLASS_3, "not a readable image", "cannot identify"),
+        both(digit_images(lambda tmp: (tmp / CLASS_3).write_bytes(b"not a PNG\n")), FOLDER),
+        added=FRESH_CONFIG),
+    "folder_empty": Case(RUN_FRESH, ("{tmp}/images", "no class folders"),
+                         both(lambda ctx: (ctx.tmp / "images").mkdir(), FOLDER),
+                         added=FRESH_CONFIG),
+    "folder_class_without_images": Case(
+        RUN_FRESH, ("{tmp}/images/5", "no images"),
+        both(digit_images(*(lambda tmp, i=i: (tmp / f"images/5/00{i}.png").unlink()
+                            for i in range(25, 30))), FOLDER), added=FRESH_CONFIG),
+    # A file that is not an image is skipped; its note waits for a load that succeeds, so
+    # the error stays the only line.
+    "folder_class_too_small_to_split": Case(
+        RUN_FRESH, ("{tmp}/images", "class '7'", "2 example", "at least 3"),
+        both(digit_images(lambda tmp: (tmp / "images/7/README.txt").write_text("notes\n"),
+                          *(lambda tmp, i=i: (tmp / f"images/7/00{i}.png").unlink()
+                            for i in range(37, 40))), FOLDER), added=FRESH_CONFIG),
+    "folder_symlink_loop": Case(
+        RUN_FRESH, ("{tmp}/images/4/loop", "symbolic link loop"),
+        both(digit_images(lambda tmp: (tmp / "images/4/loop").symlink_to(tmp / "images")),
+             FOLDER), added=FRESH_CONFIG),
+    "csv_missing_columns": Case(
+        RUN_FRESH, ("{tmp}/images.csv", "no 'x' column", "x:image and y:label"),
+        both(digit_images(edit_text("images.csv", "x:image,y:label", "image,label")), CSV),
+        added=FRESH_CONFIG),
+    "csv_label_not_an_integer": Case(
+        RUN_FRESH, ("{tmp}/images.csv, line 17", "'three'", "not an integer"),
+        both(digit_images(edit_text("images.csv", CLASS_3 + ",3", CLASS_3 + ",three")), CSV),
+        added=FRESH_CONFIG),
+    "csv_label_out_of_range": Case(
+        RUN_FRESH, ("{tmp}/images.csv, line 17", "label -3", "out of range"),
+        both(digit_images(edit_text("images.csv", CLASS_3 + ",3", CLASS_3 + ",-3")), CSV),
+        added=FRESH_CONFIG),
+    "csv_image_missing": Case(
+        RUN_FRESH, ("{tmp}/images/3/0099.png", "file not found", "line 17 of {tmp}/images.csv"),
+        both(digit_images(edit_text("images.csv", CLASS_3, "images/3/0099.png")), CSV),
+        added=FRESH_CONFIG),
+    "npz_label_out_of_range": Case(
+        RUN_FRESH, ("{tmp}/digits.npz", "label 99999", "out of range"),
+        both(digits_npz(y=np.r_[99999, np.arange(49) % 10]), NPZ), added=FRESH_CONFIG),
+    "npz_label_not_an_integer": Case(
+        RUN_FRESH, ("{tmp}/digits.npz", "label 2.5", "not an integer"),
+        both(digits_npz(y=np.r_[2.5, np.arange(49) % 10]), NPZ), added=FRESH_CONFIG),
+    "npz_images_of_different_shapes": Case(
+        RUN_FRESH, ("{tmp}/digits.npz", "object array", "different shapes"),
+        both(digits_npz(x=np.array([np.zeros((8, 8)), np.zeros((9, 9))], dtype=object),
+                        y=np.arange(2)), NPZ), added=FRESH_CONFIG),
+    "data_channels_not_1_or_3": Case(
+        RUN_BAD, ("bad.yaml", "data.channels", "1 (grey) or 3 (RGB)", "got 2"),
+        config(("image_size: 8}", "image_size: 8, channels: 2}"))),
+    "npz_larger_than_memory": Case(
+        RUN_FRESH, ("{tmp}/big.npz", "320,150,994,944 bytes", "memory are available"),
+        both(huge_npz, config(user_data("npz", "big.npz"))), added=FRESH_CONFIG),
 })

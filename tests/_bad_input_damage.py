@@ -436,3 +436,62 @@ def copies_of_another_training(ctx: Ctx) -> None:
     with np.load(path) as stored:
         arrays = {k: stored[k] for k in stored.files}
     np.savez(path, **{k: v + 1 if v.dtype.kind == "f" else v for k, v in arrays.items()})
+
+
+# -- issue 17: data sources (folder, csv, npz)
+
+
+def user_data(name: str, path: str) -> tuple[str, str]:
+    """The edit that points the tiny config at the user's data ``tmp/path`` of source ``name``."""
+    return ("{name: synthetic, image_size: 8}",
+            f"{{name: {name}, path: '{{tmp}}/{path}', image_size: 8}}")
+
+
+def digit_images(*changes: Callable[[Path], None]) -> Callable[[Ctx], None]:
+    """50 digits as ``tmp/images/CLASS/NNNN.png`` (class 3 holds 0015..0019.png) and
+    ``tmp/images.csv`` listing them; then each change(tmp)."""
+    # Imported here: only these cases need it, and this section stays self-contained.
+    from _data_helpers import digits_uint8, write_csv, write_folder
+
+    def damage(ctx: Ctx) -> None:
+        x, y = digits_uint8(50)
+        files = write_folder(ctx.tmp / "images", x, y)
+        write_csv(ctx.tmp / "images.csv", files, y)
+        for change in changes:
+            change(ctx.tmp)
+    return damage
+
+
+def edit_text(name: str, old: str, new: str) -> Callable[[Path], None]:
+    def change(tmp: Path) -> None:
+        text = (tmp / name).read_text()
+        assert old in text, old
+        (tmp / name).write_text(text.replace(old, new, 1))
+    return change
+
+
+def digits_npz(x: np.ndarray | None = None, y: np.ndarray | None = None) -> Callable[[Ctx], None]:
+    """``tmp/digits.npz``: 50 digits, with ``x`` or ``y`` replaced where given."""
+    from _data_helpers import digits_uint8  # as in digit_images
+
+    def damage(ctx: Ctx) -> None:
+        images, labels = digits_uint8(50)
+        np.savez(ctx.tmp / "digits.npz", x=images if x is None else x,
+                 y=labels if y is None else y)
+    return damage
+
+
+def huge_npz(ctx: Ctx) -> None:
+    """``tmp/big.npz`` whose x announces 10**9 images of 8x8 and holds none of them: only
+    the header is read before the data set is refused for its size."""
+    import io  # as in digit_images
+    import zipfile
+
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False,
+                                                  "shape": (10**9, 8, 8)})
+    with zipfile.ZipFile(ctx.tmp / "big.npz", "w") as archive:
+        archive.writestr("x.npy", header.getvalue())  # the header starts with the magic
+        labels = io.BytesIO()
+        np.lib.format.write_array(labels, np.zeros(3, np.int64))
+        archive.writestr("y.npy", labels.getvalue())

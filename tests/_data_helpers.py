@@ -47,3 +47,42 @@ def _assert_same(a: Dataset, b: Dataset) -> None:
 
 def _cfg(**kwargs) -> DataConfig:
     return DataConfig(**kwargs)
+
+
+# -- issue 17: the user's own data (folder, csv, npz), written from the embedded digits
+
+
+def digits_uint8(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The embedded digits as 8-bit images (N, 8, 8) and labels, sorted by class (the
+    order a folder of class folders lists them in); the first ``limit`` of each class's
+    share when ``limit`` is given."""
+    from sklearn.datasets import load_digits  # slow to import; only these helpers need it
+
+    bunch = load_digits()
+    order = np.lexsort((np.arange(len(bunch.target)), bunch.target))
+    if limit is not None:
+        per_class = limit // 10
+        order = np.concatenate([order[bunch.target[order] == c][:per_class] for c in range(10)])
+    x = np.rint(bunch.images[order] * 255 / 16).astype(np.uint8)
+    return x, bunch.target[order].astype(np.int64)
+
+
+def write_folder(root, x: np.ndarray, y: np.ndarray, names=None) -> list:
+    """One PNG per image under ``root/CLASS/NNNN.png`` (CLASS: ``names[label]`` or the
+    label); returns the files in the folder's order."""
+    from PIL import Image
+
+    files = []
+    for i, (image, label) in enumerate(zip(x, y)):
+        folder = root / (str(label) if names is None else names[label])
+        folder.mkdir(parents=True, exist_ok=True)
+        files.append(folder / f"{i:04d}.png")
+        Image.fromarray(image).save(files[-1])
+    return files
+
+
+def write_csv(path, files: list, y: np.ndarray) -> None:
+    """A Neural Network Console dataset CSV listing ``files`` (relative to it) and labels."""
+    rows = ["x:image,y:label"] + [f"{f.relative_to(path.parent).as_posix()},{label}"
+                                  for f, label in zip(files, y)]
+    path.write_text("\n".join(rows) + "\n")

@@ -17,6 +17,12 @@ class RawData(NamedTuple):
         n_classes: how many classes the source defines.
         groups: None, or a group id per example (N,): examples of one group (copies
             of one source image) always land in the same split.
+        split: None, or the split each example was given (N,): an index into
+            ``SPLITS`` (0 train, 1 val, 2 test). A split that no example is given is
+            drawn from the train examples with its fraction.
+        class_names: None, or the name of each class (the folder's subfolders), for messages.
+        notes: what the loader tells the user on stderr (once a process) when the data set
+            has loaded, such as files skipped.
     """
 
     x: np.ndarray
@@ -24,6 +30,13 @@ class RawData(NamedTuple):
     peak: float
     n_classes: int
     groups: Optional[np.ndarray] = None
+    split: Optional[np.ndarray] = None
+    class_names: Optional[tuple[str, ...]] = None
+    notes: tuple[str, ...] = ()
+
+
+#: The splits, in the order of ``RawData.split``'s codes.
+SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -55,7 +68,8 @@ class Dataset:
     """A dataset split three ways, normalised with the statistics of its train split.
 
     Attributes:
-        name: the source (``digits``, ``digits-hard``, ``cifar10``, ``mnist``, ``synthetic``).
+        name: the source (``digits``, ``digits-hard``, ``cifar10``, ``mnist``, ``synthetic``,
+            ``folder``, ``csv``, ``npz``).
         train: trains the supernet weights.
         val: scores subnets during the search.
         test: held out for the final report.

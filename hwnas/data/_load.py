@@ -1,19 +1,27 @@
 """load_dataset: pool a source's examples, subsample, split, scale, resize and normalise."""
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from hwnas.data._dataset import Dataset, Split
+from hwnas.data._dataset import SPLITS, Dataset, RawData, Split
+from hwnas.data._memory import CHUNK_PIXELS
 from hwnas.data._sources import DATASETS
 from hwnas.errors import DataError
 
 if TYPE_CHECKING:  # annotation only: the data package needs nothing of the config at run time
     from hwnas.config import DataConfig
 
-# Images are converted and resized this many at a time, to bound the float temporaries.
-_CHUNK = 2048
+
+
+def _chunk(x: np.ndarray) -> int:
+    """How many images of ``x`` are converted, resized or summed at a time: 2048 of up to
+    3 x 32 x 32 pixels, fewer of larger ones, so that the float temporaries stay within
+    ``WORKING_BYTES``."""
+    pixels = max(1, int(np.prod(x.shape[1:])))
+    return max(1, min(2048, CHUNK_PIXELS // pixels))
 
 
 def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
@@ -24,9 +32,13 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     that size (the whole pool when it is smaller); the pool is then split, stratified by class, into test
     (``cfg.test_fraction``), val (``cfg.val_fraction``) and train (the rest). A source
     that gives ``groups`` (copies of one image) is split by group: the fractions count
-    groups and a group's examples share a split.
-    Pixels are scaled to [0, 1], resized to ``cfg.image_size`` squared
-    (bilinear) and normalised per channel with the train split's mean and std.
+    groups and a group's examples share a split. A source that gives splits (``RawData.split``:
+    the folder's ``train/``, ``val/``, ``test/``, separate CSVs) keeps them; a val or test
+    split it does not give is drawn from its train examples the same way, and ``cfg.limit``
+    subsamples each given split in proportion.
+    Every class needs 3 examples where its splits are drawn (see ``check_classes``).
+    Pixels are scaled to [0, 1], converted to ``cfg.channels`` (when given), resized to
+    ``cfg.image_size`` squared (bilinear) and normalised per channel with the train split's mean and std.
 
     Args:
         cfg: which dataset, where it lives and how to split it.
@@ -53,19 +65,32 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if x.ndim != 4 or len(x) != len(y):
         raise DataError(f"{where}: expected images of shape (N, C, H, W) and N labels, "
                         f"got {x.shape} and {len(y)}")
-    groups = raw.groups
-    if groups is not None and np.shape(groups) != y.shape:
-        raise DataError(f"{where}: expected one group per example, got {np.shape(groups)}")
+    if cfg.channels is not None and x.shape[1] not in (1, 3):
+        raise DataError(f"{where}: images have {x.shape[1]} channels; data.channels converts "
+                        "only between 1 (grey) and 3 (RGB)")
+    groups, given = raw.groups, raw.split
+    for name, values in (("group", groups), ("split", given)):
+        if values is not None and np.shape(values) != y.shape:
+            raise DataError(f"{where}: expected one {name} per example, got {np.shape(values)}")
+    check_classes(y, given, raw, where)
     rng = np.random.default_rng(seed)
+    # The pool stays as the source gave it (uint8 for the user's images); ``pool`` indexes it.
+    pool = np.arange(len(y))
     if 0 < cfg.limit < len(y):
-        keep = np.sort(stratified_order(y, rng)[:cfg.limit])
-        x, y = x[keep], y[keep]
-        groups = None if groups is None else groups[keep]
-    index = _split(y, groups, cfg, rng, where)
+        strata = y if given is None else given * raw.n_classes + y
+        pool = np.sort(stratified_order(strata, rng)[:cfg.limit])
+        y = y[pool]
+        groups = None if groups is None else groups[pool]
+        given = None if given is None else given[pool]
+    fractions = {"test": cfg.test_fraction, "val": cfg.val_fraction}
+    if given is None:
+        index = _split(y, groups, fractions, rng, where)
+    else:
+        index = _given_split(y, groups, np.asarray(given), fractions, rng, where)
     images = {}
     for name, idx in index.items():
         idx.sort()
-        images[name] = _to_unit_size(x[idx], raw.peak, cfg.image_size)
+        images[name] = _to_unit_size(x, pool[idx], raw.peak, cfg.image_size, cfg.channels)
     mean, std = channel_stats(images["train"])
     shift = mean.astype(np.float32)[None, :, None, None]
     scale = std.astype(np.float32)[None, :, None, None]
@@ -74,14 +99,73 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
         images[name] -= shift
         images[name] /= scale
         splits[name] = Split(x=images[name], y=y[idx].astype(np.int32)[:, None])
-    return Dataset(name=cfg.name, train=splits["train"], val=splits["val"], test=splits["test"],
-                   n_classes=raw.n_classes, mean=tuple(float(m) for m in mean),
-                   std=tuple(float(s) for s in std))
+    dataset = Dataset(name=cfg.name, train=splits["train"], val=splits["val"],
+                      test=splits["test"], n_classes=raw.n_classes,
+                      mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std))
+    for note in raw.notes:  # only once the data loaded: bad input stays one line on stderr
+        note_once(note)
+    return dataset
 
 
-def _split(y: np.ndarray, groups: np.ndarray | None, cfg: DataConfig,
+_noted: set[str] = set()
+
+
+def note_once(message: str) -> None:
+    """Prints ``hwnas: note: message`` on stderr the first time in this process (every
+    step of ``hwnas run`` loads the data again)."""
+    if message not in _noted:
+        _noted.add(message)
+        print(f"hwnas: note: {message}", file=sys.stderr)
+
+
+def check_classes(y: np.ndarray, given: np.ndarray | None, raw: RawData, where: str) -> None:
+    """Refuses a class too small to split: one that a drawn split needs 3 examples of
+    (one for each split), or one with given val or test examples but none to train on.
+
+    Raises:
+        DataError: naming the class (its folder name where the source has one).
+    """
+    def name(c: int) -> str:
+        return repr(raw.class_names[c]) if raw.class_names else str(c)
+
+    drawn = y if given is None else y[given == 0]
+    if given is not None:
+        trained = set(drawn.tolist())
+        for code in (1, 2):
+            orphans = sorted(set(y[given == code].tolist()) - trained)
+            if orphans:
+                raise DataError(f"{where}: class {name(orphans[0])} has {SPLITS[code]} examples "
+                                "but none in train, so the network never learns it")
+        if (given == 1).any() and (given == 2).any():
+            return  # nothing is drawn: every split is given
+    counts = np.bincount(drawn, minlength=raw.n_classes)
+    small = np.flatnonzero((counts > 0) & (counts < 3))
+    if len(small):
+        c = int(small[0])
+        raise DataError(f"{where}: class {name(c)} has {counts[c]} example(s), too few to split "
+                        "into train, val and test (each class needs at least 3)")
+
+
+def _given_split(y: np.ndarray, groups: np.ndarray | None, given: np.ndarray,
+                 fractions: dict[str, float], rng: np.random.Generator,
+                 where: str) -> dict[str, np.ndarray]:
+    """Example indices of the splits the source gave; a missing val or test split is
+    drawn (stratified, with its fraction) from the given train examples."""
+    index = {name: np.flatnonzero(given == code) for code, name in enumerate(SPLITS)}
+    if not len(index["train"]):
+        raise DataError(f"{where}: no training examples (the train split is empty)")
+    missing = {name: f for name, f in fractions.items() if not len(index[name])}
+    if missing:
+        train = index["train"]
+        drawn = _split(y[train], None if groups is None else groups[train], missing, rng, where)
+        index.update({name: train[idx] for name, idx in drawn.items()})
+    return {name: index[name] for name in ("test", "val", "train")}
+
+
+def _split(y: np.ndarray, groups: np.ndarray | None, fractions: dict[str, float],
            rng: np.random.Generator, where: str) -> dict[str, np.ndarray]:
-    """Example indices of test, val and train, stratified by class.
+    """Example indices of each split of ``fractions`` (in its order) and of train, the
+    rest, stratified by class.
 
     With ``groups``, whole groups are dealt out (stratified by the class of their
     first member) and the fractions count groups, so no group straddles two splits.
@@ -92,14 +176,18 @@ def _split(y: np.ndarray, groups: np.ndarray | None, cfg: DataConfig,
         units, first = np.unique(groups, return_index=True)
         labels = y[first]
     n = len(labels)
-    n_test = max(1, round(n * cfg.test_fraction))
-    n_val = max(1, round(n * cfg.val_fraction))
-    if n - n_test - n_val < 1:
+    counts = {name: max(1, round(n * f)) for name, f in fractions.items()}
+    if n - sum(counts.values()) < 1:
         what = "examples" if groups is None else "groups"
-        raise DataError(f"{where}: {n} {what} are too few to split into train, val and test")
+        parts = ["train", *reversed(list(counts))]
+        raise DataError(f"{where}: {n} {what} are too few to split into "
+                        f"{', '.join(parts[:-1])} and {parts[-1]}")
     order = stratified_order(labels, rng)
-    index = {"test": order[:n_test], "val": order[n_test:n_test + n_val],
-             "train": order[n_test + n_val:]}
+    index, start = {}, 0
+    for name, count in counts.items():
+        index[name] = order[start:start + count]
+        start += count
+    index["train"] = order[start:]
     if groups is not None:
         index = {name: np.flatnonzero(np.isin(groups, units[chosen]))
                  for name, chosen in index.items()}
@@ -136,8 +224,9 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """
     sums = np.zeros(x.shape[1])
     squares = np.zeros(x.shape[1])
-    for start in range(0, len(x), _CHUNK):
-        chunk = x[start:start + _CHUNK].astype(np.float64)
+    step = _chunk(x)
+    for start in range(0, len(x), step):
+        chunk = x[start:start + step].astype(np.float64)
         sums += chunk.sum(axis=(0, 2, 3))
         squares += np.square(chunk).sum(axis=(0, 2, 3))
     count = x.shape[0] * x.shape[2] * x.shape[3]
@@ -147,17 +236,32 @@ def channel_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, std
 
 
-def _to_unit_size(x: np.ndarray, peak: float, size: int) -> np.ndarray:
-    """Scales pixels to [0, 1] float32 and resizes the images to size x size."""
-    if x.shape[2:] == (size, size):
-        out = x.astype(np.float32)
-        out /= np.float32(peak)
-        return out
-    out = np.empty((len(x), x.shape[1], size, size), dtype=np.float32)
-    for start in range(0, len(x), _CHUNK):
-        chunk = x[start:start + _CHUNK].astype(np.float32) / np.float32(peak)
-        out[start:start + _CHUNK] = resize_bilinear(chunk, size)
+def _to_unit_size(x: np.ndarray, idx: np.ndarray, peak: float, size: int,
+                  channels: int | None) -> np.ndarray:
+    """Images ``x[idx]`` as float32 in [0, 1], with ``channels`` channels (None: as they
+    are) and resized to size x size; gathered a chunk at a time, so the pool is never copied."""
+    c = x.shape[1] if channels is None else channels
+    out = np.empty((len(idx), c, size, size), dtype=np.float32)
+    step = max(1, min(_chunk(x), CHUNK_PIXELS // (c * size * size)))
+    for start in range(0, len(idx), step):
+        chunk = x[idx[start:start + step]].astype(np.float32)
+        chunk /= np.float32(peak)
+        chunk = convert_channels(chunk, c)
+        if chunk.shape[2:] != (size, size):
+            chunk = resize_bilinear(chunk, size)
+        out[start:start + len(chunk)] = chunk
     return out
+
+
+def convert_channels(x: np.ndarray, channels: int) -> np.ndarray:
+    """(N, C, H, W) images with ``channels`` channels: grey repeated to RGB, or RGB to
+    grey with the ITU-R 601 luma weights that Pillow's ``convert("L")`` uses."""
+    if x.shape[1] == channels:
+        return x
+    if channels == 3:
+        return np.repeat(x, 3, axis=1)
+    luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return np.einsum("nchw,c->nhw", x, luma)[:, None]
 
 
 def resize_bilinear(x: np.ndarray, size: int) -> np.ndarray:
