@@ -110,6 +110,25 @@ def test_methods_that_write_respect_the_run_lock(run_copy: Path):
     before = (run_copy / RunDir.SELECTED).read_bytes()
     chosen = run.select()  # the lock is free again
     assert json.loads(before)["key"] == chosen.arch.key  # the config's budgets, as `hwnas run`
+    (run_copy / "model.nnp").unlink()
+    info = run.export(formats=("nnp",))
+    assert info["key"] == chosen.arch.key and (run_copy / "model.nnp").stat().st_size > 1000
+    assert info["formats"]["nnp"]["max_abs_diff"] < 1e-4
+    assert not (run_copy / RunDir.LOCK).exists()
+
+
+def test_create_makes_a_run_directory_without_training(tiny_config: Path, tmp_path: Path):
+    run = hwnas.Run.create(tiny_config, tmp_path / "new")
+    assert run.path == tmp_path / "new" and run.config.name == "tiny"
+    assert sorted(p.name for p in run.path.iterdir()) == [RunDir.CONFIG]  # no lock left behind
+    assert hwnas.Run.create(tiny_config, run.path).config == run.config  # reopened
+    other = tmp_path / "other.yaml"
+    other.write_text(tiny_config.read_text().replace("seed: 1", "seed: 2"))
+    (run.path / RunDir.LUT).write_text("{}")  # something the first experiment made
+    with pytest.raises(RunDirError, match="already holds a different experiment"):
+        hwnas.Run.create(other, run.path)
+    with pytest.raises(RunDirError, match="nothing searched yet|no study yet"):
+        run.study
 
 
 def test_search_takes_a_strategy_object_and_refuses_one_that_does_not_fit(run_copy: Path):
