@@ -17,7 +17,7 @@ from hwnas.strategies import (STRATEGIES, ProposingStrategy, RandomSearch, creat
 from hwnas.studies import evaluations, memory_study
 from hwnas.testing import (STRATEGY_CHECKS, TOY_CHOICES as CHOICES, TOY_EXTREMES as EXTREMES,
                            TOY_OBJECTIVES as OBJECTIVES, ConformanceFailure, CountingEvaluator,
-                           StrategyConformance, check_strategy, proposals, toy_search)
+                           StrategyConformance, check_strategy, toy_search)
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 

@@ -11,10 +11,10 @@ or, outside pytest, ``check_strategy(MyStrategy)`` lists what it breaks.
 """
 from __future__ import annotations
 
-from hwnas.testing._strategies import (STRATEGY_CHECKS, TOY_BUDGETS, TOY_CHOICES, TOY_EXTREMES,
-                                       TOY_OBJECTIVES, ConformanceFailure, CountingEvaluator,
-                                       StrategyConformance, check_strategy, proposals,
-                                       run_strategy_check, toy_evaluation, toy_search)
+from hwnas.testing._strategies import (STRATEGY_CHECKS, ConformanceFailure, StrategyConformance,
+                                       check_strategy, run_strategy_check, toy_search)
+from hwnas.testing._toy import (TOY_BUDGETS, TOY_CHOICES, TOY_EXTREMES, TOY_OBJECTIVES,
+                                CountingEvaluator, proposals, toy_evaluation)
 
 __all__ = ["ConformanceFailure", "CountingEvaluator", "STRATEGY_CHECKS", "StrategyConformance",
            "TOY_BUDGETS", "TOY_CHOICES", "TOY_EXTREMES", "TOY_OBJECTIVES", "check_strategy",
