@@ -161,6 +161,7 @@ class Run:
         with _held(self.path, "Run.export") as run:
             return export(run, arch, formats=formats)
 
+
 def search(run: Run | str | Path, strategy: BaseStrategy | str | None = None, *,
            trials: int | None = None, workers: int = 1, progress: bool = False
            ) -> list[Evaluation]:
@@ -170,7 +171,8 @@ def search(run: Run | str | Path, strategy: BaseStrategy | str | None = None, *,
         run: the run, or its directory.
         strategy: a strategy object, made with the run's choices, objectives and
             budgets (``run.space.choices``, ``run.config.search.objectives``,
-            ``run.config.budgets``); or a registered name; default: the config's.
+            ``run.config.budgets``), fresh for each search (it replays the study from
+            its own start); or a registered name; default: the config's.
         trials: distinct subnets the study holds at the end (default: the config's).
         workers: local processes evaluating each batch.
         progress: show a progress bar.
