@@ -1,8 +1,7 @@
-"""Conformance: every registered strategy goes through the same checks."""
+"""Conformance: every registered strategy passes hwnas.testing's checks; the loop's limits."""
 from __future__ import annotations
 
 import collections
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,47 +12,29 @@ from hwnas.errors import MeasurementError
 from hwnas.pareto import ParetoFront, reference_point
 from hwnas.pareto._sorting import objective_matrix
 from hwnas.driver import RETRIES, drive
-from hwnas.strategies import STRATEGIES, SamplerStrategy, create_strategy, strategy_class
-from hwnas.studies import evaluations, known_evaluations, memory_study, open_study
-from tests.test_study import BUDGETS, CHOICES, OBJECTIVES, fake_evaluation
+from hwnas.strategies import (STRATEGIES, ProposingStrategy, RandomSearch, create_strategy,
+                              strategy_class)
+from hwnas.studies import evaluations, memory_study
+from hwnas.testing import (STRATEGY_CHECKS, TOY_CHOICES as CHOICES, TOY_EXTREMES as EXTREMES,
+                           TOY_OBJECTIVES as OBJECTIVES, ConformanceFailure, CountingEvaluator,
+                           StrategyConformance, check_strategy, toy_search)
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
 NAMES = sorted(STRATEGIES)
-N = 30
-EXTREMES = [Arch({name: options[0] for name, options in CHOICES.items()}),
-            Arch({name: options[-1] for name, options in CHOICES.items()})]
 
 
-class CountingEvaluator:
-    """fake_evaluation, counting how often each subnet is evaluated."""
-
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, arch: Arch):
-        self.calls[arch.key] += 1
-        return fake_evaluation(arch)
+def search(name: str, **kwargs):
+    """The toy search of the conformance checks, by the registered strategy ``name``."""
+    return toy_search(strategy_class(name), **kwargs)
 
 
-def make(name: str, study, **kwargs):
-    """The strategy ``name``; an Optuna sampler's asks ``study``."""
-    over = {"study": study} if issubclass(strategy_class(name), SamplerStrategy) else {}
-    return create_strategy(name, **over, choices=CHOICES, objectives=OBJECTIVES, **kwargs)
+class TestEveryRegisteredStrategy(StrategyConformance):
+    """The library's conformance suite, over the whole registry."""
 
-
-def search(name: str, seed: int = 0, n: int = N, study=None, evaluate=None):
-    study = study or memory_study(OBJECTIVES, sampler=strategy_class(name).sampler(seed))
-    strategy = make(name, study, budgets=BUDGETS, seed=seed)
-    strategy.enqueue(EXTREMES)
-    evaluate = evaluate or CountingEvaluator()
-    known = known_evaluations(study)
-    drive(strategy, evaluate, n, study=study, known=known)
-    return study, evaluate
-
-
-def proposals(study) -> list[str]:
-    return [t.user_attrs["key"] for t in study.get_trials(deepcopy=False)]
+    @pytest.fixture(autouse=True, params=NAMES)
+    def _registered(self, request):
+        self.strategy_class = STRATEGIES[request.param]
 
 
 def test_the_registry_holds_every_family():
@@ -64,64 +45,6 @@ def test_the_registry_holds_every_family():
         strategy_class("cmaes")
     for name, cls in STRATEGIES.items():
         assert cls.name == name and cls.summary
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_same_seed_same_sequence_other_seed_other_sequence(name):
-    first, _ = search(name, seed=3)
-    again, _ = search(name, seed=3)
-    other, _ = search(name, seed=4)
-    assert proposals(first) == proposals(again)
-    assert proposals(first) != proposals(other)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_every_trial_carries_objectives_budgets_and_strategy(name):
-    study, evaluate = search(name)
-    trials = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-    assert len({t.user_attrs["key"] for t in trials}) == N
-    for trial in trials:
-        evaluation = fake_evaluation(Arch(trial.params))
-        assert trial.values == [evaluation.objective(o) for o in OBJECTIVES]
-        assert trial.user_attrs["strategy"] == name
-        assert trial.user_attrs["key"] == Arch(trial.params).key
-        constraints = {k.split(":", 1)[1]: v for k, v in trial.system_attrs.items()
-                       if k.startswith("constraints:")}
-        assert constraints.keys() == BUDGETS.keys()
-        for objective, limit in BUDGETS.items():
-            assert constraints[objective] == pytest.approx(evaluation.objective(objective) - limit)
-    # The extremes are asked first.
-    assert proposals(study)[:2] == [a.key for a in EXTREMES]
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_a_subnet_is_never_evaluated_twice(name):
-    study, evaluate = search(name, n=60)
-    assert set(evaluate.calls.values()) == {1}
-    assert len(evaluate.calls) == 60
-    cached = [t for t in study.get_trials(deepcopy=False) if t.user_attrs.get("cached")]
-    repeated = collections.Counter(proposals(study))
-    assert len(cached) == sum(count - 1 for count in repeated.values())
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_front_is_feasible_and_non_dominated(name):
-    study, _ = search(name, n=40)
-    evs = evaluations(study)
-    front = ParetoFront(evs, OBJECTIVES, BUDGETS)
-    assert len(front) > 0
-    F = front.F
-    for e in front:
-        assert all(e.objective(o) <= limit for o, limit in BUDGETS.items())
-    for i in range(len(F)):
-        for j in range(len(F)):
-            assert not (np.all(F[j] <= F[i]) and np.any(F[j] < F[i]))
-    # Every feasible evaluation off the front is dominated by one on it.
-    on = {e.arch.key for e in front}
-    for e in evs:
-        if e.arch.key not in on and all(e.objective(o) <= v for o, v in BUDGETS.items()):
-            point = np.array([e.objective(o) for o in OBJECTIVES])
-            assert np.any(np.all(F <= point, axis=1))
 
 
 def test_hypervolume_agrees_with_a_hand_computed_value():
@@ -138,49 +61,6 @@ def test_hypervolume_agrees_with_a_hand_computed_value():
     assert front.hypervolume(ref) == pytest.approx(area, rel=1e-12)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_resume_from_the_journal_reaches_the_exact_count(name, tmp_path: Path):
-    sampler = strategy_class(name).sampler(0)
-    study, first = search(name, n=17, study=open_study(tmp_path, OBJECTIVES, sampler=sampler))
-    # A new process: reopen the study from the file and ask for more.
-    study = open_study(tmp_path, OBJECTIVES, sampler=strategy_class(name).sampler(0))
-    study, second = search(name, n=N, study=study)
-    assert not set(first.calls) & set(second.calls)
-    assert len(known_evaluations(study)) == N
-    assert sum(first.calls.values()) + sum(second.calls.values()) == N
-
-
-@pytest.mark.parametrize("name", [n for n in NAMES
-                                  if not issubclass(STRATEGIES[n], SamplerStrategy)])
-def test_deterministic_strategies_resume_exactly_where_they_stopped(name):
-    straight, _ = search(name, n=N)
-    study, _ = search(name, n=12)
-    resumed, _ = search(name, n=N, study=study)
-    assert proposals(resumed) == proposals(straight)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_a_failed_measurement_is_a_failed_trial_then_the_search_goes_on(name):
-    failing = {"left": 1 + RETRIES}  # the first subnet fails on every try
-    calls = collections.Counter()
-
-    def flaky(arch: Arch):
-        calls[arch.key] += 1
-        if failing["left"]:
-            failing["left"] -= 1
-            raise MeasurementError("device busy")
-        return fake_evaluation(arch)
-
-    study, _ = search(name, n=10, evaluate=flaky)
-    states = collections.Counter(t.state for t in study.get_trials(deepcopy=False))
-    failed = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.FAIL]
-    assert [t.user_attrs["fail_reason"] for t in failed if not t.user_attrs["cached"]] \
-        == ["device busy"]
-    assert calls[EXTREMES[0].key] == 1 + RETRIES  # tried again once, then never again
-    assert len(known_evaluations(study)) == 10
-    assert states[TrialState.RUNNING] == 0
-
-
 def test_three_failures_in_a_row_stop_the_search():
     calls = collections.Counter()
 
@@ -194,8 +74,6 @@ def test_three_failures_in_a_row_stop_the_search():
 
 
 def test_a_strategy_that_only_repeats_itself_stops():
-    from hwnas.strategies import RandomSearch
-
     class Stubborn(RandomSearch):
         def _propose(self, n):
             return [EXTREMES[0]] * n
@@ -248,33 +126,6 @@ def test_crowding_distance_prefers_the_ends_and_sparse_stretches():
     assert np.all(crowding_distance(F[:2]) == 1.0)
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_batches_do_not_depend_on_how_they_are_evaluated(name):
-    def searched(evaluate_batch):
-        study = memory_study(OBJECTIVES, sampler=strategy_class(name).sampler(5))
-        strategy = make(name, study, budgets=BUDGETS, seed=5)
-        strategy.enqueue(EXTREMES)
-        known = {}
-        drive(strategy, None, 25, study=study, known=known, batch=3,
-              evaluate_batch=evaluate_batch)
-        return study, known
-
-    counter = CountingEvaluator()
-
-    def in_order(archs):
-        assert len({a.key for a in archs}) == len(archs)  # each distinct subnet once
-        return [counter(a) for a in archs]
-
-    def backwards(archs):  # another worker finishing first
-        return [fake_evaluation(a) for a in reversed(archs)][::-1]
-
-    first, known = searched(in_order)
-    second, _ = searched(backwards)
-    assert proposals(first) == proposals(second)
-    assert len(known) == 25 and set(counter.calls.values()) == {1}
-    assert all(t.state == TrialState.COMPLETE for t in first.get_trials(deepcopy=False))
-
-
 def test_an_interrupted_batch_leaves_no_trial_running():
     study = memory_study(OBJECTIVES)
     strategy = create_strategy("random", choices=CHOICES, objectives=OBJECTIVES)
@@ -286,3 +137,104 @@ def test_an_interrupted_batch_leaves_no_trial_running():
         drive(strategy, None, 10, study=study, known={}, batch=4, evaluate_batch=interrupted)
     states = collections.Counter(t.state for t in study.get_trials(deepcopy=False))
     assert states == {TrialState.FAIL: 8}  # both batches in flight
+
+
+# -- a user's own strategy against the conformance suite -------------------------------------
+
+
+class NeighbourSearch(ProposingStrategy):
+    """A strategy as a user writes it, against the public API only: generations of random
+    subnets and one-choice changes of the best subnet so far. It learns between
+    generations only, so what it proposes does not depend on when tells arrive."""
+
+    name = "neighbours"
+    summary = "generations of one-choice changes of the best subnet so far"
+    GENERATION = 4
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rng = np.random.default_rng(self.seed)
+        self.best = None  # ((violation, summed objectives), subnet)
+        self.generation: list[Arch] = []  # proposals of this generation not yet asked
+        self.waiting: collections.Counter[str] = collections.Counter()  # asked, not answered
+
+    def child(self) -> Arch:
+        if self.best is None or self.rng.random() < 0.3:
+            return Arch({n: str(self.rng.choice(o)) for n, o in self.choices.items()})
+        arch = dict(self.best[1])
+        name = list(self.choices)[self.rng.integers(len(self.choices))]
+        arch[name] = str(self.rng.choice(self.choices[name]))
+        return Arch(arch)
+
+    def _propose(self, n):
+        if not self.generation:
+            if sum(self.waiting.values()):
+                return []  # the generation is not all answered yet
+            self.generation = [self.child() for _ in range(self.GENERATION)]
+            self.waiting.update(a.key for a in self.generation)
+        taken, self.generation = self.generation[:n], self.generation[n:]
+        return taken
+
+    def answered(self, arch: Arch) -> None:
+        if self.waiting[arch.key]:
+            self.waiting[arch.key] -= 1
+
+    def _learn(self, arch, values, violation):
+        self.answered(arch)
+        score = (violation, sum(values))
+        if self.best is None or score < self.best[0]:
+            self.best = (score, arch)
+
+    def fail(self, arch):
+        super().fail(arch)
+        self.answered(arch)
+
+
+class TestAUsersOwnStrategy(StrategyConformance):
+    strategy_class = NeighbourSearch
+
+
+class SeedIgnored(NeighbourSearch):
+    """Broken: draws from seed 0 whatever its seed."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.rng = np.random.default_rng(0)
+
+
+class Repeating(NeighbourSearch):
+    """Broken: after its first proposals it proposes the same subnet for ever."""
+
+    def _propose(self, n):
+        return [EXTREMES[0]] * n
+
+
+def test_a_strategy_that_ignores_its_seed_fails_the_seed_check():
+    failures = check_strategy(SeedIgnored, checks=["same_seed_same_sequence",
+                                                   "never_evaluated_twice"])
+    assert len(failures) == 1
+    assert failures[0].startswith("same_seed_same_sequence: seeds 3 and 4 made the same ")
+    with pytest.raises(ConformanceFailure, match="^same_seed_same_sequence: .*seed is ignored"):
+        type("TestBroken", (StrategyConformance,), {"strategy_class": SeedIgnored})(
+        ).test_same_seed_same_sequence()
+
+
+def test_a_strategy_that_repeats_itself_fails_by_name():
+    failures = check_strategy(Repeating)
+    named = {message.split(":", 1)[0] for message in failures}
+    assert {"never_evaluated_twice", "trials_carry_objectives_budgets_and_strategy"} <= named
+    assert named <= set(STRATEGY_CHECKS)
+    assert "never_evaluated_twice: asked for 60 subnets, 2 were evaluated (a strategy that " \
+        "repeats itself stalls the search)" in failures
+    # Resuming it ends (its replay once looped for ever on the subnets it repeats).
+    assert "resume_reaches_the_exact_count: asked for 30 subnets, the resumed study holds 2" \
+        in failures
+
+
+def test_the_suite_tells_a_strategy_that_is_no_strategy():
+    with pytest.raises(TypeError, match="BaseStrategy subclass"):
+        check_strategy(RandomSearch(choices=CHOICES, objectives=OBJECTIVES))
+    failures = check_strategy(RandomSearch, lambda **kwargs: object(),
+                              checks=["never_evaluated_twice"])
+    assert failures == ["never_evaluated_twice: raised TypeError: the factory made a object, "
+                        "not a RandomSearch"]

@@ -16,7 +16,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hwnas"
 #: (or from its own package). Every top-level module or package of hwnas is in one.
 LAYERS = (
     {"__main__"},
-    {"cli"},
+    {"cli", "_api"},
+    {"testing"},
     {"run"},
     {"driver", "deploy"},
     {"strategies", "tabular"},

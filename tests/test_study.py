@@ -15,30 +15,13 @@ from hwnas.hwcost import Costs, LatencyProtocol
 from hwnas.objectives import Evaluation
 from hwnas.strategies import STRATEGIES, TPEStrategy
 from hwnas.studies import JOURNAL, evaluations, fail_stale_trials, n_complete, open_study
+from hwnas.testing import TOY_BUDGETS, TOY_CHOICES, TOY_OBJECTIVES, toy_evaluation
 
-CHOICES = {
-    "b0": ("ir_k3_e2", "ir_k3_e3", "ir_k5_e2", "ir_k5_e3", "skip"),
-    "b1": ("ir_k3_e2", "ir_k3_e3", "ir_k5_e2", "ir_k5_e3", "skip"),
-    "b2": ("ir_k3_e2", "ir_k3_e3", "ir_k5_e2", "ir_k5_e3"),
-}
-OBJECTIVES = ["error", "latency_ms", "params"]
-BUDGETS = {"params": 3000.0, "latency_ms": 0.5}
+# The conformance suite's toy problem, shared.
+CHOICES, OBJECTIVES, BUDGETS = TOY_CHOICES, TOY_OBJECTIVES, TOY_BUDGETS
+fake_evaluation = toy_evaluation
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
-
-
-def fake_evaluation(arch: Arch) -> Evaluation:
-    """Deterministic, arch-dependent numbers with awkward floats (to catch rounding)."""
-    index = [CHOICES[n].index(o) for n, o in arch.items()]
-    size = sum((i + 1) * (j + 2) for j, i in enumerate(index))
-    accuracy = 0.5 + size / 97.0
-    protocol = LatencyProtocol(context="cpu", device="Test CPU @ 1.00GHz", nnabla_version="1.39.0",
-                               threads=1, batch_size=1, warmup=5, repeats=30,
-                               statistic="cpu_median", spread=0.1 + size / 1000.0,
-                               reliable=True)
-    costs = Costs(latency_ms=0.1 + size / 37.0, params=1000 + 173 * size, macs=10_000 + 999 * size,
-                  memory_bytes=40_000 + 4 * size, protocol=protocol)
-    return Evaluation(arch, {"accuracy": accuracy, "error": 1.0 - accuracy}, costs)
 
 
 def make_strategy(run_dir: Path, seed: int = 0, objectives=None) -> Books:

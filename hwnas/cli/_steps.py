@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import dataclasses
 from pathlib import Path
 
 from optuna.trial import TrialState
@@ -170,15 +169,14 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 def cmd_search(args: argparse.Namespace) -> None:
     run = steps.RunDir.open(args.run, writer=args.writer)
-    if args.trials is not None:
-        if args.trials < 1:
-            raise HwnasError(f"--trials must be >= 1, got {args.trials}")
-        run = steps.RunDir(run.path, _with_trials(run.config, args.trials))
+    if args.trials is not None and args.trials < 1:
+        raise HwnasError(f"--trials must be >= 1, got {args.trials}")
     parallel = _parallel(args)
     if args.strategy is not None and args.strategy not in _strategies():
         raise HwnasError(f"--strategy: unknown strategy {args.strategy!r}; known: "
                          f"{_strategy_names()}")
-    evs = steps.search(run, progress=not args.quiet, strategy=args.strategy, **parallel)
+    evs = steps.search(run, progress=not args.quiet, strategy=args.strategy,
+                       trials=args.trials, **parallel)
     failed = steps.failed_subnets_of(run)
     print(f"{len({e.arch.key for e in evs})} subnets evaluated ({len(evs)} trials), "
           f"{len(failed)} failed, in {run / steps.RunDir.JOURNAL}")
@@ -226,10 +224,6 @@ def cmd_compare(args: argparse.Namespace) -> None:
     shown = table.drop(columns=["hypervolume"])
     print(shown.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
     print(f"wrote {Path(args.out) / 'compare.csv'} and {Path(args.out) / 'compare.png'}")
-
-
-def _with_trials(config, trials: int):
-    return dataclasses.replace(config, search=dataclasses.replace(config.search, trials=trials))
 
 
 def cmd_front(args: argparse.Namespace) -> None:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from hwnas.pareto._front import ParetoFront, evaluations_table, reference_point
 from hwnas.pareto._history import hypervolume_history, plot_hypervolume
-from hwnas.pareto._plot import objective_pairs, plot_front
+from hwnas.pareto._plot import front_figure, objective_pairs, plot_front
 from hwnas.budgets import check_budgets, parse_budgets
 from hwnas.pareto._select import Selection, best_within
 from hwnas.pareto._sorting import (feasible_mask, non_dominated, objective_matrix,
@@ -16,6 +16,7 @@ __all__ = [
     "check_budgets",
     "evaluations_table",
     "feasible_mask",
+    "front_figure",
     "hypervolume_history",
     "non_dominated",
     "objective_matrix",

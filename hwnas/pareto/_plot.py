@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -12,6 +13,9 @@ from hwnas.budgets import check_budgets
 from hwnas.pareto._sorting import (check_objectives, feasible_mask,
                                    non_dominated, objective_matrix, unique_by_key)
 from hwnas.objectives import Evaluation
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 #: Axis labels in plain words with units.
 AXIS_LABELS = {
@@ -41,7 +45,22 @@ def _axis(evaluations: Sequence[Evaluation], name: str) -> np.ndarray:
 
 def plot_front(evaluations: Iterable[Evaluation], objectives: Sequence[str],
                budgets: Mapping[str, float] | None, path: str | os.PathLike[str]) -> None:
-    """Draws every pair of objectives and saves it as a PNG, atomically.
+    """Draws the front (``front_figure``) and saves it as a PNG, atomically.
+
+    Args:
+        evaluations, objectives, budgets: see ``front_figure``.
+        path: the PNG file; its directory must exist.
+
+    Raises:
+        ValueError: no evaluations, or fewer than two objectives.
+    """
+    fig = front_figure(evaluations, objectives, budgets)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+
+
+def front_figure(evaluations: Iterable[Evaluation], objectives: Sequence[str],
+                 budgets: Mapping[str, float] | None) -> Figure:
+    """Draws every pair of objectives as one matplotlib Figure.
 
     One panel per pair (error on the vertical axis where it is one of the
     two): every evaluated subnet in grey, those over a budget as red crosses, the Pareto front (taken over all
@@ -52,7 +71,9 @@ def plot_front(evaluations: Iterable[Evaluation], objectives: Sequence[str],
         evaluations: every evaluation of a run.
         objectives: the front's objectives, at least two.
         budgets: objective name -> hard upper limit; ``None``: no budget.
-        path: the PNG file; its directory must exist.
+
+    Returns:
+        the figure (not attached to pyplot: show it in a notebook, or ``savefig``).
 
     Raises:
         ValueError: no evaluations, or fewer than two objectives.
@@ -112,4 +133,4 @@ def plot_front(evaluations: Iterable[Evaluation], objectives: Sequence[str],
         fig.suptitle(f"{len(unique)} evaluated subnets, {len(front)} on the Pareto front"
                      f"{chr(10) if columns == 1 else ' '}over {', '.join(names)}")
 
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=110))
+    return fig

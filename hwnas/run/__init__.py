@@ -18,18 +18,19 @@ from hwnas.run.report import write_report
 from hwnas.run.retrain import read_arch_json, retrain, retrain_dir, retrained_subnet
 from hwnas.run.search import (create_study, failed_subnets_of, run_worker, search,
                               study_name)
-from hwnas.run.select import front, remeasure, select, selected_arch, strategies_of
+from hwnas.run.select import (front, front_table, remeasure, select, selected_arch,
+                              strategies_of, unmeasured)
 from hwnas.run.train import derived_arch, ranking_caveat, train, write_derived
 from hwnas.run.workspace import (Workspace, check_trained, make_evaluator, set_context,
                                  space_from_config, worker_evaluator, workspace)
 
 __all__ = ["RunDir", "Workspace", "check_table", "check_trained", "compare", "configure_run",
            "create_study", "dashboard_server", "deploy_subnet", "derived_arch", "ensure_table",
-           "export", "failed_subnets_of", "front", "load_table", "make_evaluator",
+           "export", "failed_subnets_of", "front", "front_table", "load_table", "make_evaluator",
            "make_profiler", "plot_check", "profile", "rank_check", "ranking_caveat", "read_arch_json",
            "read_derived", "read_measured", "read_rank_check", "read_retrain_claim",
            "read_retrain_result", "read_search_stats", "read_selected", "remeasure", "retrain",
            "retrain_dir",
            "retrained_subnet", "run_worker", "search", "select", "selected_arch", "serve",
-           "set_context", "space_from_config", "strategies_of", "study_name", "train",
+           "set_context", "space_from_config", "strategies_of", "study_name", "train", "unmeasured",
            "Writer", "workspace", "worker_evaluator", "write_derived", "write_report"]

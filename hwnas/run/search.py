@@ -47,30 +47,84 @@ def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
 
 
 def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna.Study,
-              seed: int) -> BaseStrategy:
+              seed: int, given: BaseStrategy | None = None) -> BaseStrategy:
     """The strategy (an Optuna sampler's over ``study``), its first proposals queued: the
-    learner's derived subnet, then the space's extremes."""
+    learner's derived subnet, then the space's extremes.
+
+    Args:
+        given: a strategy object to search with instead of a new ``cls``; it must know the
+            run's choices, objectives and budgets. An Optuna one is bound to ``study``.
+    """
     cfg = run.config
-    over = {"study": study} if issubclass(cls, SamplerStrategy) else {}
-    searcher = cls(**over, choices=ws.space.choices, objectives=cfg.search.objectives,
-                   budgets=cfg.budgets, seed=seed)
+    if given is None:
+        over = {"study": study} if issubclass(cls, SamplerStrategy) else {}
+        searcher = cls(**over, choices=ws.space.choices, objectives=cfg.search.objectives,
+                       budgets=cfg.budgets, seed=seed)
+    else:
+        searcher = _check_given(given, ws.space.choices, cfg.search.objectives, cfg.budgets)
+        if isinstance(searcher, SamplerStrategy):
+            searcher.study = study  # it proposes through the run's study, opened with its sampler
     derived = derived_arch(run)
     searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
                      + ws.space.extremes())
     return searcher
 
 
+def _check_given(strategy: BaseStrategy, choices: dict[str, tuple[str, ...]],
+                 objectives: list[str], budgets: dict[str, float]) -> BaseStrategy:
+    """A strategy object given to the search, checked against the run.
+
+    Raises:
+        HwnasError: it has no name (its trials would not say who proposed them), or
+            other choices, objectives or budgets than the run.
+    """
+    what = f"the strategy {type(strategy).__name__}"
+    if not strategy.name:
+        raise HwnasError(f"{what} has no name: set its class attribute 'name'")
+    for field, ours in (("choices", choices), ("objectives", list(objectives)),
+                        ("budgets", dict(budgets))):
+        theirs = getattr(strategy, field)
+        if field == "choices":
+            theirs, ours = ({n: tuple(o) for n, o in c.items()} for c in (theirs, ours))
+        if theirs != ours:
+            raise HwnasError(f"{what} was made with other {field} than the run's: {theirs} "
+                             f"instead of {ours}")
+    return strategy
+
+
+def _chosen(strategy: str | BaseStrategy | None, default: str,
+            error: type[HwnasError] = ConfigError
+            ) -> tuple[str, type[BaseStrategy], BaseStrategy | None]:
+    """The name, class and (when an object was given) the object of the strategy to run."""
+    if isinstance(strategy, BaseStrategy):
+        return strategy.name, type(strategy), strategy
+    name = strategy or default
+    return name, _strategy_class(name, error), None
+
+
 def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
-           strategy: str | None = None, workers: int = 1,
-           dask: str | None = None) -> list[Evaluation]:
+           strategy: str | BaseStrategy | None = None, trials: int | None = None,
+           workers: int = 1, dask: str | None = None) -> list[Evaluation]:
     """Runs (or resumes) the search until the study holds ``search.trials`` distinct subnets.
 
     Args:
-        strategy: a registered strategy name instead of the config's; a study
-            may hold trials of several strategies, each recorded as such.
+        strategy: a registered strategy name instead of the config's, or a strategy
+            object made with the run's choices, objectives and budgets (its seed seeds
+            its sampler); a study may hold trials of several strategies, each recorded
+            as such.
+        trials: distinct subnets the study holds at the end, instead of ``search.trials``.
         workers: local processes evaluating each batch (1: this process).
         dask: a Dask scheduler address; its workers evaluate instead.
+
+    Raises:
+        HwnasError: ``trials`` < 1, or a strategy object that does not fit the run.
     """
+    if trials is not None:
+        if trials < 1:
+            raise HwnasError(f"trials must be >= 1, got {trials}")
+        cfg = run.config
+        run = RunDir(run.path, dataclasses.replace(
+            cfg, search=dataclasses.replace(cfg.search, trials=trials)))
     if storage_of(run.path) is not None:  # a database study: this process is one worker
         if workers != 1 or dask:
             raise HwnasError("this run's study is in a database: start more 'hwnas worker' "
@@ -79,10 +133,10 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
         return evaluations(open_study(run.path, run.config.search.objectives, create=False))
     ws = ws or workspace(run, progress=progress)
     cfg = run.config
-    name = strategy or cfg.search.strategy
-    cls = _strategy_class(name)
-    study = _open(run, cls, cfg.seed)
-    searcher = _strategy(run, ws, cls, study, cfg.seed)
+    name, cls, given = _chosen(strategy, cfg.search.strategy)
+    seed = cfg.seed if given is None else given.seed
+    study = _open(run, cls, seed)
+    searcher = _strategy(run, ws, cls, study, seed, given)
     evaluator = ws.evaluator
     known = known_evaluations(study)
     for key, evaluation in known.items():
@@ -175,14 +229,16 @@ def create_study(run: RunDir, url: str) -> tuple[optuna.Study, bool]:
 
 
 def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
-               strategy: str | None = None, progress: bool = True,
+               strategy: str | BaseStrategy | None = None, progress: bool = True,
                ws: Workspace | None = None) -> int:
     """Runs one worker of a run whose study lives in a database; returns what it evaluated.
 
     Args:
         url: the database, when this copy of the run directory does not record it.
-        seed: this worker's seed (default: the config's); give each worker its own.
-        strategy: an Optuna strategy instead of the config's.
+        seed: this worker's seed (default: the config's, or a strategy object's own);
+            give each worker its own.
+        strategy: an Optuna strategy (name or object, see ``search``) instead of the
+            config's.
     """
     recorded = storage_of(run.path)
     if url is not None:
@@ -202,12 +258,12 @@ def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
         # Workers must not all measure the device at once to build it.
         raise RunDirError(f"{run.path} has no latency table yet: build it once with "
                           f"'hwnas lut {run.path}' before starting workers")
-    name = strategy or cfg.search.strategy
-    cls = _strategy_class(name, HwnasError)
-    seed = cfg.seed if seed is None else seed
+    name, cls, given = _chosen(strategy, cfg.search.strategy, HwnasError)
+    if seed is None:
+        seed = cfg.seed if given is None else given.seed
     study = _open(run, cls, seed, storage=target)
     ws = ws or workspace(run, progress=progress)
-    searcher = _strategy(run, ws, cls, study, seed)
+    searcher = _strategy(run, ws, cls, study, seed, given)
     evaluator = ws.evaluator
     bar = tqdm(desc=f"worker ({name}, seed {seed})", unit="subnet", disable=not progress)
 

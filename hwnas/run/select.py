@@ -6,11 +6,13 @@ import math
 from typing import Any
 
 import optuna
+import pandas as pd
 
 from hwnas.arch import Arch
 from hwnas.errors import RunDirError
 from hwnas.hwcost import measure_gated
 from hwnas.io import atomic_write_json, atomic_write_text
+from hwnas.objectives import Evaluation
 from hwnas.pareto import (ParetoFront, Selection, best_within, hypervolume_history,
                           objective_matrix, plot_front, plot_hypervolume, reference_point)
 from hwnas.run.files import RunDir
@@ -28,13 +30,7 @@ def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
     cfg = run.config
     study = open_study(run.path, cfg.search.objectives, create=False)
     evs = evaluations(study)
-    if not evs:
-        raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
-    pareto = ParetoFront.from_evaluations(evs, cfg.search.objectives, cfg.budgets)
-    table = pareto.table()
-    if any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
-        measured = remeasure(run, ws or workspace(run), [e.arch for e in pareto.evaluations])
-        table["latency_ms_measured"] = [measured[k]["latency_ms"] for k in table["key"]]
+    pareto, table = front_table(run, evs, ws=ws)
     atomic_write_text(run / RunDir.FRONT, table.to_csv(index=False))
     plot_front(evs, cfg.search.objectives, cfg.budgets, run / RunDir.FRONT_PLOT)
     ref = reference_point(objective_matrix(evs, cfg.search.objectives))
@@ -43,6 +39,40 @@ def front(run: RunDir, *, ws: Workspace | None = None) -> ParetoFront:
                      title="Hypervolume of the feasible front (reference: 10% beyond "
                      "the worst evaluation)")
     return pareto
+
+
+def _pareto(run: RunDir, evs: list[Evaluation]) -> ParetoFront:
+    if not evs:
+        raise RunDirError(f"{run.path}: the study holds no completed evaluation yet")
+    return ParetoFront.from_evaluations(evs, run.config.search.objectives, run.config.budgets)
+
+
+def front_table(run: RunDir, evs: list[Evaluation], *, ws: Workspace | None = None
+                ) -> tuple[ParetoFront, pd.DataFrame]:
+    """The feasible Pareto front of ``evs`` (the study's evaluations) and its table, as
+    front.csv holds it: when latencies were predicted, every subnet on the front is also
+    measured whole (once, kept in measured.json: see ``unmeasured``) and the table gains
+    ``latency_ms_measured``.
+
+    Raises:
+        RunDirError: ``evs`` is empty.
+    """
+    pareto = _pareto(run, evs)
+    table = pareto.table()
+    if any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
+        measured = remeasure(run, ws, [e.arch for e in pareto.evaluations])
+        table["latency_ms_measured"] = [measured[k]["latency_ms"] for k in table["key"]]
+    return pareto, table
+
+
+def unmeasured(run: RunDir, evs: list[Evaluation]) -> list[Arch]:
+    """The subnets on the front of ``evs`` that ``front_table`` still has to measure whole
+    (and to write into measured.json); none when every latency was measured."""
+    pareto = _pareto(run, evs)
+    if not any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
+        return []
+    cache = read_measured(run)
+    return [e.arch for e in pareto.evaluations if e.arch.key not in cache]
 
 
 def strategies_of(study: optuna.Study, default: str) -> str:
@@ -56,13 +86,15 @@ def strategies_of(study: optuna.Study, default: str) -> str:
     return " then ".join(names or [default])
 
 
-def remeasure(run: RunDir, ws: Workspace, archs: list[Arch]) -> dict[str, dict[str, Any]]:
-    """Whole-subnet latencies of ``archs``, each measured once and kept in measured.json."""
+def remeasure(run: RunDir, ws: Workspace | None, archs: list[Arch]) -> dict[str, dict[str, Any]]:
+    """Whole-subnet latencies of ``archs``, each measured once and kept in measured.json
+    (``ws``: the run's workspace, loaded here if None and something is to be measured)."""
     path = run / RunDir.MEASURED
     cache = read_measured(run)
-    todo = {a.key: (ws.supernet.extract(a), ws.data.input_shape)
-            for a in archs if a.key not in cache}
-    if todo:
+    missing = [a for a in archs if a.key not in cache]
+    if missing:
+        ws = ws or workspace(run)
+        todo = {a.key: (ws.supernet.extract(a), ws.data.input_shape) for a in missing}
         # Gated by the probe network like the table, so that the numbers
         # compared with its predictions come from an equally quiet device.
         evaluator = ws.evaluator
@@ -97,7 +129,8 @@ def select(run: RunDir, budgets: dict[str, float] | None = None, *,
         if chosen.costs.latency_source != "predicted":
             measured = None
             break
-        ws = ws or workspace(run)
+        if ws is None and chosen.arch.key not in read_measured(run):
+            ws = workspace(run)  # loaded once for every subnet measured here
         measured = remeasure(run, ws, [chosen.arch])[chosen.arch.key]
         if measured["latency_ms"] <= budgets.get("latency_ms", math.inf):
             break

@@ -177,9 +177,12 @@ class ProposingStrategy(BaseStrategy):
 
     def replay(self, known: Mapping[str, Evaluation]) -> int:
         """Proposes again from the start; every proposal ``known`` answers is learned at
-        once, and the first one it does not is kept for the next ``ask``."""
-        answered = 0
-        while True:
+        once, and the first one it does not is kept for the next ``ask``. A strategy that
+        only repeats subnets it proposed before in this replay stops after ``MAX_SKIPS``
+        of them in a row (its search then stalls, as the uninterrupted one did)."""
+        answered = repeats = 0
+        seen: set[str] = set()
+        while repeats <= self.MAX_SKIPS:
             archs = self.ask(1)
             if not archs:
                 return answered
@@ -189,3 +192,6 @@ class ProposingStrategy(BaseStrategy):
                 return answered
             self.tell(archs[0], evaluation)
             answered += 1
+            repeats = repeats + 1 if archs[0].key in seen else 0
+            seen.add(archs[0].key)
+        return answered

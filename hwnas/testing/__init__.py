@@ -1,0 +1,21 @@
+"""Conformance suites for users' own parts: run them in your own test suite.
+
+A strategy of your own passes the checks every built-in strategy passes::
+
+    from hwnas.testing import StrategyConformance
+
+    class TestMyStrategy(StrategyConformance):
+        strategy_class = MyStrategy
+
+or, outside pytest, ``check_strategy(MyStrategy)`` lists what it breaks.
+"""
+from __future__ import annotations
+
+from hwnas.testing._strategies import (STRATEGY_CHECKS, ConformanceFailure, StrategyConformance,
+                                       check_strategy, run_strategy_check, toy_search)
+from hwnas.testing._toy import (TOY_BUDGETS, TOY_CHOICES, TOY_EXTREMES, TOY_OBJECTIVES,
+                                CountingEvaluator, proposals, toy_evaluation)
+
+__all__ = ["ConformanceFailure", "CountingEvaluator", "STRATEGY_CHECKS", "StrategyConformance",
+           "TOY_BUDGETS", "TOY_CHOICES", "TOY_EXTREMES", "TOY_OBJECTIVES", "check_strategy",
+           "proposals", "run_strategy_check", "toy_evaluation", "toy_search"]
