@@ -21,7 +21,7 @@ T = TypeVar("T")
 __all__ = ["Registry", "absolute_spec", "import_modules", "is_file_spec", "subclass_of"]
 
 _SHORT = reprlib.Repr()
-_SHORT.maxstring = 60
+_SHORT.maxstring = 160
 
 
 def is_file_spec(spec: str) -> bool:
@@ -289,12 +289,16 @@ class Registry(Generic[T]):
         module = importlib.util.module_from_spec(loader_spec)
         # In sys.modules while it runs, as for any import: dataclasses and typing look it up.
         sys.modules[name] = module
+        # No __pycache__ beside the file: a config's directory may be shared or read-only.
+        writes_bytecode, sys.dont_write_bytecode = sys.dont_write_bytecode, True
         try:
             loader_spec.loader.exec_module(module)
         except (Exception, SystemExit) as exc:  # the user's file: any failure is theirs
             del sys.modules[name]
             raise ValueError(f"cannot load {self.kind} {_SHORT.repr(spec)}: running {path} "
                              f"raised {_first_line(exc)}") from None
+        finally:
+            sys.dont_write_bytecode = writes_bytecode
         return module
 
     def names(self, pattern: str = "*") -> list[str]:
