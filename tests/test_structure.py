@@ -18,6 +18,7 @@ LAYERS = (
     {"__main__"},
     {"cli"},
     {"run"},
+    {"testing"},
     {"driver", "deploy"},
     {"strategies", "tabular"},
     {"studies", "pareto", "ranking"},
