@@ -143,8 +143,17 @@ def check_sample_validate(probe: _Probe) -> list[str]:
     space, failures = probe.space, []
     if space.sample(np.random.default_rng(3)) != space.sample(np.random.default_rng(3)):
         failures.append("two samples from the same seed differ")
+    if space.size != int(np.prod([len(o) for o in space.choices.values()], dtype=object)):
+        failures.append(f"size is {space.size}, not the product of the numbers of options")
     rng = np.random.default_rng(probe.seed)
-    for arch in [space.sample(rng) for _ in range(10)] + list(space.extremes()):
+    sampled = [space.sample(rng) for _ in range(30)]
+    if len(set(sampled)) < min(space.size, 30) / 3:
+        failures.append(f"30 samples hold only {len(set(sampled))} distinct subnets of "
+                        f"{space.size}")
+    extremes = list(space.extremes())
+    if len(set(extremes)) < 2:
+        failures.append("extremes are not two distinct subnets")
+    for arch in sampled + extremes:
         if list(arch) != list(space.choices):
             failures.append(f"subnet {arch.key} does not name the choices in their order")
             continue
@@ -169,6 +178,9 @@ def check_sample_validate(probe: _Probe) -> list[str]:
             failures.append(f"choice {first!r}: a subnet without it is accepted by validate")
         if _valid(space, Arch({**probe.archs[0], "zz_unknown": "x"})):
             failures.append("choice 'zz_unknown': a subnet with an unknown choice is accepted")
+        backwards = Arch(dict(reversed(list(probe.archs[0].items()))))
+        if len(space.choices) > 1 and _valid(space, backwards):
+            failures.append("a subnet naming the choices in reverse order is accepted")
     return failures
 
 
@@ -217,7 +229,14 @@ def check_extract(probe: _Probe) -> list[str]:
             return f"the extracted subnet shares weights instead of copying them: {shared[:2]}"
         return None
 
-    return _sweep(probe, check)
+    failures = _sweep(probe, check)
+    outputs = []
+    for arch in probe.archs:
+        net.set_active(arch)
+        outputs.append(probe.output(net))
+    if len(outputs) > 1 and all(np.allclose(outputs[0], o, atol=1e-3) for o in outputs[1:]):
+        failures.append("every subnet computes the same output: set_active changes nothing")
+    return failures
 
 
 def check_groups(probe: _Probe) -> list[str]:
