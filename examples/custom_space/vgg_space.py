@@ -221,6 +221,19 @@ class VggSpace(BaseSearchSpace):
     def supernet(self) -> VggSupernet:
         return VggSupernet(self, self.choices)
 
+    def extremes(self) -> list[Arch]:
+        """The cheapest subnet (narrowest, smallest kernels, grouped, optional blocks skipped)
+        and the most expensive (widest, largest kernels, plain or dilated, every block): a
+        search seeded with them spans the cost range from its start."""
+        def cost(option: str) -> tuple[int, int, bool]:
+            if option == "skip" or option in POOLS:
+                return (0, 0, False)
+            kind, kernel, width = option.split("_")
+            return (int(width[1:]), int(kernel[1:]), kind != "grp")
+
+        return [Arch({n: min(o, key=cost) for n, o in self.choices.items()}),
+                Arch({n: max(o, key=cost) for n, o in self.choices.items()})]
+
     def feature_shapes(self) -> dict[str, tuple[int, int, int]]:
         """(C, H, W) entering every choice's layer, and the head (key ``head``); the report
         draws them."""
