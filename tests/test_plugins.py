@@ -9,7 +9,7 @@ import pytest
 from _cli_helpers import cli
 
 from hwnas.config import config_from_dict
-from hwnas.data import DATASETS, DataSource, RawData, load_dataset
+from hwnas.data import DATASETS, DataSource, load_dataset
 from hwnas.errors import ConfigError
 from hwnas.registry import Registry, absolute_spec, is_file_spec
 from hwnas.arch import Arch
