@@ -66,6 +66,11 @@ def test_the_example_runs_end_to_end(example: Path, tmp_path: Path, capfd, monke
     assert evaluator.space.widths == [4, 8] and evaluator.space.choices["s0b0"][0] == "conv_k3_w2"
     cheapest = evaluator.space.extremes()[0]
     assert evaluator(cheapest).arch == cheapest
+    # ... and so do worker processes (spawned: nothing of this process is inherited).
+    status, out, err = cli(capfd, "search", run.path, "--workers", "2", "--trials", "8",
+                           "--quiet")
+    assert status == 0, err
+    assert out.startswith("8 subnets evaluated"), out
     # check-space on the same config: every check passes.
     status, out, err = cli(capfd, "check-space", "--config", example / "tiny.yaml")
     assert status == 0, out + err
