@@ -83,7 +83,9 @@ class SpaceConfig:
     """The search space and its shape.
 
     Attributes:
-        name: a registered search space (``hwnas.supernet.SPACES``).
+        name: a registered search space (``hwnas.supernet.SPACES``), an installed
+            package's (entry point ``hwnas.spaces``), or a class by spec:
+            ``my_pkg.spaces:MySpace`` or ``./my_space.py:MySpace`` (relative to the config).
         stem_channels: output channels of the fixed stem convolution.
         stages: the searchable stages.
         kernels: kernel sizes offered to every inverted-residual block.
@@ -97,6 +99,8 @@ class SpaceConfig:
         cells: cells of the ``darts`` space (reduction cells at 1/3 and 2/3 of the depth).
         channels: initial channels of the ``darts`` space (doubled at every reduction).
         nodes: intermediate nodes per ``darts`` cell.
+        options: keyword arguments of the space class besides the keys above (a user's
+            space, ``space.name: ./my_space.py:MySpace``, takes its own settings here).
     """
 
     name: str = "mobilenet"
@@ -114,6 +118,7 @@ class SpaceConfig:
     cells: int = bounded(8, low=1, high=64)  # DARTS evaluates networks of 20 cells
     channels: int = bounded(16, low=1, high=WIDTH)
     nodes: int = bounded(4, low=1, high=16)  # a cell's edges grow with the square of its nodes
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def _check(self, err) -> None:
         if not self.stages:

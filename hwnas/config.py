@@ -253,6 +253,8 @@ def _convert(hint: Any, value: Any, key: str, source: str) -> Any:
                               f"{shorten(long[0])}; keys are short names")
         return {_convert(str, str(k), f"{key} key", source):
                 _convert(args[1], v, f"{key}.{k}", source) for k, v in value.items()}
+    if hint is Any:  # free-form (space.options): YAML's own values, bounded by the loader
+        return value
     if hint is bool:
         ok = isinstance(value, bool)
     elif hint is int:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from collections.abc import Callable
 
 import numpy as np
@@ -20,7 +21,8 @@ from _bad_input_damage import (Ctx, a_file, alias_bomb, both, cifar10_batch, cla
                               tear_claim, trains_on_after_interrupt,
                               weights_of_another_training, without, zero_for_the_fastest_subnet,
                               few_shot_run, copies_of_another_training,
-                              digit_images, digits_npz, edit_text, huge_npz, user_data)
+                              digit_images, digits_npz, edit_text, huge_npz, user_data,
+                              entry_point, user_file)
 
 UNREACHABLE = "postgresql+psycopg2://x@127.0.0.1:1/db"  # port 1: nothing listens there
 
@@ -605,4 +607,68 @@ CASES.update({
     "npz_larger_than_memory": Case(
         RUN_FRESH, ("{tmp}/big.npz", "320,150,994,944 bytes", "memory are available"),
         both(huge_npz, config(user_data("npz", "big.npz"))), added=FRESH_CONFIG),
+})
+
+# -- issue 17: a user's own space, strategy and dataset by spec
+EXAMPLE_SPACE = (Path(__file__).resolve().parent.parent / "examples" / "custom_space"
+                 / "vgg_space.py")
+
+
+def _space(spec: str, options: str = "") -> tuple[str, str]:
+    """The edit that names the space ``spec`` (with ``options``) in the tiny config."""
+    return "space:\n", f"space:\n  name: {spec}\n" + (f"  options: {options}\n" if options else "")
+
+
+CASES.update({
+    "space_spec_module_missing": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "no_such_pkg.spaces:MySpace", "no module named "
+                  "'no_such_pkg'"), config(_space("no_such_pkg.spaces:MySpace"))),
+    "space_spec_file_missing": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "{tmp}/missing_space.py", "no such file"),
+        config(_space("./missing_space.py:MySpace"))),
+    "space_spec_attribute_missing": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "my_plugin.py", "no attribute 'MySpace'"),
+        both(user_file("my_plugin.py"), config(_space("./my_plugin.py:MySpace")))),
+    "space_spec_wrong_type": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "my_plugin.py:helper", "is a function",
+                  "not a BaseSearchSpace subclass"),
+        both(user_file("my_plugin.py"), config(_space("./my_plugin.py:helper")))),
+    "space_spec_raises_on_import": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "my_plugin.py", "RuntimeError: needs a GPU"),
+        both(user_file("my_plugin.py", "raise RuntimeError('needs a GPU\\nand more')\n"),
+             config(_space("./my_plugin.py:MySpace")))),
+    "space_spec_not_a_python_file": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "notes.txt", "not a Python file"),
+        both(user_file("notes.txt"), config(_space("./notes.txt:MySpace")))),
+    "space_entry_point_broken": Case(
+        RUN_BAD, ("bad.yaml", "space.name", "'vgg'", "entry point", "hwnas.spaces",
+                  "No module named 'gone_pkg'"),
+        both(entry_point("hwnas.spaces", "vgg", "gone_pkg.spaces:VggSpace"),
+             config(_space("vgg")))),
+    "space_option_unknown": Case(
+        RUN_BAD, ("bad.yaml", "space.options.widht", "VggSpace", "it takes:", "widths"),
+        config(_space(f"{EXAMPLE_SPACE}:VggSpace", "{widht: 8}"))),
+    "space_option_is_a_space_key": Case(
+        RUN_BAD, ("bad.yaml", "space.options.kernels", "set space.kernels"),
+        config(_space("mobilenet", "{kernels: [3]}"))),
+    "space_option_refused_by_the_space": Case(
+        RUN_FRESH, ("{tmp}/fresh/config.yaml", "'space'", "widths must be even"),
+        config(_space(f"{EXAMPLE_SPACE}:VggSpace", "{widths: [3]}")), added=FRESH_CONFIG),
+    "strategy_spec_wrong_type": Case(
+        RUN_BAD, ("bad.yaml", "search.strategy", "my_plugin.py:helper",
+                  "not a BaseStrategy subclass"),
+        both(user_file("my_plugin.py"), config(("trials: 6", "trials: 6, strategy: "
+                                                            "./my_plugin.py:helper")))),
+    "strategy_spec_option_file_missing": Case(
+        ("search", "{run}", "--strategy", "./gone.py:Mine"),
+        ("--strategy", "{tmp}/gone.py", "no such file")),
+    "dataset_spec_module_missing": Case(
+        RUN_BAD, ("bad.yaml", "data.name", "no_such_pkg", "no module named"),
+        config(("name: synthetic", "name: no_such_pkg.data:load"))),
+    "check_space_unloadable": Case(
+        ("check-space", "./gone.py:MySpace"), ("check-space", "{tmp}/gone.py", "no such file")),
+    "check_space_bad_input_shape": Case(
+        ("check-space", "mobilenet", "--input-shape", "1,8"), ("--input-shape", "C,H,W",
+                                                               "'1,8'")),
+    "check_space_nothing_to_check": Case(("check-space",), ("check-space needs a SPEC",)),
 })

@@ -495,3 +495,33 @@ def huge_npz(ctx: Ctx) -> None:
         labels = io.BytesIO()
         np.lib.format.write_array(labels, np.zeros(3, np.int64))
         archive.writestr("y.npy", labels.getvalue())
+
+
+# -- issue 17: a user's own space, strategy and dataset by spec
+
+
+#: A user's file of the plug-in cases: a function that is no space, and a space that refuses
+#: nothing (the example's).
+USER_FILE = '''\
+def helper():
+    return 1
+'''
+
+
+def user_file(name: str, text: str = USER_FILE) -> Callable[[Ctx], None]:
+    """Writes ``tmp/name``, a user's Python file a spec names."""
+    def damage(ctx: Ctx) -> None:
+        (ctx.tmp / name).write_text(text)
+    return damage
+
+
+def entry_point(group: str, name: str, value: str) -> Callable[[Ctx], None]:
+    """An installed package (a dist-info on sys.path, in ``tmp/site``) declaring the entry
+    point ``name = value`` in ``group``."""
+    def damage(ctx: Ctx) -> None:
+        info = ctx.tmp / "site" / "user_plugin-1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text("Metadata-Version: 2.1\nName: user-plugin\nVersion: 1.0\n")
+        (info / "entry_points.txt").write_text(f"[{group}]\n{name} = {value}\n")
+        ctx.monkeypatch.syspath_prepend(str(ctx.tmp / "site"))
+    return damage

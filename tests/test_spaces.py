@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import nnabla as nn
 import nnabla.functions as F
@@ -11,9 +10,8 @@ import pytest
 from conftest import SMALL_SPACE, forward, graph_leaves, randomize, snapshot
 
 from hwnas.arch import Arch
-from hwnas.deploy import export_module_nnp, run_nnp
-from hwnas.hwcost import count_macs, inference_output
 from hwnas.supernet import BaseSearchSpace, Supernet, create_space, list_spaces
+from hwnas.testing import SPACE_CHECKS, check_space
 
 #: A small configuration of every registered space (a new space must add one).
 CONFIGS = {
@@ -97,63 +95,18 @@ def archs(space: BaseSearchSpace, n: int, seed: int = 0) -> list[Arch]:
     return space.extremes() + [space.sample(rng) for _ in range(n)]
 
 
-# ---------------------------------------------------------------- the space
+# ---------------------------------------------------------------- the library's suite
 
 
-def test_sample_and_validate_round_trip(space: BaseSearchSpace) -> None:
-    a = [space.sample(np.random.default_rng(3)) for _ in range(2)]
-    assert a[0] == a[1]
-    rng = np.random.default_rng(0)
-    sampled = [space.sample(rng) for _ in range(30)]
-    assert len(set(sampled)) > 10
-    for arch in sampled + space.extremes():
-        assert list(arch) == list(space.choices)
-        assert space.validate(arch) is arch
-        assert space.validate(Arch.from_key(arch.key)) == arch
-        assert Arch.from_json(arch.to_json()) == arch
-    assert space.size == int(np.prod([len(o) for o in space.choices.values()], dtype=object))
-    assert all(len(o) == len(set(o)) >= 1 for o in space.choices.values())
-
-
-def test_validate_rejects_bad_archs(space: BaseSearchSpace) -> None:
-    good = dict(space.sample(np.random.default_rng(0)))
-    first = next(iter(space.choices))
-    with pytest.raises(ValueError, match="no_such_option"):
-        space.validate(Arch({**good, first: "no_such_option"}))
-    missing = dict(good)
-    del missing[first]
-    with pytest.raises(ValueError, match=first):
-        space.validate(Arch(missing))
-    with pytest.raises(ValueError, match="zz_extra"):
-        space.validate(Arch({**good, "zz_extra": "x"}))
-    with pytest.raises(ValueError):
-        space.validate(Arch(dict(reversed(list(good.items())))))  # the order is part of an Arch
-
-
-def test_extremes_are_two_valid_distinct_archs(space: BaseSearchSpace) -> None:
-    cheapest, priciest = space.extremes()
-    assert cheapest != priciest
-    space.validate(cheapest)
-    space.validate(priciest)
+@pytest.mark.parametrize("check", list(SPACE_CHECKS))
+def test_the_conformance_suite_passes(space: BaseSearchSpace, check: str) -> None:
+    # The checks ``hwnas check-space`` runs on a user's space (hwnas.testing): sample and
+    # validate, keys, extract against set_active, parameter groups, units and counters, export.
+    result, = check_space(space, checks=[check])
+    assert result.ok, result.failures
 
 
 # ---------------------------------------------------------------- weight sharing
-
-
-def test_extracted_subnet_computes_what_the_active_supernet_computes(
-        space: BaseSearchSpace, net: Supernet) -> None:
-    x = inputs(space)
-    net.training = False
-    outputs = {}
-    for arch in archs(space, 3):
-        net.set_active(arch)
-        expected = forward(net, x)
-        subnet = net.extract(arch)
-        assert subnet.training is False
-        np.testing.assert_allclose(forward(subnet, x), expected, atol=1e-6, rtol=0)
-        outputs[arch.key] = expected
-    values = list(outputs.values())
-    assert all(not np.allclose(values[0], v, atol=1e-3) for v in values[1:])
 
 
 def test_extracted_subnet_holds_copies_of_its_path_only(space: BaseSearchSpace,
@@ -324,63 +277,11 @@ def test_derive_follows_the_architecture_parameters(name: str, space: BaseSearch
     assert net.derive() == derived
 
 
-def test_derived_subnet_exports_and_runs_the_same(space: BaseSearchSpace, net: Supernet,
-                                                  tmp_path: Path) -> None:
-    random_alphas(net, seed=1)
-    subnet = net.extract(net.derive())
-    x = inputs(space)
-    subnet.training = False
-    want = forward(subnet, x)
-    path = tmp_path / "subnet.nnp"
-    export_module_nnp(subnet, space.input_shape, path)
-    np.testing.assert_allclose(run_nnp(path, x), want, atol=1e-4, rtol=1e-4)
-
-
-# ---------------------------------------------------------------- units
-
-
-def _macs(module, shape: tuple[int, ...]) -> int:
-    return count_macs(inference_output(module, nn.Variable((1,) + tuple(shape))))
-
-
-def test_units_of_a_subnet_are_units_of_the_space(space: BaseSearchSpace) -> None:
-    every = space.units()
-    keys = [u.key for u in every]
-    assert len(keys) == len(set(keys))
-    for arch in archs(space, 5):
-        assert {u.key for u in space.units(arch)} <= set(keys)
-
-
-def test_units_cover_every_multiply_accumulate(space: BaseSearchSpace, net: Supernet) -> None:
-    for arch in space.extremes():
-        units = space.units(arch)
-        subnet = net.extract(arch)
-        total = sum(_macs(unit.build(), unit.input_shape) for unit in units)
-        assert total == _macs(subnet, space.input_shape)
-
-
-def test_arch_units_name_every_architecture_parameter_and_option(space: BaseSearchSpace,
-                                                                 net: Supernet) -> None:
-    fixed, edges, share = space.arch_units()
-    options = net.arch_options()
-    assert set(edges) == set(share) == set(net.arch_parameters())
-    keys = {u.key for u in space.units()}
-    assert {u.key for u in fixed} <= keys
-    for name, per_option in edges.items():
-        assert set(per_option) == set(options[name])
-        assert 0 < share[name] <= 1
-        for units in per_option.values():
-            assert {u.key for u in units} <= keys
-            assert len(units) in (0, len(net.mixed_ops()[name]))
-
-
 def test_arch_units_of_a_chosen_path_are_the_subnets_units() -> None:
     # A block with one option has no architecture parameter, but its unit is in every
     # subnet: it belongs to the fixed units, or expected costs (the regularizers') miss it.
     space = create_space("mobilenet", **{**SMALL_SPACE, "stages": [(8, 1, 1), (16, 1, 2)],
                                          "kernels": [3], "expansions": [2]})
     assert any(len(options) == 1 for options in space.choices.values())
-    fixed, edges, _ = space.arch_units()
-    for arch in archs(space, 4):
-        chosen = [u for name, per_option in edges.items() for u in per_option[arch[name]]]
-        assert sorted(u.key for u in fixed + chosen) == sorted(u.key for u in space.units(arch))
+    result, = check_space(space, checks=["units and counters"])
+    assert result.ok, result.failures

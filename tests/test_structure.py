@@ -17,8 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "hwnas"
 LAYERS = (
     {"__main__"},
     {"cli", "_api"},
-    {"testing"},
     {"run"},
+    {"testing"},
     {"driver", "deploy"},
     {"strategies", "tabular"},
     {"studies", "pareto", "ranking"},

@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 from hwnas import __version__
 from hwnas import run as steps
+from hwnas.cli._check import add_commands as add_check_commands
 from hwnas.cli._common import Parser, UsageError
 from hwnas.cli._cost import add_commands as add_cost_commands
 from hwnas.cli._exit import CLOSED_STDOUT, INTERRUPTED, stdout_closed
@@ -26,6 +27,7 @@ def build_parser() -> Parser:
     add_retrain_commands(sub)
     add_cost_commands(sub)
     add_report_commands(sub)
+    add_check_commands(sub)
     return parser
 
 

@@ -14,7 +14,7 @@ from hwnas.cli._retrain import print_retrained
 from hwnas.deploy import FORMATS
 from hwnas.errors import HwnasError
 from hwnas.budgets import parse_budgets
-from hwnas.strategies import STRATEGIES
+from hwnas.strategies import STRATEGIES, strategy_class
 from hwnas.studies import masked
 
 
@@ -52,7 +52,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--trials", type=int,
                    help="distinct subnets to evaluate in total (default: the config's)")
     p.add_argument("--strategy", metavar="NAME",
-                   help="search strategy instead of the config's: " + _strategy_names())
+                   help="search strategy instead of the config's: " + _strategy_names()
+                   + ", or MODULE:CLASS, ./FILE.py:CLASS")
     _parallel_args(p)
     add_quiet(p)
     p.set_defaults(func=cmd_search, writes="shared-on-database")
@@ -172,9 +173,11 @@ def cmd_search(args: argparse.Namespace) -> None:
     if args.trials is not None and args.trials < 1:
         raise HwnasError(f"--trials must be >= 1, got {args.trials}")
     parallel = _parallel(args)
-    if args.strategy is not None and args.strategy not in _strategies():
-        raise HwnasError(f"--strategy: unknown strategy {args.strategy!r}; known: "
-                         f"{_strategy_names()}")
+    if args.strategy is not None:
+        try:
+            strategy_class(args.strategy)  # a name, or a spec such as ./mine.py:Mine
+        except ValueError as exc:
+            raise HwnasError(f"--strategy: {exc}") from None
     evs = steps.search(run, progress=not args.quiet, strategy=args.strategy,
                        trials=args.trials, **parallel)
     failed = steps.failed_subnets_of(run)

@@ -54,7 +54,7 @@ def load_dataset(cfg: DataConfig, seed: int) -> Dataset:
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     try:
-        source = DATASETS.get(cfg.name)
+        source = DATASETS.resolve(cfg.name)
     except ValueError as exc:
         raise DataError(str(exc)) from None
     if source.needs_path and not cfg.path:

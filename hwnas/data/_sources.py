@@ -34,8 +34,19 @@ class DataSource:
     augmentation: str = "shift"
 
 
-#: name -> DataSource, in registration order (``digits``, the default, first).
-DATASETS: Registry[DataSource] = Registry("dataset")
+def _as_source(obj: object) -> DataSource:
+    """A loaded dataset entry: a DataSource as it is, a loader function as a DataSource."""
+    if isinstance(obj, DataSource):
+        return obj
+    if callable(obj) and not isinstance(obj, type):
+        return DataSource(load=obj)
+    raise TypeError("a dataset loader (a function taking the data config and returning "
+                    "RawData, or a DataSource)")
+
+
+#: name -> DataSource, in registration order (``digits``, the default, first). A config may
+#: also name a loader by spec (``resolve``), or an installed package's ``hwnas.datasets``.
+DATASETS: Registry[DataSource] = Registry("dataset", group="hwnas.datasets", accept=_as_source)
 
 
 def register_dataset(name: str, loader: Loader | None = None, *, needs_path: bool = False,
@@ -75,6 +86,6 @@ def default_augmentation(dataset: str) -> str:
     """What ``augmentation: auto`` means for the registered ``dataset``.
 
     Raises:
-        ValueError: ``dataset`` is not registered.
+        ValueError: ``dataset`` is not registered and no spec that can be loaded.
     """
-    return DATASETS.get(dataset).augmentation
+    return DATASETS.resolve(dataset).augmentation

@@ -5,6 +5,7 @@ evaluate, strategies, studies, pareto, driver, deploy) and the CLI stands on it.
 """
 from __future__ import annotations
 
+from hwnas.run.check_space import check_space_spec
 from hwnas.run.compare import compare
 from hwnas.run.dashboard import dashboard_server, serve
 from hwnas.run.export import deploy_subnet, export
@@ -24,7 +25,8 @@ from hwnas.run.train import derived_arch, ranking_caveat, train, write_derived
 from hwnas.run.workspace import (Workspace, check_trained, make_evaluator, set_context,
                                  space_from_config, worker_evaluator, workspace)
 
-__all__ = ["RunDir", "Workspace", "check_table", "check_trained", "compare", "configure_run",
+__all__ = ["RunDir", "Workspace", "check_space_spec", "check_table", "check_trained", "compare",
+           "configure_run",
            "create_study", "dashboard_server", "deploy_subnet", "derived_arch", "ensure_table",
            "export", "failed_subnets_of", "front", "front_table", "load_table", "make_evaluator",
            "make_profiler", "plot_check", "profile", "rank_check", "ranking_caveat", "read_arch_json",

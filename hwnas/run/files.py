@@ -11,7 +11,7 @@ from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, loa
 from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
 from hwnas.io import FileLock, LockHeld, atomic_write_text, remove_stale_temporaries
-from hwnas.run.names import check_names
+from hwnas.run.names import check_names, with_absolute_specs
 from hwnas.studies import JOURNAL, STORAGE
 from hwnas.supernet.learners import BaseLearner
 
@@ -132,7 +132,8 @@ class RunDir:
         if writer is not None:
             writer.hold(path)
         try:
-            config = load_config(path / CONFIG)
+            # (File specs are stored absolute; one written relative is the run's own.)
+            config = with_absolute_specs(load_config(path / CONFIG), path)
             check_names(config, str(path / CONFIG))
             remove_leftovers(path)
             return cls(path, config)
@@ -228,7 +229,9 @@ def configure_run(config_path: str | None, out: str | None,
                   writer: Writer | None = None) -> RunDir:
     """Loads a config (with optional overrides) and creates or reopens its run directory
     (held by ``writer`` from then on)."""
-    cfg = load_config(config_path)
+    # A file spec (space.name: ./my_space.py:MySpace) is relative to the config's directory.
+    cfg = with_absolute_specs(load_config(config_path),
+                              Path(config_path).parent if config_path else None)
     if overrides:
         data = cfg.to_dict()
         for dotted, value in overrides.items():
@@ -238,5 +241,6 @@ def configure_run(config_path: str | None, out: str | None,
                 node = node[part]
             node[leaf] = value
         cfg = config_from_dict(data, source=str(config_path or "default config"))
+        cfg = with_absolute_specs(cfg, None)  # an override's file spec: from the working dir
     check_names(cfg, str(config_path or DEFAULT_CONFIG))
     return RunDir.create(out or Path("runs") / cfg.name, cfg, writer=writer)

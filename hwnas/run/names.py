@@ -3,14 +3,15 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from hwnas.config import TrainConfig
 from hwnas.data import AUGMENTATIONS, DATASETS
 from hwnas.errors import ConfigError, shorten
-from hwnas.registry import Registry
+from hwnas.registry import Registry, absolute_spec
 from hwnas.strategies import STRATEGIES
-from hwnas.supernet import SPACES, parse_candidate
+from hwnas.supernet import DATA_ARGUMENTS, SPACES, parse_candidate, space_keywords
 from hwnas.supernet.learners import COST_OBJECTIVES, FORMS, LEARNERS, UniformLearner
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["check_names"]
+__all__ = ["check_names", "with_absolute_specs"]
 
 
 def check_names(config: ExperimentConfig, source: str) -> None:
@@ -28,6 +29,8 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     spaces, candidate operations, learners, regularizer objectives and forms,
     strategies and augmentations are looked up here in their registries, so a
     dataset or learner registered by a plug-in is accepted like a built-in one.
+    A dataset, space or strategy given by spec (``module:attr``, ``file.py:attr``,
+    an entry point) is loaded and checked here, and so are ``space.options``.
 
     Args:
         config: a loaded config.
@@ -43,7 +46,12 @@ def check_names(config: ExperimentConfig, source: str) -> None:
     data = _lookup(DATASETS, config.data.name, "data.name", err)
     if data.needs_path and not config.data.path:
         err("data.path", f"dataset {config.data.name!r} needs the path of your local copy")
-    _lookup(SPACES, config.space.name, "space.name", err)
+    space = _lookup(SPACES, config.space.name, "space.name", err)
+    try:
+        space_keywords(space, {**dataclasses.asdict(config.space),
+                               **dict.fromkeys(DATA_ARGUMENTS)}, config.space.options)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
     for option in config.space.operations:
         try:
             parse_candidate(option)
@@ -86,7 +94,35 @@ def check_names(config: ExperimentConfig, source: str) -> None:
 
 def _lookup(registry: Registry[T], name: str, key: str,
             err: Callable[[str, str], NoReturn]) -> T:
+    if registry.group is None:  # a registry that holds names only
+        try:
+            return registry.get(name)
+        except ValueError:  # the registry's own message would show all of a huge name
+            err(key, f"unknown {registry.kind} {shorten(name)}; known: "
+                f"{', '.join(registry.names())}")
     try:
-        return registry.get(name)
-    except ValueError:  # the registry's own message would show all of a huge name
-        err(key, f"unknown {registry.kind} {shorten(name)}; known: {', '.join(registry.names())}")
+        return registry.resolve(name)
+    except ValueError as exc:  # unknown, or a spec that does not load: the message says which
+        err(key, str(exc))
+
+
+#: The config keys that name a dataset, space or strategy, which a spec may give as a file.
+_SPEC_KEYS = (("data", "name"), ("space", "name"), ("search", "strategy"))
+
+
+def with_absolute_specs(config: ExperimentConfig, base: str | Path | None) -> ExperimentConfig:
+    """``config`` with every file spec (``./my_space.py:MySpace``) made absolute against
+    ``base``, the directory of the config file that gives it.
+
+    The run directory stores the config so: a later command on the run, a worker
+    (``--workers``, Dask, ``hwnas worker``) or a reopened run loads the same file
+    from wherever it starts.
+    """
+    for section, key in _SPEC_KEYS:
+        part = getattr(config, section)
+        spec = getattr(part, key)
+        absolute = absolute_spec(spec, base)
+        if absolute != spec:
+            config = dataclasses.replace(config, **{
+                section: dataclasses.replace(part, **{key: absolute})})
+    return config

@@ -16,8 +16,8 @@ from hwnas.errors import ConfigError, RunDirError
 from hwnas.evaluate import Evaluator
 import hwnas.run.lut as lut
 from hwnas.run.files import RunDir
-from hwnas.supernet import (BaseSearchSpace, SplitWeights, Supernet, create_space,
-                            space_arguments, split_choice)
+from hwnas.supernet import (SPACES, BaseSearchSpace, SplitWeights, Supernet, space_keywords,
+                            split_choice)
 from hwnas.supernet.learners import load_weights, recorded_fingerprint, trained_split
 
 
@@ -72,15 +72,33 @@ def space_from_config(config: ExperimentConfig, data: Dataset, *,
     Raises:
         ConfigError: the space refuses its settings; the message names ``source``.
     """
+    return build_space(config, data.input_shape, data.n_classes, source=source)
+
+
+def build_space(config: ExperimentConfig, input_shape: tuple[int, int, int], n_classes: int, *,
+                source: str = "config") -> BaseSearchSpace:
+    """The search space the config names (a registered name or a spec, with its keys and
+    ``space.options``), for inputs of ``input_shape`` and ``n_classes`` classes.
+
+    Raises:
+        ConfigError: the space cannot be loaded or refuses its settings; the message
+            names ``source``.
+    """
     space_cfg = config.space
     try:
-        given = {**dataclasses.asdict(space_cfg), "input_shape": data.input_shape,
-                 "n_classes": data.n_classes,
+        factory = SPACES.resolve(space_cfg.name)
+        given = {**dataclasses.asdict(space_cfg), "input_shape": tuple(input_shape),
+                 "n_classes": n_classes,
                  "stages": [(s.channels, s.blocks, s.stride) for s in space_cfg.stages]}
-        # Each space takes the keys it knows (darts: cells, channels, nodes, operations).
-        return create_space(space_cfg.name, **{k: v for k, v in given.items()
-                                               if k in space_arguments(space_cfg.name)})
+        # Each space takes the keys it reads (darts: cells, channels, nodes, operations)
+        # and its options.
+        kwargs = space_keywords(factory, given, space_cfg.options)
     except ValueError as exc:
+        raise ConfigError(f"{source}: 'space.name' {exc}" if str(exc)[:1] != "'"
+                          else f"{source}: {exc}") from None
+    try:
+        return factory(**kwargs)
+    except (ValueError, TypeError) as exc:  # TypeError: a user's space refusing an option
         raise ConfigError(f"{source}: 'space' {exc}") from None
 
 

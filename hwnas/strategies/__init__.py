@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from hwnas.registry import Registry, import_modules
+from hwnas.registry import Registry, import_modules, subclass_of
 from hwnas.strategies._base import BaseStrategy, ProposingStrategy
 from hwnas.strategies._deap import DeapNSGA2, DeapNSGA3, DeapSPEA2
 from hwnas.strategies._optuna import (NSGAIIIStrategy, NSGAIIStrategy, OptunaRandomStrategy,
                                       QMCStrategy, SamplerStrategy, TPELocalStrategy, TPEStrategy)
 from hwnas.strategies._random import RandomSearch
 
-#: name -> strategy class, in the order the CLI lists them; the first is the default.
-STRATEGIES: Registry[type[BaseStrategy]] = Registry("strategy")
+#: name -> strategy class, in the order the CLI lists them; the first is the default. A config
+#: may also name a class by spec (``resolve``), or an installed package's ``hwnas.strategies``.
+STRATEGIES: Registry[type[BaseStrategy]] = Registry(
+    "strategy", group="hwnas.strategies", accept=subclass_of(BaseStrategy))
 
 
 def register_strategy(name: str, cls: type[BaseStrategy] | None = None
@@ -36,12 +38,14 @@ def list_strategies(pattern: str = "*") -> list[str]:
 
 
 def strategy_class(name: str) -> type[BaseStrategy]:
-    """The registered strategy called ``name``.
+    """The strategy ``name``: a registered name, or a spec (``my_pkg.strategies:Mine``,
+    ``./mine.py:Mine``, an installed package's entry point; see ``Registry.resolve``).
 
     Raises:
-        ValueError: no strategy has that name; the message lists the known ones.
+        ValueError: no strategy has that name, or the spec cannot be loaded; the
+            message lists the known names, or says why.
     """
-    return STRATEGIES.get(name)
+    return STRATEGIES.resolve(name)
 
 
 def create_strategy(name: str, **kwargs) -> BaseStrategy:

@@ -181,6 +181,8 @@ class CellSpace(BaseSearchSpace):
         operations: the candidates of every edge; None or empty for :data:`DARTS_OPS`.
     """
 
+    config_keys = ("cells", "channels", "nodes", "operations")
+
     def __init__(self, *, input_shape: tuple[int, int, int], n_classes: int, cells: int = 8,
                  channels: int = 16, nodes: int = 4, operations: list[str] | None = None) -> None:
         ops = tuple(operations) if operations else DARTS_OPS

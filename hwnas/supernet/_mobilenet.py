@@ -122,6 +122,9 @@ class ChainSpace(BaseSearchSpace):
             ``grp_k3_g2``, ``max_k3``, ``affine``, ...); ``bn`` only where shapes match.
     """
 
+    config_keys = ("stem_channels", "stages", "kernels", "expansions", "skip", "head_channels",
+                   "operations")
+
     def __init__(self, *, input_shape: tuple[int, int, int], n_classes: int,
                  stem_channels: int = 16,
                  stages: list[tuple[int, int, int]] | None = None,

@@ -4,13 +4,14 @@ from __future__ import annotations
 import abc
 import dataclasses
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import ClassVar
 
 import nnabla as nn
 import numpy as np
 
 from hwnas.arch import Arch
-from hwnas.registry import Registry
+from hwnas.registry import Registry, subclass_of
 from hwnas.supernet._mixed import MODES, MixedOp
 from hwnas.supernet._ops import Op
 
@@ -114,6 +115,10 @@ class BaseSearchSpace(abc.ABC):
     #: choice name -> options, in the order that defines Arch keys.
     choices: dict[str, tuple[str, ...]]
 
+    #: The keys of the config's ``space`` section this space is built with (besides
+    #: ``input_shape`` and ``n_classes``); its other arguments come from ``space.options``.
+    config_keys: ClassVar[tuple[str, ...]] = ()
+
     def sample(self, rng: np.random.Generator) -> Arch:
         """A uniformly random subnet."""
         return Arch({name: options[rng.integers(len(options))]
@@ -180,8 +185,10 @@ class BaseSearchSpace(abc.ABC):
         """
 
 
-#: name -> search space class (or factory taking the space's keyword arguments).
-SPACES: Registry[Callable[..., BaseSearchSpace]] = Registry("search space", sort=True)
+#: name -> search space class (or factory taking the space's keyword arguments); a config
+#: may also name a class by spec (``resolve``), or an installed package's ``hwnas.spaces``.
+SPACES: Registry[Callable[..., BaseSearchSpace]] = Registry(
+    "search space", sort=True, group="hwnas.spaces", accept=subclass_of(BaseSearchSpace))
 
 
 def register_space(name: str) -> Callable[[type], type]:
@@ -199,10 +206,62 @@ def list_spaces(pattern: str = "*") -> list[str]:
 
 
 def space_arguments(name: str) -> set[str]:
-    """The keyword arguments the registered space ``name`` takes."""
-    return set(inspect.signature(SPACES.get(name)).parameters)
+    """The keyword arguments the space ``name`` (a registered name or spec) takes; a space
+    that takes ``**kwargs`` takes any."""
+    return _arguments(SPACES.resolve(name))
+
+
+def _arguments(factory: Callable[..., object]) -> set[str]:
+    params = inspect.signature(factory).parameters.values()
+    return {p.name for p in params if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def takes_any_keyword(factory: Callable[..., object]) -> bool:
+    """Whether ``factory`` takes ``**kwargs``."""
+    return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+
+
+#: What every space is built with, from the data rather than from the config's ``space``.
+DATA_ARGUMENTS = ("input_shape", "n_classes")
+
+
+def space_keywords(factory: Callable[..., BaseSearchSpace], config: Mapping[str, object],
+                   options: Mapping[str, object]) -> dict[str, object]:
+    """The keyword arguments that build a space: ``DATA_ARGUMENTS``, the keys of the
+    config's ``space`` section that it reads, and the config's ``space.options``.
+
+    A space reads the section keys its ``config_keys`` names (a factory without
+    that attribute: the keys its signature takes); every other argument comes
+    from ``options``.
+
+    Args:
+        factory: the space class (or factory).
+        config: the section's values and ``DATA_ARGUMENTS``, by name.
+        options: ``space.options``.
+
+    Raises:
+        ValueError: an option the space does not take (the message lists those it
+            does), or one that is a key of the section or comes from the data.
+    """
+    takes = _arguments(factory)
+    reads = set(getattr(factory, "config_keys", config)) | set(DATA_ARGUMENTS)
+    kwargs = {k: v for k, v in config.items() if k in reads and k in takes}
+    name = getattr(factory, "__name__", "this space")
+    for key, value in options.items():
+        if key in DATA_ARGUMENTS:
+            raise ValueError(f"'space.options.{key}' comes from the data; leave it out")
+        if key in reads:
+            raise ValueError(f"'space.options.{key}' is a key of the space section: "
+                             f"set space.{key} instead")
+        if key not in takes and not takes_any_keyword(factory):
+            accepted = sorted(takes - reads)
+            raise ValueError(f"'space.options.{key}' is no argument of {name}; it takes: "
+                             + (", ".join(accepted) or "none"))
+        kwargs[key] = value
+    return kwargs
 
 
 def create_space(name: str, **kwargs) -> BaseSearchSpace:
-    """Builds the registered space ``name``; an unknown name lists the known ones."""
-    return SPACES.get(name)(**kwargs)
+    """Builds the space ``name`` (a registered name or a spec, see ``Registry.resolve``);
+    an unknown name lists the known ones."""
+    return SPACES.resolve(name)(**kwargs)
