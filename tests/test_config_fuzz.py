@@ -10,7 +10,6 @@ only with a clean ``HwnasError``.
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import typing
 from pathlib import Path

@@ -18,7 +18,6 @@ from hwnas.arch import Arch
 from hwnas.config import load_config
 from hwnas.driver import RETRIES, DriveResult, drive, failed_subnets
 from hwnas.errors import MeasurementError
-from hwnas.hwcost import Costs
 from hwnas.objectives import Evaluation
 from hwnas.run import space_from_config
 from hwnas.strategies import (STRATEGIES, DeapNSGA2, ProposingStrategy, RandomSearch,
