@@ -15,6 +15,7 @@ and the registries, to add a dataset, search space or strategy at run time:
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 __version__ = "0.1.0"
@@ -42,8 +43,6 @@ def __getattr__(name: str) -> Any:
     """
     if name not in _API:
         raise AttributeError(f"module 'hwnas' has no attribute {name!r}")
-    import importlib
-
     value = getattr(importlib.import_module(_API[name]), name)
     globals()[name] = value
     return value

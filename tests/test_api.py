@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import matplotlib
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
@@ -54,7 +55,9 @@ def test_the_readme_example_gives_the_front_and_selection_of_the_command_line(
     namespace: dict = {}
     printed = io.StringIO()
     try:
-        with contextlib.redirect_stdout(printed):
+        # rc_context: Optuna's matplotlib plots set the ggplot style for the whole process,
+        # which would change every later test's plots.
+        with contextlib.redirect_stdout(printed), matplotlib.rc_context():
             exec(compile(code.replace("runs/digits", str(run_copy)), str(README), "exec"),
                  namespace)
         loaded = load_dataset(DataConfig(name="blobs", image_size=8), seed=0)
