@@ -106,7 +106,8 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
     try:
         drive(searcher, evaluator, cfg.search.trials, study=study, known=known,
               on_result=show, on_failure=warn, batch=cfg.search.batch,
-              submit=pool.submit if pool is not None else None, result=result)
+              submit=pool.submit if pool is not None else None, result=result,
+              space=ws.space)
     except MeasurementError:
         _write_stats(run, result, name, workers, dask)  # the counts up to the stop
         raise
@@ -115,6 +116,9 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
             pool.close()
         bar.close()
     _write_stats(run, result, name, workers, dask)
+    if result.infeasible:
+        tqdm.write(f"note: {result.infeasible} proposed subnets cannot be built in this space; "
+                   "they are recorded as infeasible (failed trials) and not proposed again")
     if result.exhausted:
         tqdm.write(f"note: the space holds only {len(known)} subnets that can be evaluated; "
                    "all are evaluated")
@@ -128,7 +132,7 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
 def _write_stats(run: RunDir, result: DriveResult, name: str, workers: int,
                  dask: str | None) -> None:
     """search_stats.json: what this search did; a search that did nothing leaves it as it was."""
-    if result.evaluated or result.cached or result.failed:
+    if result.evaluated or result.cached or result.failed or result.infeasible:
         atomic_write_json(run / RunDir.SEARCH_STATS,
                           {**dataclasses.asdict(result), "strategy": name,
                            "batch": run.config.search.batch, "workers": workers, "dask": dask})
@@ -216,7 +220,8 @@ def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
             bar.update(1)
 
     try:
-        result = work(searcher, evaluator, cfg.search.trials, study=study, on_result=show)
+        result = work(searcher, evaluator, cfg.search.trials, study=study, on_result=show,
+                      space=ws.space)
     finally:
         bar.close()
     if result.stalled:

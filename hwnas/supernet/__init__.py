@@ -6,8 +6,8 @@ from hwnas.supernet._candidates import parse_candidate
 # Importing the two spaces' modules registers them ("darts", "mobilenet").
 from hwnas.supernet._darts import CellSpace, CellSupernet
 from hwnas.supernet._mobilenet import ChainSpace, ChainSupernet
-from hwnas.supernet._space import (SPACES, BaseSearchSpace, Supernet, Unit, create_space,
-                                   list_spaces, register_space, space_arguments)
+from hwnas.supernet._space import (SPACES, BaseSearchSpace, InfeasibleArch, Supernet, Unit,
+                                   create_space, list_spaces, register_space, space_arguments)
 from hwnas.supernet._split import SplitWeights, split_choice
 from hwnas.supernet._viz import CELL_KEY, draw_arch, plot_arch_trajectories
 from hwnas.registry import import_modules
@@ -15,6 +15,6 @@ from hwnas.registry import import_modules
 import_modules(__name__)  # a new space's module registers it, with nothing else to edit
 
 __all__ = ["Arch", "BaseSearchSpace", "CELL_KEY", "CellSpace", "CellSupernet", "ChainSpace",
-           "ChainSupernet", "SPACES", "SplitWeights", "Supernet", "Unit", "create_space",
-           "draw_arch", "list_spaces", "parse_candidate", "plot_arch_trajectories",
+           "ChainSupernet", "InfeasibleArch", "SPACES", "SplitWeights", "Supernet", "Unit",
+           "create_space", "draw_arch", "list_spaces", "parse_candidate", "plot_arch_trajectories",
            "register_space", "space_arguments", "split_choice"]
