@@ -49,13 +49,14 @@ def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
 def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna.Study,
               seed: int) -> BaseStrategy:
     """The strategy (an Optuna sampler's over ``study``), its first proposals queued: the
-    learner's derived subnet, then the space's extremes."""
+    learner's derived subnet, then the space's extremes (one the space cannot build is
+    recorded as infeasible by the loop, like any proposal)."""
     cfg = run.config
     over = {"study": study} if issubclass(cls, SamplerStrategy) else {}
     searcher = cls(**over, choices=ws.space.choices, objectives=cfg.search.objectives,
                    budgets=cfg.budgets, seed=seed)
     derived = derived_arch(run)
-    searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
+    searcher.enqueue(([ws.space.check_choices(derived)] if derived is not None else [])
                      + ws.space.extremes())
     return searcher
 
