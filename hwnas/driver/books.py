@@ -65,33 +65,34 @@ class Books:
         self._open: dict[str, list[optuna.Trial]] = {}  # key -> trials asked, not yet answered
         self.space = space
         # proposed key -> its network's canonical encoding, or why the space cannot build it
-        self._networks: dict[str, Arch | ValueError] = {}
+        self._networks: dict[str, Arch | str] = {}
 
-    def network(self, arch: Arch) -> Arch:
-        """The canonical encoding of ``arch``'s network (``arch`` itself without a space).
-
-        Raises:
-            ValueError: the space cannot build ``arch`` (``InfeasibleArch``, or an
-                option it does not offer); the message says why.
-        """
+    def network(self, arch: Arch) -> Arch | None:
+        """The canonical encoding of ``arch``'s network (``arch`` itself without a space);
+        None where the space cannot build ``arch`` (``refusal`` says why)."""
         if arch.key not in self._networks:
-            try:
-                network = (arch if self.space is None
-                           else self.space.canonical(self.space.validate(arch)))
-            except ValueError as exc:
-                network = exc
-            self._networks[arch.key] = network
+            if self.space is None:
+                self._networks[arch.key] = arch
+            else:
+                try:
+                    valid = self.space.validate(arch)
+                except ValueError as exc:  # InfeasibleArch, or an option it does not offer
+                    self._networks[arch.key] = str(exc)
+                else:
+                    self._networks[arch.key] = self.space.canonical(valid)
         found = self._networks[arch.key]
-        if isinstance(found, ValueError):
-            raise found
-        return found
+        return None if isinstance(found, str) else found
+
+    def refusal(self, arch: Arch) -> str | None:
+        """Why the space cannot build ``arch``; None where it can."""
+        self.network(arch)  # looks it up once
+        found = self._networks[arch.key]
+        return found if isinstance(found, str) else None
 
     def key(self, arch: Arch) -> str:
         """The key of ``arch``'s network; ``arch``'s own where the space cannot build it."""
-        try:
-            return self.network(arch).key
-        except ValueError:
-            return arch.key
+        network = self.network(arch)
+        return arch.key if network is None else network.key
 
     def open(self, n: int = 1) -> list[tuple[Arch, optuna.Trial]]:
         """Up to ``n`` proposals of the strategy, each with the trial opened for it."""

@@ -117,9 +117,12 @@ class _Encodings(Mapping):
     def __getitem__(self, key: str) -> Evaluation:
         try:
             arch = Arch.from_key(key)
-            evaluation = self._known[self._books.network(arch).key]
         except ValueError:
             raise KeyError(key) from None
+        network = self._books.network(arch)
+        if network is None or network.key not in self._known:
+            raise KeyError(key)
+        evaluation = self._known[network.key]
         return evaluation if evaluation.arch == arch else dataclasses.replace(evaluation,
                                                                               arch=arch)
 
@@ -294,13 +297,11 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 untold = [arch for arch, _ in opened]
                 todo: dict[str, tuple[Arch, optuna.Trial]] = {}
                 for arch, trial in opened:
-                    key = books.key(arch)
-                    if key in known or key in failed or key in pending | elsewhere:
-                        continue
-                    try:
-                        todo.setdefault(key, (books.network(arch), trial))
-                    except ValueError:
-                        pass  # the space cannot build it: recorded when told, nothing measured
+                    key, network = books.key(arch), books.network(arch)
+                    # one the space cannot build is recorded when told, and not measured
+                    if network is not None and key not in known and key not in failed \
+                            and key not in pending | elsewhere:
+                        todo.setdefault(key, (network, trial))
                 pending.update(todo)
                 began = time.perf_counter()
                 answers = submit([arch for arch, _ in todo.values()]) if todo else (lambda: [])
@@ -330,15 +331,13 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                     repeats += 1
                     result.cached += 1
                     continue
-                if outcome is None:
-                    try:
-                        books.network(arch)
-                    except ValueError as exc:  # the space cannot build it
-                        failed[key] = str(exc)
-                        infeasible.add(key)
-                        books.fail(arch, reason=str(exc), infeasible=True)
-                        result.infeasible += 1
-                        continue
+                refusal = books.refusal(arch)
+                if outcome is None and refusal is not None:  # the space cannot build it
+                    failed[key] = refusal
+                    infeasible.add(key)
+                    books.fail(arch, reason=refusal, infeasible=True)
+                    result.infeasible += 1
+                    continue
                 if outcome is None:  # another process evaluates it
                     books.abandon(arch, reason="being evaluated by another worker")
                     continue

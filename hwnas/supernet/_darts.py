@@ -177,8 +177,9 @@ class CellSpace(BaseSearchSpace):
     is used; ``zero`` (whose edge would contribute nothing) is not an option of
     a choice; every other operation of every edge has its own weights; and the
     two inputs of a node are ordered (a < b), so no node has two encodings.
-    ``canonical`` and ``validate`` are the base class's (checked on every subnet
-    of small cells in ``tests/test_canonical.py``).
+    ``canonical`` and ``validate`` are the base class's. (Every subnet of
+    small configurations computed a function of its own; ``tests/test_canonical.py``
+    checks that every one-choice move changes the network.)
 
     Args:
         input_shape: (C, H, W) of the input images; H, W >= 4.

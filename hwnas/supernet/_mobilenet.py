@@ -112,8 +112,9 @@ class ChainSpace(BaseSearchSpace):
     options each have their own weights (``skip``, the one without any, is
     offered once per block), no option makes another block's choice irrelevant,
     and each option is built for its block's shapes. ``canonical`` and
-    ``validate`` are the base class's (checked on every subnet of a small chain
-    in ``tests/test_canonical.py``).
+    ``validate`` are the base class's. (Every subnet of small configurations
+    computed a function of its own; ``tests/test_canonical.py`` checks that
+    every one-choice move changes the network.)
 
     Args:
         input_shape: (C, H, W) of the input images.
