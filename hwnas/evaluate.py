@@ -64,6 +64,8 @@ class Evaluator:
     def __call__(self, arch: Arch) -> Evaluation:
         """The evaluation of ``arch``, computed once per Arch key."""
         if arch.key not in self.cache:
+            # The search loop validates every proposal before it gets here (an infeasible one
+            # is recorded, not measured); a direct caller still gets the ValueError first.
             self.space.validate(arch)
             accuracy = self.accuracy(arch, self.data.val)
             self.cache[arch.key] = Evaluation(

@@ -6,14 +6,14 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from contextlib import AbstractContextManager
 from typing import Union
 
 import optuna
 
 from hwnas.arch import Arch
-from hwnas.driver.books import Books, failed_subnets
+from hwnas.driver.books import Books, Rules, failed_subnets, infeasible_subnets
 from hwnas.errors import MeasurementError
 from hwnas.objectives import Evaluation
 from hwnas.strategies import BaseStrategy
@@ -37,10 +37,13 @@ class DriveResult:
     Attributes:
         evaluated: distinct subnets evaluated (the budget counts these).
         cached: proposals answered from the study without evaluating again (a
-            subnet that failed before included).
+            subnet that failed before, and another encoding of a network
+            evaluated before, included).
         failed: distinct subnets recorded as never evaluable: their evaluation
             raised MeasurementError, or gave a number out of range
             (``Evaluation.check``), on every try.
+        infeasible: distinct proposals the space cannot build (``validate``),
+            recorded as never evaluable without measuring anything.
         retried: evaluations tried again after a failure.
         stalled: the loop stopped early because the strategy only repeated itself.
         exhausted: the space holds fewer subnets than asked for; all were evaluated.
@@ -52,6 +55,7 @@ class DriveResult:
     evaluated: int = 0
     cached: int = 0
     failed: int = 0
+    infeasible: int = 0
     retried: int = 0
     stalled: bool = False
     exhausted: bool = False
@@ -94,12 +98,39 @@ class Sharing:
 
 @dataclasses.dataclass
 class _Batch:
-    """Proposals asked together, and the evaluation of their new subnets."""
+    """Proposals asked together, and the evaluation of their new networks."""
 
     archs: list[Arch]  # every proposal, in the order asked
-    keys: list[str]  # the subnets evaluated for it, in the order submitted
+    networks: dict[str, Arch]  # key -> canonical encoding of each network evaluated for it,
+    #                            in the order submitted
     trials: list[optuna.Trial]  # their trials
     answers: Callable[[], list[Outcome]]
+
+
+class _Encodings(Mapping):
+    """``known`` (network key -> evaluation) looked up by the key of any encoding: the
+    evaluation of its network, under that encoding (what a strategy replays)."""
+
+    def __init__(self, known: Mapping[str, Evaluation], books: Books) -> None:
+        self._known, self._books = known, books
+
+    def __getitem__(self, key: str) -> Evaluation:
+        try:
+            arch = Arch.from_key(key)
+        except ValueError:
+            raise KeyError(key) from None
+        network = self._books.network(arch)
+        if network is None or network.key not in self._known:
+            raise KeyError(key)
+        evaluation = self._known[network.key]
+        return evaluation if evaluation.arch == arch else dataclasses.replace(evaluation,
+                                                                              arch=arch)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._known)
+
+    def __len__(self) -> int:
+        return len(self._known)
 
 
 def serial(evaluate: Callable[[Arch], Evaluation]) -> Callable[[list[Arch]], list[Outcome]]:
@@ -129,10 +160,10 @@ def _answered(current: _Batch, submit: Callable[[list[Arch]], Callable[[], list[
               result: DriveResult) -> dict[str, Outcome]:
     """Key -> checked outcome of each subnet a batch evaluated; a failed one is tried
     ``RETRIES`` more times first."""
-    outcomes = {key: checked(o) for key, o in zip(current.keys, current.answers())}
-    archs = {arch.key: arch for arch in current.archs}
+    outcomes = {key: checked(o) for key, o in zip(current.networks, current.answers())}
     for _ in range(RETRIES):
-        again = [archs[key] for key, o in outcomes.items() if isinstance(o, MeasurementError)]
+        again = [current.networks[key] for key, o in outcomes.items()
+                 if isinstance(o, MeasurementError)]
         if not again:
             break
         result.retried += len(again)
@@ -157,7 +188,7 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
           submit: Callable[[list[Arch]], Callable[[], list[Outcome]]] | None = None,
           depth: int = 2, sharing: Sharing | None = None,
           on_failure: Callable[[Arch, str], None] | None = None,
-          result: DriveResult | None = None) -> DriveResult:
+          result: DriveResult | None = None, space: Rules | None = None) -> DriveResult:
     """Runs ``strategy`` until ``known`` holds ``evaluations`` distinct subnets
     (or every subnet of a smaller space).
 
@@ -169,11 +200,16 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
     proposed thus depends on the seed, the batch size and the depth, never on
     how many workers evaluate or which finishes first.
 
-    Every proposal is one trial of ``study`` (``Books``). A proposal already in
-    ``known`` is answered from it (its trial is marked ``cached``) and not
-    evaluated again; it does not count against the budget. Before the loop
-    the strategy replays ``known``, so a resumed search goes on where it
-    stopped.
+    Every proposal is one trial of ``study`` (``Books``). With a ``space``,
+    a proposal stands for its network, the space's canonical encoding of it,
+    and that is what is evaluated and what ``known`` is keyed by (the trial
+    records both keys; the strategy is told the values under the encoding it
+    proposed); one the space cannot build (``validate`` raises) is recorded as
+    never evaluable at once, with the reason, and nothing is measured. A
+    proposal whose network is already in ``known`` is answered from it (its
+    trial is marked ``cached``) and not evaluated again; it does not count
+    against the budget. Before the loop the strategy replays ``known``, so a
+    resumed search goes on where it stopped.
 
     Every answer is checked before it enters the study (``Evaluation.problem``:
     finite numbers in range). A subnet whose evaluation fails (MeasurementError
@@ -207,6 +243,9 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
         on_failure: called with each subnet recorded as never evaluable and why.
         result: filled in as the loop goes (the counts stay with the caller when
             the loop raises); default: a new one.
+        space: which encodings are one network, and which the space cannot build
+            (``BaseSearchSpace.canonical`` and ``validate``); default: every
+            encoding is a network of its own and can be built.
 
     Raises:
         MeasurementError: ``MAX_FAILURES`` distinct subnets in a row failed.
@@ -223,9 +262,10 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
         submit = _deferred(evaluate_batch)
     sharing = sharing or Sharing()
     known = known_evaluations(study) if known is None else known
-    books = Books(study=study, strategy=strategy)
+    books = Books(study=study, strategy=strategy, space=space)
     # key -> reason of every subnet that can never be evaluated, the study's too
     failed = {k: r for k, r in failed_subnets(study).items() if k not in known}
+    infeasible = infeasible_subnets(study)  # the keys of those the space cannot build
     size = math.prod(len(options) for options in strategy.choices.values())
     result = result if result is not None else DriveResult()
 
@@ -235,7 +275,7 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
 
     start = time.perf_counter()
     strategy.exclude(failed)
-    strategy.replay(known)
+    strategy.replay(_Encodings(known, books))
     repeats = failures = 0
     inflight: collections.deque[_Batch] = collections.deque()
     pending: set[str] = set()  # keys being evaluated by an in-flight batch
@@ -257,15 +297,17 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 untold = [arch for arch, _ in opened]
                 todo: dict[str, tuple[Arch, optuna.Trial]] = {}
                 for arch, trial in opened:
-                    if arch.key not in known and arch.key not in failed \
-                            and arch.key not in pending | elsewhere:
-                        todo.setdefault(arch.key, (arch, trial))
+                    key, network = books.key(arch), books.network(arch)
+                    # one the space cannot build is recorded when told, and not measured
+                    if network is not None and key not in known and key not in failed \
+                            and key not in pending | elsewhere:
+                        todo.setdefault(key, (network, trial))
                 pending.update(todo)
                 began = time.perf_counter()
                 answers = submit([arch for arch, _ in todo.values()]) if todo else (lambda: [])
                 result.evaluating_seconds += time.perf_counter() - began
-                inflight.append(_Batch(untold, list(todo), [t for _, t in todo.values()],
-                                       answers))
+                inflight.append(_Batch(untold, {k: a for k, (a, _) in todo.items()},
+                                       [t for _, t in todo.values()], answers))
                 untold = []
             if not inflight:
                 if blocked and len(known) < target() and sharing.wait():
@@ -278,15 +320,23 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
             with sharing.evaluating(current.trials):
                 outcomes = _answered(current, submit, result)
             result.evaluating_seconds += time.perf_counter() - began
-            pending.difference_update(current.keys)
+            pending.difference_update(current.networks)
             for i, arch in enumerate(current.archs):
                 untold = current.archs[i + 1:]
-                outcome = known.get(arch.key) or outcomes.pop(arch.key, None)
-                if outcome is None and arch.key in failed:  # failed before: not again
-                    books.fail(arch, reason=f"not evaluated again: {failed[arch.key]}",
-                               cached=True)
+                key = books.key(arch)
+                outcome = known.get(key) or outcomes.pop(key, None)
+                if outcome is None and key in failed:  # failed before: not again
+                    books.fail(arch, reason=f"not evaluated again: {failed[key]}",
+                               cached=True, infeasible=key in infeasible)
                     repeats += 1
                     result.cached += 1
+                    continue
+                refusal = books.refusal(arch)
+                if outcome is None and refusal is not None:  # the space cannot build it
+                    failed[key] = refusal
+                    infeasible.add(key)
+                    books.fail(arch, reason=refusal, infeasible=True)
+                    result.infeasible += 1
                     continue
                 if outcome is None:  # another process evaluates it
                     books.abandon(arch, reason="being evaluated by another worker")
@@ -294,7 +344,7 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                 if isinstance(outcome, MeasurementError):
                     # Recorded as failed, never as a zero cost; distinct subnets
                     # failing in a row mean the machine cannot measure.
-                    failed[arch.key] = str(outcome)
+                    failed[key] = str(outcome)
                     books.fail(arch, reason=str(outcome))
                     result.failed += 1
                     failures += 1
@@ -304,13 +354,13 @@ def drive(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation] | None,
                         raise MeasurementError(f"{failures} subnets in a row failed; "
                                                f"last: {outcome}")
                     continue
-                cached = arch.key in known
+                cached = key in known
                 if cached:
                     repeats += 1
                     result.cached += 1
                 else:
                     repeats = failures = 0
-                    known[arch.key] = outcome
+                    known[key] = outcome
                     result.evaluated += 1
                 books.tell(arch, outcome, cached=cached)
                 if on_result is not None:

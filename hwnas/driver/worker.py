@@ -23,6 +23,7 @@ import optuna
 from optuna.trial import TrialState
 
 from hwnas.arch import Arch
+from hwnas.driver.books import Rules
 from hwnas.driver.loop import MAX_REPEATS, DriveResult, Sharing, drive
 from hwnas.errors import HwnasError
 from hwnas.io import FileLock
@@ -111,7 +112,7 @@ class DatabaseSharing(Sharing):
 
 def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target: int, *,
          study: optuna.Study, on_result: Callable[[Evaluation, bool], None] | None = None,
-         max_repeats: int = MAX_REPEATS) -> DriveResult:
+         max_repeats: int = MAX_REPEATS, space: Rules | None = None) -> DriveResult:
     """One worker's search over a shared study: one subnet at a time, until the study
     holds ``target`` distinct evaluated subnets.
 
@@ -123,6 +124,7 @@ def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target:
         study: the shared study.
         on_result: called with each evaluation and whether it was cached.
         max_repeats: stop after this many cached answers in a row.
+        space: which encodings are one network and which cannot be built (see ``drive``).
 
     Raises:
         HwnasError: the strategy keeps its state in this process.
@@ -134,4 +136,4 @@ def work(strategy: BaseStrategy, evaluate: Callable[[Arch], Evaluation], target:
                          "(tpe-ls, tpe, nsga2, nsga3, optuna-random, qmc), or use --dask")
     return drive(strategy, evaluate, target, study=study, known={}, on_result=on_result,
                  max_repeats=max_repeats, batch=1, depth=1,
-                 sharing=DatabaseSharing(study=study))
+                 sharing=DatabaseSharing(study=study), space=space)

@@ -198,7 +198,9 @@ def front(run: RunDir) -> str:
     if stats:
         facts.append(("Last search call", f"{stats.get('evaluated', 0)} evaluated, "
                       f"{stats.get('cached', 0)} answered from the study, "
-                      f"{stats.get('failed', 0)} failed, {stats.get('seconds', 0.0):.1f} s"))
+                      f"{stats.get('failed', 0)} failed, "
+                      + (f"{stats['infeasible']} infeasible, " if stats.get("infeasible") else "")
+                      + f"{stats.get('seconds', 0.0):.1f} s"))
     body = pairs(facts)
     caveat = ranking_caveat(cfg.train)
     if caveat:

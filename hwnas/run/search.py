@@ -49,7 +49,8 @@ def _open(run: RunDir, cls: type[BaseStrategy], seed: int,
 def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna.Study,
               seed: int, given: BaseStrategy | None = None) -> BaseStrategy:
     """The strategy (an Optuna sampler's over ``study``), its first proposals queued: the
-    learner's derived subnet, then the space's extremes.
+    learner's derived subnet, then the space's extremes (one the space cannot build is
+    recorded as infeasible by the loop, like any proposal).
 
     Args:
         given: a strategy object to search with instead of a new ``cls``; it must know the
@@ -65,7 +66,7 @@ def _strategy(run: RunDir, ws: Workspace, cls: type[BaseStrategy], study: optuna
         if isinstance(searcher, SamplerStrategy):
             searcher.study = study  # it proposes through the run's study, opened with its sampler
     derived = derived_arch(run)
-    searcher.enqueue(([ws.space.validate(derived)] if derived is not None else [])
+    searcher.enqueue(([ws.space.check_choices(derived)] if derived is not None else [])
                      + ws.space.extremes())
     return searcher
 
@@ -160,7 +161,8 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
     try:
         drive(searcher, evaluator, cfg.search.trials, study=study, known=known,
               on_result=show, on_failure=warn, batch=cfg.search.batch,
-              submit=pool.submit if pool is not None else None, result=result)
+              submit=pool.submit if pool is not None else None, result=result,
+              space=ws.space)
     except MeasurementError:
         _write_stats(run, result, name, workers, dask)  # the counts up to the stop
         raise
@@ -169,6 +171,9 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
             pool.close()
         bar.close()
     _write_stats(run, result, name, workers, dask)
+    if result.infeasible:
+        tqdm.write(f"note: {result.infeasible} proposed subnets cannot be built in this space; "
+                   "they are recorded as infeasible (failed trials) and not proposed again")
     if result.exhausted:
         tqdm.write(f"note: the space holds only {len(known)} subnets that can be evaluated; "
                    "all are evaluated")
@@ -182,7 +187,7 @@ def search(run: RunDir, *, progress: bool = True, ws: Workspace | None = None,
 def _write_stats(run: RunDir, result: DriveResult, name: str, workers: int,
                  dask: str | None) -> None:
     """search_stats.json: what this search did; a search that did nothing leaves it as it was."""
-    if result.evaluated or result.cached or result.failed:
+    if result.evaluated or result.cached or result.failed or result.infeasible:
         atomic_write_json(run / RunDir.SEARCH_STATS,
                           {**dataclasses.asdict(result), "strategy": name,
                            "batch": run.config.search.batch, "workers": workers, "dask": dask})
@@ -272,7 +277,8 @@ def run_worker(run: RunDir, *, url: str | None = None, seed: int | None = None,
             bar.update(1)
 
     try:
-        result = work(searcher, evaluator, cfg.search.trials, study=study, on_result=show)
+        result = work(searcher, evaluator, cfg.search.trials, study=study, on_result=show,
+                      space=ws.space)
     finally:
         bar.close()
     if result.stalled:

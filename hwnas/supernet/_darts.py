@@ -172,6 +172,15 @@ class CellSpace(BaseSearchSpace):
     ``2 * cells // 3`` and double the channels; with fewer than 3 cells there is
     none, and no ``reduce`` choices.
 
+    Every encoding is a network of its own, and every one can be built: every
+    node enters the cell's output (the concatenation), so every edge's result
+    is used; ``zero`` (whose edge would contribute nothing) is not an option of
+    a choice; every other operation of every edge has its own weights; and the
+    two inputs of a node are ordered (a < b), so no node has two encodings.
+    ``canonical`` and ``validate`` are the base class's. (Every subnet of
+    small configurations computed a function of its own; ``tests/test_canonical.py``
+    checks that every one-choice move changes the network.)
+
     Args:
         input_shape: (C, H, W) of the input images; H, W >= 4.
         n_classes: classifier outputs.
@@ -294,7 +303,7 @@ class CellSpace(BaseSearchSpace):
         Returns:
             ``arch``'s units in forward order, or each distinct unit of the space once.
         """
-        edges = self.edges(None if arch is None else self.validate(arch))
+        edges = self.edges(None if arch is None else self.check_choices(arch))
         units = [self._stem_unit()]
         for plan in self.plans:
             units += [*_pre_units(plan), *[_edge_unit(plan, j, option) for (_, j), options

@@ -108,6 +108,14 @@ class ChainSpace(BaseSearchSpace):
     """ProxylessNAS-style chain: every block picks an inverted residual (kernel x expansion),
     one of the extra ``operations``, or, where its input and output shapes match, ``skip``.
 
+    Every encoding is a network of its own, and every one can be built: a block's
+    options each have their own weights (``skip``, the one without any, is
+    offered once per block), no option makes another block's choice irrelevant,
+    and each option is built for its block's shapes. ``canonical`` and
+    ``validate`` are the base class's. (Every subnet of small configurations
+    computed a function of its own; ``tests/test_canonical.py`` checks that
+    every one-choice move changes the network.)
+
     Args:
         input_shape: (C, H, W) of the input images.
         n_classes: classifier outputs.
@@ -192,7 +200,7 @@ class ChainSpace(BaseSearchSpace):
             ``arch``'s units in forward order, or each distinct unit of the space once.
         """
         if arch is not None:
-            self.validate(arch)
+            self.check_choices(arch)
             blocks = [self._block_unit(name, option) for name, option in arch.items()]
             return [self._stem_unit(), *[u for u in blocks if u is not None], self._head_unit()]
         distinct: dict[str, Unit] = {}

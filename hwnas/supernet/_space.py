@@ -4,7 +4,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import inspect
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import ClassVar
 
 import nnabla as nn
@@ -106,10 +106,38 @@ class Unit:
     build: Callable[[], nn.Module] = dataclasses.field(compare=False, repr=False)
 
 
+#: Random draws ``BaseSearchSpace.sample`` makes before it gives up on finding a subnet
+#: the space can build.
+MAX_DRAWS = 1000
+
+
+class InfeasibleArch(ValueError):
+    """A combination of options its search space cannot build (``BaseSearchSpace.validate``).
+
+    Args:
+        arch: the refused subnet.
+        choices: the choices whose options clash (at least one).
+        reason: why the space cannot build them together.
+    """
+
+    def __init__(self, arch: Arch, choices: Sequence[str], reason: str) -> None:
+        if not choices:
+            raise ValueError("InfeasibleArch names at least one choice")
+        self.arch, self.choices, self.reason = arch, tuple(choices), reason
+        clash = ", ".join(f"{name}={arch.get(name)}" for name in self.choices)
+        super().__init__(f"infeasible: {clash}: {reason}")
+
+    def __reduce__(self) -> tuple:
+        return (InfeasibleArch, (self.arch, self.choices, self.reason))
+
+
 class BaseSearchSpace(abc.ABC):
     """A search space: ordered choices, each with its options, and its supernet.
 
-    Subclasses set ``choices`` in ``__init__`` and implement ``supernet``.
+    Subclasses set ``choices`` in ``__init__`` and implement ``supernet``,
+    ``arch_units`` and ``units``. Where some encodings are the same network,
+    ``canonical`` maps them onto one; where some combinations cannot be built,
+    ``validate`` refuses them (:class:`InfeasibleArch`).
     """
 
     #: choice name -> options, in the order that defines Arch keys.
@@ -120,12 +148,27 @@ class BaseSearchSpace(abc.ABC):
     config_keys: ClassVar[tuple[str, ...]] = ()
 
     def sample(self, rng: np.random.Generator) -> Arch:
-        """A uniformly random subnet."""
-        return Arch({name: options[rng.integers(len(options))]
-                     for name, options in self.choices.items()})
+        """A uniformly random subnet among those the space can build (``validate``).
 
-    def validate(self, arch: Arch) -> Arch:
-        """Returns ``arch`` if it assigns a valid option to every choice, else raises ValueError."""
+        Raises:
+            ValueError: ``MAX_DRAWS`` draws in a row gave subnets the space cannot build.
+        """
+        for _ in range(MAX_DRAWS):
+            arch = Arch({name: options[rng.integers(len(options))]
+                         for name, options in self.choices.items()})
+            try:
+                return self.validate(arch)
+            except InfeasibleArch:
+                continue
+        raise ValueError(f"{MAX_DRAWS} random subnets in a row cannot be built in this space")
+
+    def check_choices(self, arch: Arch) -> Arch:
+        """Returns ``arch`` if it assigns one of its options to every choice, in order; the
+        first check of ``validate``, which says nothing about whether the space can build it.
+
+        Raises:
+            ValueError: a choice is missing or unknown, or an option is not one of its choice's.
+        """
         if list(arch) != list(self.choices):
             missing = [c for c in self.choices if c not in arch]
             extra = [c for c in arch if c not in self.choices]
@@ -135,6 +178,43 @@ class BaseSearchSpace(abc.ABC):
             if option not in self.choices[name]:
                 raise ValueError(f"Arch {arch.key!r}: option {option!r} is not one of "
                                  f"{list(self.choices[name])} for choice {name!r}")
+        return arch
+
+    def validate(self, arch: Arch) -> Arch:
+        """Returns ``arch`` if the space can build it, else raises.
+
+        The base check: every choice, in order, with one of its options. A space
+        that cannot build some combinations of options overrides this, calls
+        ``super().validate(arch)`` first, and raises :class:`InfeasibleArch`
+        naming the choices that clash. The search checks every proposal before
+        anything is measured; one that fails is recorded as infeasible and never
+        proposed again.
+
+        Raises:
+            ValueError: a choice is missing or unknown, or an option is not one of its
+                choice's (``check_choices``).
+            InfeasibleArch: (a ValueError) the options are valid one by one but the
+                space cannot build them together.
+        """
+        return self.check_choices(arch)
+
+    def canonical(self, arch: Arch) -> Arch:
+        """The one encoding that stands for every encoding of ``arch``'s network.
+
+        Two encodings are equivalent when their subnets compute the same
+        function with the same shared weights and have the same costs (for
+        example, where one option makes another choice irrelevant). A space
+        with such equivalences overrides this to map each class onto one member
+        by a fixed rule (a choice that does not matter set to its first option,
+        say). It must be idempotent and return a valid encoding of the same
+        network. The search measures only canonical encodings: another encoding
+        of a network already in the study is answered from it.
+
+        By default every encoding is a network of its own: ``arch`` itself.
+
+        Args:
+            arch: a subnet the space can build (``validate``).
+        """
         return arch
 
     def extremes(self) -> list[Arch]:
@@ -174,7 +254,9 @@ class BaseSearchSpace(abc.ABC):
         A subnet's latency is predicted as the sum of its units' latencies, so
         a choice's units must not depend on the other choices, and every
         computation of the subnet must belong to exactly one unit (an option
-        that computes nothing, such as ``skip``, has none).
+        that computes nothing, such as ``skip``, has none). The latency table
+        sums units choice by choice, so they are defined for every combination
+        of options (``check_choices``), even one ``validate`` refuses.
 
         Args:
             arch: a subnet of the space; None for the whole space.
