@@ -155,3 +155,17 @@ def test_check_space_command_fails_on_a_broken_copy(broken: Path, capfd) -> None
     failed = next(line for line in lines if line.startswith("FAIL"))
     assert "choice 's0b0', option 'grp_k3_w4'" in failed and "MACs" in failed, failed
     assert lines[-1] == f"{len(SPACE_CHECKS) - 1} of {len(SPACE_CHECKS)} checks passed"
+
+
+@pytest.mark.parametrize("space", [{"name": "mobilenet"},
+                                   {"name": "darts", "cells": 2, "channels": 4, "nodes": 2}],
+                         ids=["mobilenet", "darts"])
+def test_check_space_command_passes_on_the_built_in_spaces(space, tmp_path: Path, capfd) -> None:
+    (tmp_path / "space.yaml").write_text(yaml.safe_dump({"space": space}))
+    status, out, err = cli(capfd, "check-space", "--config", tmp_path / "space.yaml",
+                           "--input-shape", "1,8,8", "--classes", "4")
+    assert status == 0, err
+    lines = out.splitlines()
+    assert [line[6:] for line in lines[:-1]] == list(SPACE_CHECKS)
+    assert all(line.startswith("pass") for line in lines[:-1]), out
+    assert lines[-1] == f"{len(SPACE_CHECKS)} of {len(SPACE_CHECKS)} checks passed"
