@@ -21,9 +21,8 @@ from __future__ import annotations
 import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
-import numpy as np
 
-from hwnas.supernet import Arch, BaseSearchSpace, ConvBNReLU, Head, MixedOp, Op, Supernet, Unit
+from hwnas.supernet import Arch, BaseSearchSpace, ConvBNReLU, Head, MixedChain, Op, Unit
 
 KINDS = ("conv", "dil", "grp")
 POOLS = ("max", "avg")
@@ -79,12 +78,10 @@ def build_option(option: str, in_channels: int, out_channels: int) -> Op:
     return ConvBlock(kind, int(kernel[1:]), int(width[1:]), out_channels)
 
 
-class VggSupernet(Supernet):
-    """Stem, one ``MixedOp`` per choice (block or pooling), head.
-
-    Each choice with more than one option has its own architecture parameters
-    (zero logits: every option equally likely at first), so the DARTS and
-    ProxylessNAS learners can train it as well as uniform path sampling.
+class VggSupernet(MixedChain):
+    """Stem, one ``MixedOp`` per choice (block or pooling), head: ``MixedChain`` routes,
+    groups the weights and holds the architecture parameters; this class builds the
+    options.
 
     Args:
         space: the space.
@@ -93,72 +90,16 @@ class VggSupernet(Supernet):
 
     def __init__(self, space: VggSpace, choices: dict[str, tuple[str, ...]]) -> None:
         self.space = space
-        self.input_shape = space.input_shape
-        self.stem = ConvBNReLU(space.widths[0], 3)
-        for name, (cin, cout) in space.layers.items():
-            options = choices[name]
-            alpha = (nn.Variable.from_numpy_array(np.zeros(len(options), np.float32),
-                                                  need_grad=True)
-                     if len(options) > 1 else None)
-            setattr(self, name, MixedOp({o: build_option(o, cin, cout) for o in options}, alpha))
-        self.head = Head(space.head_channels, space.n_classes)
-        # nnabla's parametric functions create their weights on the first call: run every
-        # option once now, so that all shared weights exist before training or loading.
-        training, self.training = self.training, False
-        x = self.stem(nn.Variable((1,) + tuple(self.input_shape)))
-        for name in space.layers:
-            outputs = []
-            for option in choices[name]:
-                self.submodules[name].active = option
-                outputs.append(self.submodules[name](x))
-            x = outputs[0]
-        self.head(x)
-        self.training = training
-
-    def call(self, x: nn.Variable) -> nn.Variable:
-        h = self.stem(x)
-        for name in self.space.layers:
-            h = self.submodules[name](h)
-        return self.head(h)
-
-    def set_active(self, arch: Arch) -> None:
-        for name, option in arch.items():
-            layer = self.submodules[name]
-            if option not in layer.options:
-                raise ValueError(f"option {option!r} of {name!r} is not in this network "
-                                 f"(it holds {list(layer.options)})")
-            layer.active = option
+        super().__init__(
+            input_shape=space.input_shape, stem=ConvBNReLU(space.widths[0], 3),
+            layers={name: {o: build_option(o, cin, cout) for o in choices[name]}
+                    for name, (cin, cout) in space.layers.items()},
+            head=Head(space.head_channels, space.n_classes))
 
     def extract(self, arch: Arch) -> VggSupernet:
         self.space.validate(arch)
         return self._with_my_weights(
             VggSupernet(self.space, {name: (option,) for name, option in arch.items()}))
-
-    def parameter_groups(self) -> dict[str, dict[str, nn.Variable]]:
-        groups = {name: self.submodules[name].get_parameters(grad_only=True)
-                  for name in ("stem", "head")}
-        for name in self.space.layers:
-            layer = self.submodules[name]
-            for option in layer.options:
-                groups[f"{name}/{option}"] = layer.submodules[option].get_parameters(
-                    grad_only=True)
-        return groups
-
-    def active_groups(self) -> list[str]:
-        return ["stem", "head"] + [f"{name}/{option}" for name in self.space.layers
-                                   for option in self.submodules[name].used()]
-
-    def mixed_ops(self) -> dict[str, list[MixedOp]]:
-        return {name: [self.submodules[name]] for name in self.space.layers
-                if self.submodules[name].alpha is not None}
-
-    def derive(self) -> Arch:
-        if not self.mixed_ops():
-            raise ValueError("this network has no architecture parameters to derive from")
-        layers = {name: self.submodules[name] for name in self.space.layers}
-        return Arch({name: layer.options[0] if layer.alpha is None
-                     else layer.options[int(np.argmax(layer.alpha.d))]
-                     for name, layer in layers.items()})
 
 
 class VggSpace(BaseSearchSpace):

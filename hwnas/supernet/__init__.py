@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from hwnas.arch import Arch
 from hwnas.supernet._candidates import parse_candidate
+from hwnas.supernet._chain import MixedChain
 # Importing the two spaces' modules registers them ("darts", "mobilenet").
 from hwnas.supernet._darts import CellSpace, CellSupernet
 from hwnas.supernet._mixed import MODES, MixedOp
@@ -19,6 +20,7 @@ import_modules(__name__)  # a new space's module registers it, with nothing else
 
 __all__ = ["Arch", "BaseSearchSpace", "CELL_KEY", "CellSpace", "CellSupernet", "ChainSpace",
            "ChainSupernet", "ConvBNReLU", "DATA_ARGUMENTS", "Head", "InfeasibleArch", "MODES",
-           "MixedOp", "Op", "SPACES", "SplitWeights", "Supernet", "Unit", "create_space",
-           "draw_arch", "list_spaces", "parse_candidate", "plot_arch_trajectories",
-           "register_space", "space_arguments", "space_keywords", "split_choice"]
+           "MixedChain", "MixedOp", "Op", "SPACES", "SplitWeights", "Supernet", "Unit",
+           "create_space", "draw_arch", "list_spaces", "parse_candidate",
+           "plot_arch_trajectories", "register_space", "space_arguments", "space_keywords",
+           "split_choice"]

@@ -1,22 +1,16 @@
 """The chain space in the style of ProxylessNAS / MobileNetV2: stem, searchable blocks, head."""
 from __future__ import annotations
 
-import nnabla as nn
-import numpy as np
-
 from hwnas.arch import Arch
 from hwnas.supernet._candidates import (build_candidate, complexity, computes_nothing,
                                          parse_candidate)
-from hwnas.supernet._mixed import MixedOp
+from hwnas.supernet._chain import MixedChain
 from hwnas.supernet._ops import ConvBNReLU, Head
-from hwnas.supernet._space import BaseSearchSpace, Supernet, Unit, register_space
+from hwnas.supernet._space import BaseSearchSpace, Unit, register_space
 
 
-class ChainSupernet(Supernet):
-    """Stem, one MixedOp per searchable block, head.
-
-    Every block with more than one option has its own architecture parameters
-    (zero-initialised logits, so that all options start equally likely).
+class ChainSupernet(MixedChain):
+    """Stem, one MixedOp per searchable block, head (see ``MixedChain``).
 
     Args:
         space: the space whose choices this network covers.
@@ -25,77 +19,11 @@ class ChainSupernet(Supernet):
 
     def __init__(self, space: ChainSpace, choices: dict[str, tuple[str, ...]]) -> None:
         self.space = space
-        self.input_shape = space.input_shape
-        self.stem = ConvBNReLU(space.stem_channels, 3)
-        for name, (cin, cout, stride) in space.block_shapes.items():
-            options = choices[name]
-            alpha = (nn.Variable.from_numpy_array(np.zeros(len(options), np.float32),
-                                                  need_grad=True)
-                     if len(options) > 1 else None)
-            setattr(self, name, MixedOp({o: build_candidate(o, cin, cout, stride) for o in options},
-                                        alpha))
-        self.head = Head(space.head_channels, space.n_classes)
-        self._materialize(choices)
-
-    def _materialize(self, choices: dict[str, tuple[str, ...]]) -> None:
-        # Parametric functions create their weights on first call: build each
-        # option once on a dummy input so that every shared weight exists now.
-        training = self.training
-        self.training = False
-        x = self.stem(nn.Variable((1,) + tuple(self.input_shape)))
-        for name in self.space.block_shapes:
-            block = self.submodules[name]
-            outputs = []
-            for option in choices[name]:
-                block.active = option
-                outputs.append(block(x))
-            x = outputs[0]
-        self.head(x)
-        self.training = training
-
-    def set_active(self, arch: Arch) -> None:
-        for name, option in arch.items():
-            block = self.submodules[name]
-            if option not in block.options:
-                raise ValueError(f"option {option!r} of {name!r} is not in this network "
-                                 f"(it holds {list(block.options)})")
-            block.active = option
-
-    def active_arch(self) -> Arch:
-        return Arch({name: self.submodules[name].active for name in self.space.block_shapes})
-
-    def call(self, x: nn.Variable) -> nn.Variable:
-        h = self.stem(x)
-        for name in self.space.block_shapes:
-            h = self.submodules[name](h)
-        return self.head(h)
-
-    def parameter_groups(self) -> dict[str, dict[str, nn.Variable]]:
-        groups = {name: self.submodules[name].get_parameters(grad_only=True)
-                  for name in ("stem", "head")}
-        for name in self.space.block_shapes:
-            block = self.submodules[name]
-            for option in block.options:
-                groups[f"{name}/{option}"] = block.submodules[option].get_parameters(
-                    grad_only=True)
-        return groups
-
-    def active_groups(self) -> list[str]:
-        return ["stem", "head"] + [f"{name}/{option}" for name in self.space.block_shapes
-                                   for option in self.submodules[name].used()]
-
-    def mixed_ops(self) -> dict[str, list[MixedOp]]:
-        return {name: [self.submodules[name]] for name in self.space.block_shapes
-                if self.submodules[name].alpha is not None}
-
-    def derive(self) -> Arch:
-        """The most likely option of every block."""
-        if not self.mixed_ops():
-            raise ValueError("this network has no architecture parameters to derive from")
-        blocks = {name: self.submodules[name] for name in self.space.block_shapes}
-        return Arch({name: block.options[0] if block.alpha is None
-                     else block.options[int(np.argmax(block.alpha.d))]
-                     for name, block in blocks.items()})
+        super().__init__(
+            input_shape=space.input_shape, stem=ConvBNReLU(space.stem_channels, 3),
+            layers={name: {o: build_candidate(o, cin, cout, stride) for o in choices[name]}
+                    for name, (cin, cout, stride) in space.block_shapes.items()},
+            head=Head(space.head_channels, space.n_classes))
 
     def extract(self, arch: Arch) -> ChainSupernet:
         self.space.validate(arch)

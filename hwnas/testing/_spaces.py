@@ -185,20 +185,18 @@ def check_sample_validate(probe: _Probe) -> list[str]:
 
 
 def check_keys(probe: _Probe) -> list[str]:
-    """Every subnet's key and JSON give it back; ``canonical`` (where the space has one)
-    gives a valid subnet and is idempotent."""
+    """Every subnet's key and JSON give it back; ``canonical`` gives a valid subnet and is
+    idempotent."""
     space = probe.space
-    canonical = getattr(space, "canonical", None)
 
     def check(arch: Arch) -> str | None:
         if Arch.from_key(arch.key) != arch or Arch.from_json(arch.to_json()) != arch:
             return f"key {arch.key!r} does not round-trip"
-        if canonical is not None:
-            once = canonical(arch)
-            if not _valid(space, once):
-                return f"canonical gives {once.key}, which validate refuses"
-            if canonical(once) != once:
-                return f"canonical is not idempotent: {once.key} -> {canonical(once).key}"
+        once = space.canonical(arch)
+        if not _valid(space, once):
+            return f"canonical gives {once.key}, which validate refuses"
+        if space.canonical(once) != once:
+            return f"canonical is not idempotent: {once.key} -> {space.canonical(once).key}"
         return None
 
     return _sweep(probe, check)
