@@ -3,7 +3,7 @@
 # where it stopped: rerun the same line after an interruption.
 #
 #   ./jobs.sh --list             the jobs, one per line, with what each does
-#   ./jobs.sh                    every digits job, digits_hard, then cifar10 and mnist where their data is set
+#   ./jobs.sh                    every digits job, digits_hard, custom_space, then cifar10 and mnist where their data is set
 #   ./jobs.sh NAME ...           only these jobs
 #   ./jobs.sh digits-all         every learner and every search strategy on digits
 #   ./jobs.sh --dry-run NAME...  print the commands instead of running them
@@ -18,6 +18,8 @@
 # distorted, cluttered 16x16 copies of the digits; bench/bench_task.py measures it); its
 # time is not measured yet: its 40 supernet epochs took 24 min in bench_ranking, and 15 retrain
 # epochs of its largest subnet alone ~13 min in bench_task.
+# custom_space runs examples/custom_space/config.yaml: a search space of your own, loaded
+# from its file (space.name: ./vgg_space.py:VggSpace); 3.5 min.
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
 # strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,
@@ -27,6 +29,7 @@ cd "$(dirname "$0")"
 
 LEARNER_JOBS=(digits digits_darts digits_darts2 digits_proxyless digits_reinforce digits_cells)
 TASK_JOBS=(digits_hard)
+EXAMPLE_JOBS=(custom_space)
 DATA_JOBS=(cifar10 mnist)
 STRATEGIES=(tpe-ls tpe nsga2 nsga3 optuna-random qmc deap-nsga2 deap-nsga3 deap-spea2 random)
 
@@ -39,6 +42,7 @@ describe() {
     digits_reinforce) echo "ProxylessNAS REINFORCE, MACs regularizer" ;;
     digits_cells) echo "DARTS on the DARTS cell space" ;;
     digits_hard) echo "uniform + tpe-ls on digits-hard, a task where the architecture matters" ;;
+    custom_space) echo "a search space of your own, loaded from examples/custom_space/vgg_space.py" ;;
     strategies) echo "every search strategy on the trained digits supernet, compared" ;;
     digits-all) echo "every digits job above: each learner, then each strategy" ;;
     cifar10) echo "CIFAR-10, latency budget (needs HWNAS_CIFAR10)" ;;
@@ -48,7 +52,8 @@ describe() {
 
 DRY=0
 if [[ ${1:-} == --list ]]; then
-  for job in "${LEARNER_JOBS[@]}" strategies digits-all "${TASK_JOBS[@]}" "${DATA_JOBS[@]}"; do
+  for job in "${LEARNER_JOBS[@]}" strategies digits-all "${TASK_JOBS[@]}" "${EXAMPLE_JOBS[@]}" \
+             "${DATA_JOBS[@]}"; do
     printf '%-18s %s\n' "$job" "$(describe "$job")"
   done
   exit 0
@@ -123,6 +128,10 @@ job() {
     strategies) strategies ;;
     digits-all) for name in "${LEARNER_JOBS[@]}"; do run "$name"; done; strategies ;;
     cifar10 | mnist) data_job "$1" ;;
+    custom_space)
+      DONE+="custom_space "
+      echo "== custom_space: $(describe custom_space)"
+      x "$HWNAS" run examples/custom_space/config.yaml --out runs/custom_space ;;
     *)
       if [[ " ${LEARNER_JOBS[*]} ${TASK_JOBS[*]} " != *" $1 "* ]]; then
         echo "jobs.sh: unknown job '$1' (./jobs.sh --list names them)" >&2
@@ -139,7 +148,7 @@ if (($#)); then
   for name in "$@"; do job "$name" || exit $?; done
 else
   job digits-all
-  for name in "${TASK_JOBS[@]}"; do job "$name"; done
+  for name in "${TASK_JOBS[@]}" "${EXAMPLE_JOBS[@]}"; do job "$name"; done
   for name in "${DATA_JOBS[@]}"; do
     var=$(data_variable "$name")
     if [[ -n ${!var:-} ]]; then data_job "$name"; else echo "== $name skipped: $var is not set"; fi
