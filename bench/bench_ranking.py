@@ -80,6 +80,7 @@ LEARNERS: dict[str, dict] = {
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
     # As many fine-tuning epochs as the search had: the weights relearn every path.
     "darts-finetune-long": {"after": "darts", "finetune": 1.0},
+    "darts-finetune-2x": {"after": "darts", "finetune": 2.0},
 }
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")

@@ -24,8 +24,9 @@ from hwnas.run import RunDir, Writer
 pytestmark = pytest.mark.skipif(not HWNAS.exists(),
                                 reason="the hwnas console script is not installed here")
 
-#: Commands that only read run directories (``compare --out`` writes its own directory).
-READ_ONLY = {"compare", "dashboard"}
+#: Commands that only read run directories (``compare --out`` writes its own directory;
+#: ``check-space`` reads a config, not a run).
+READ_ONLY = {"check-space", "compare", "dashboard"}
 
 
 def distinct(run: Path) -> set[str]:

@@ -62,8 +62,8 @@ def serve(run: RunDir, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
         host = socket.gethostname()
     where = f"[{host}]" if ":" in host else host
     url = f"http://{where}:{server.server_port}/dashboard/"
-    (announce or (lambda u: print(u, flush=True)))(url)
-    try:
+    try:  # from the announcement on: a Ctrl-C right after it is how the dashboard ends
+        (announce or (lambda u: print(u, flush=True)))(url)
         server.serve_forever()
     except KeyboardInterrupt:
         pass
