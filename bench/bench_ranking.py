@@ -85,7 +85,8 @@ LEARNERS: dict[str, dict] = {
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
 DEFAULT_LEARNERS = ("uniform", "uniform-2x", "uniform-fewshot", "sandwich", "darts", "proxyless",
-                    "darts-finetune", "proxyless-finetune")
+                    "darts-finetune", "proxyless-finetune", "darts-finetune-long",
+                    "darts-finetune-2x")
 #: The done-when of issue 16: the default learner's τ and its interval's lower end; every
 #: learner's τ.
 DEFAULT_TAU, DEFAULT_LOWER, EVERY_TAU = 0.6, 0.3, 0.4
