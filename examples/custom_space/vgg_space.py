@@ -22,7 +22,8 @@ import nnabla as nn
 import nnabla.functions as F
 import nnabla.parametric_functions as PF
 
-from hwnas.supernet import Arch, BaseSearchSpace, ConvBNReLU, Head, MixedChain, Op, Unit
+from hwnas.supernet import (Arch, BaseSearchSpace, ConvBNReLU, Head, MixedChain, Op, Unit,
+                            head_unit, unit_key)
 
 KINDS = ("conv", "dil", "grp")
 POOLS = ("max", "avg")
@@ -215,7 +216,7 @@ class VggSpace(BaseSearchSpace):
 
     def _stem(self) -> Unit:
         out = self.widths[0]
-        return Unit(f"stem_k3|in={_dims(self.input_shape)}|out={out}", self.input_shape,
+        return Unit(unit_key("stem_k3", self.input_shape, out=out), self.input_shape,
                     lambda: ConvBNReLU(out, 3))
 
     def _unit(self, name: str, option: str) -> Unit | None:
@@ -223,15 +224,8 @@ class VggSpace(BaseSearchSpace):
             return None
         cin, cout = self.layers[name]
         shape = self.feature_shapes()[name]
-        return Unit(f"vgg_{option}|in={_dims(shape)}|out={cout}", shape,
+        return Unit(unit_key(f"vgg_{option}", shape, out=cout), shape,
                     lambda: build_option(option, cin, cout))
 
     def _head(self) -> Unit:
-        shape = self.feature_shapes()["head"]
-        channels, n_classes = self.head_channels, self.n_classes
-        return Unit(f"head|in={_dims(shape)}|out={channels}|classes={n_classes}", shape,
-                    lambda: Head(channels, n_classes))
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in shape)
+        return head_unit(self.feature_shapes()["head"], self.head_channels, self.n_classes)

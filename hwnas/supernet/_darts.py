@@ -12,7 +12,7 @@ from hwnas.supernet._candidates import (DARTS_OPS, build_candidate, complexity, 
 from hwnas.supernet._cells import _ZERO, Cell, CellPlan, PoolHead
 from hwnas.supernet._mixed import MixedOp
 from hwnas.supernet._ops import ConvBNReLU, Op
-from hwnas.supernet._space import BaseSearchSpace, Supernet, Unit, register_space
+from hwnas.supernet._space import BaseSearchSpace, Supernet, Unit, register_space, unit_key
 
 #: The cell types, in the order of the choices.
 CELL_TYPES = ("normal", "reduce")
@@ -314,12 +314,12 @@ class CellSpace(BaseSearchSpace):
 
     def _stem_unit(self) -> Unit:
         out = self.stem_channels
-        return Unit(f"stem_conv3_bn|in={_dims(self.input_shape)}|out={out}|s=1", self.input_shape,
+        return Unit(unit_key("stem_conv3_bn", self.input_shape, out=out, s=1), self.input_shape,
                     lambda: ConvBNReLU(out, 3, act=False))
 
     def _head_unit(self) -> Unit:
         n_classes = self.n_classes
-        return Unit(f"head_gap_fc|in={_dims(self.output_shape)}|classes={n_classes}",
+        return Unit(unit_key("head_gap_fc", self.output_shape, classes=n_classes),
                     self.output_shape, lambda: PoolHead(n_classes))
 
 
@@ -333,10 +333,6 @@ def _node_choices(kind: str, i: int, picks: dict[int, str]) -> dict[str, str]:
     return {f"{kind}/n{i}/inputs": f"{a}+{b}", f"{kind}/n{i}/op0": op_a, f"{kind}/n{i}/op1": op_b}
 
 
-def _dims(shape: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in shape)
-
-
 def _edge_cost(option: str, stride: int) -> tuple:
     # complexity() rates options at stride 1 where skip is the identity; strided, it is a
     # 1x1 convolution (pools at equal channels stay free).
@@ -348,7 +344,7 @@ def _edge_cost(option: str, stride: int) -> tuple:
 def _pre_units(plan: CellPlan) -> list[Unit]:
     def unit(shape: tuple[int, int, int], stride: int) -> Unit:
         c = plan.channels
-        return Unit(f"pre_relu_conv1|in={_dims(shape)}|out={c}|s={stride}", shape,
+        return Unit(unit_key("pre_relu_conv1", shape, out=c, s=stride), shape,
                     lambda: build_candidate("conv_k1", shape[0], c, stride))
     return [unit(plan.in0, plan.pre0_stride), unit(plan.in1, 1)]
 
@@ -358,5 +354,5 @@ def _edge_unit(plan: CellPlan, j: int, option: str) -> Unit | None:
     if computes_nothing(option, c, c, stride):
         return None
     shape = plan.edge_input(j)
-    return Unit(f"{option}|in={_dims(shape)}|out={c}|s={stride}", shape,
+    return Unit(unit_key(option, shape, out=c, s=stride), shape,
                 lambda: build_candidate(option, c, c, stride))

@@ -6,7 +6,7 @@ from hwnas.supernet._candidates import (build_candidate, complexity, computes_no
                                          parse_candidate)
 from hwnas.supernet._chain import MixedChain
 from hwnas.supernet._ops import ConvBNReLU, Head
-from hwnas.supernet._space import BaseSearchSpace, Unit, register_space
+from hwnas.supernet._space import BaseSearchSpace, Unit, head_unit, register_space, unit_key
 
 
 class ChainSupernet(MixedChain):
@@ -154,7 +154,7 @@ class ChainSpace(BaseSearchSpace):
 
     def _stem_unit(self) -> Unit:
         out = self.stem_channels
-        return Unit(f"stem_k3|in={_dims(self.input_shape)}|out={out}|s=1", self.input_shape,
+        return Unit(unit_key("stem_k3", self.input_shape, out=out, s=1), self.input_shape,
                     lambda: ConvBNReLU(out, 3))
 
     def _block_unit(self, name: str, option: str) -> Unit | None:
@@ -162,15 +162,8 @@ class ChainSpace(BaseSearchSpace):
         if computes_nothing(option, cin, cout, stride):
             return None
         shape = self.feature_shapes()[name]
-        return Unit(f"{option}|in={_dims(shape)}|out={cout}|s={stride}", shape,
+        return Unit(unit_key(option, shape, out=cout, s=stride), shape,
                     lambda: build_candidate(option, cin, cout, stride))
 
     def _head_unit(self) -> Unit:
-        shape = self.feature_shapes()["head"]
-        channels, n_classes = self.head_channels, self.n_classes
-        return Unit(f"head|in={_dims(shape)}|out={channels}|classes={n_classes}", shape,
-                    lambda: Head(channels, n_classes))
-
-
-def _dims(shape: tuple[int, ...]) -> str:
-    return "x".join(str(v) for v in shape)
+        return head_unit(self.feature_shapes()["head"], self.head_channels, self.n_classes)

@@ -13,7 +13,7 @@ import numpy as np
 from hwnas.arch import Arch
 from hwnas.registry import Registry, subclass_of
 from hwnas.supernet._mixed import MODES, MixedOp
-from hwnas.supernet._ops import Op
+from hwnas.supernet._ops import Head, Op
 
 
 class Supernet(Op):
@@ -104,6 +104,19 @@ class Unit:
     key: str
     input_shape: tuple[int, int, int]
     build: Callable[[], nn.Module] = dataclasses.field(compare=False, repr=False)
+
+
+def unit_key(op: str, input_shape: tuple[int, ...], **fields: object) -> str:
+    """A ``Unit.key``: ``op|in=CxHxW|name=value|...`` (fields in the order given), e.g.
+    ``unit_key("ir_k3_e6", (16, 8, 8), out=24, s=2)`` is ``ir_k3_e6|in=16x8x8|out=24|s=2``."""
+    return "|".join([op, "in=" + "x".join(str(v) for v in input_shape),
+                     *(f"{name}={value}" for name, value in fields.items())])
+
+
+def head_unit(input_shape: tuple[int, int, int], channels: int, n_classes: int) -> Unit:
+    """The unit of a ``Head`` (1x1 conv to ``channels``, pooling, classifier) on its input."""
+    return Unit(unit_key("head", input_shape, out=channels, classes=n_classes), input_shape,
+                lambda: Head(channels, n_classes))
 
 
 #: Random draws ``BaseSearchSpace.sample`` makes before it gives up on finding a subnet
