@@ -23,7 +23,9 @@
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
 # strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,
-# cifar10 10 h (those two extrapolated, not measured).
+# cifar10 10 h (those two extrapolated, not measured). The three DARTS jobs were measured
+# before they fine-tuned for twice their epochs (train.finetune_epochs); a fine-tuning epoch
+# of single paths took about a fifth of a DARTS epoch in bench_ranking, so expect ~40 % more.
 set -euo pipefail
 cd "$(dirname "$0")"
 
