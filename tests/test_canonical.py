@@ -27,6 +27,7 @@ from hwnas.strategies import RandomSearch, SamplerStrategy, create_strategy, str
 from hwnas.studies import known_evaluations, memory_study
 from hwnas.supernet import (BaseSearchSpace, ChainSpace, InfeasibleArch, create_space,
                             list_spaces)
+from hwnas.testing import CountingEvaluator
 
 pytestmark = pytest.mark.filterwarnings("ignore::optuna.exceptions.ExperimentalWarning")
 
@@ -51,17 +52,6 @@ def fake(arch: Arch) -> Evaluation:
     return Evaluation(arch, {"accuracy": accuracy, "error": 1.0 - accuracy}, costs)
 
 
-class Measuring:
-    """A fake evaluator that counts the subnets it is asked to measure."""
-
-    def __init__(self) -> None:
-        self.calls: collections.Counter[str] = collections.Counter()
-
-    def __call__(self, arch: Arch) -> Evaluation:
-        self.calls[arch.key] += 1
-        return fake(arch)
-
-
 class Telling(RandomSearch):
     """Random search that keeps every (proposal, evaluation) it is told."""
 
@@ -80,11 +70,11 @@ def strategy(name: str, study, space: BaseSearchSpace, seed: int = 0):
 
 
 def search(name: str, space: BaseSearchSpace, n: int, *, rules: bool = True, study=None,
-           evaluate: Measuring | None = None, first: list[Arch] = ()):
+           evaluate: CountingEvaluator | None = None, first: list[Arch] = ()):
     study = study or memory_study(OBJECTIVES, sampler=strategy_class(name).sampler(0))
     searcher = strategy(name, study, space)
     searcher.enqueue(list(first))
-    evaluate = evaluate or Measuring()
+    evaluate = evaluate or CountingEvaluator(fake)
     result = drive(searcher, evaluate, n, study=study, known=known_evaluations(study),
                    space=space if rules else None)
     return study, evaluate, searcher, result

@@ -3,6 +3,7 @@ two budgets, and evaluations that cost nothing (no nnabla, no training, no devic
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 
 import optuna
 
@@ -41,14 +42,19 @@ def toy_evaluation(arch: Arch) -> Evaluation:
 
 
 class CountingEvaluator:
-    """``toy_evaluation``, counting how often each subnet is evaluated."""
+    """An evaluator (default ``toy_evaluation``) counting how often each subnet is evaluated.
 
-    def __init__(self) -> None:
+    Args:
+        evaluate: the numbers of a subnet; for a space other than the toy problem's.
+    """
+
+    def __init__(self, evaluate: Callable[[Arch], Evaluation] = toy_evaluation) -> None:
+        self.evaluate = evaluate
         self.calls: collections.Counter[str] = collections.Counter()
 
     def __call__(self, arch: Arch) -> Evaluation:
         self.calls[arch.key] += 1
-        return toy_evaluation(arch)
+        return self.evaluate(arch)
 
 
 def proposals(study: optuna.Study) -> list[str]:
