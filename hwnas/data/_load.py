@@ -15,7 +15,6 @@ if TYPE_CHECKING:  # annotation only: the data package needs nothing of the conf
     from hwnas.config import DataConfig
 
 
-
 def _chunk(x: np.ndarray) -> int:
     """How many images of ``x`` are converted, resized or summed at a time: 2048 of up to
     3 x 32 x 32 pixels, fewer of larger ones, so that the float temporaries stay within

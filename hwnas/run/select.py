@@ -47,6 +47,11 @@ def _pareto(run: RunDir, evs: list[Evaluation]) -> ParetoFront:
     return ParetoFront.from_evaluations(evs, run.config.search.objectives, run.config.budgets)
 
 
+def _predicted(pareto: ParetoFront) -> bool:
+    """Whether a latency on the front was predicted (the front is then measured whole)."""
+    return any(e.costs.latency_source == "predicted" for e in pareto.evaluations)
+
+
 def front_table(run: RunDir, evs: list[Evaluation], *, ws: Workspace | None = None
                 ) -> tuple[ParetoFront, pd.DataFrame]:
     """The feasible Pareto front of ``evs`` (the study's evaluations) and its table, as
@@ -59,7 +64,7 @@ def front_table(run: RunDir, evs: list[Evaluation], *, ws: Workspace | None = No
     """
     pareto = _pareto(run, evs)
     table = pareto.table()
-    if any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
+    if _predicted(pareto):
         measured = remeasure(run, ws, [e.arch for e in pareto.evaluations])
         table["latency_ms_measured"] = [measured[k]["latency_ms"] for k in table["key"]]
     return pareto, table
@@ -69,7 +74,7 @@ def unmeasured(run: RunDir, evs: list[Evaluation]) -> list[Arch]:
     """The subnets on the front of ``evs`` that ``front_table`` still has to measure whole
     (and to write into measured.json); none when every latency was measured."""
     pareto = _pareto(run, evs)
-    if not any(e.costs.latency_source == "predicted" for e in pareto.evaluations):
+    if not _predicted(pareto):
         return []
     cache = read_measured(run)
     return [e.arch for e in pareto.evaluations if e.arch.key not in cache]
