@@ -24,7 +24,7 @@
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
 # strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,
 # cifar10 10 h (those two extrapolated, not measured). The three DARTS jobs were measured
-# before they fine-tuned for twice their epochs (train.finetune_epochs); a fine-tuning epoch
+# before DARTS fine-tuned for twice its epochs by default (train.finetune_epochs); a fine-tuning epoch
 # of single paths took about a fifth of a DARTS epoch in bench_ranking, so expect ~40 % more.
 set -euo pipefail
 cd "$(dirname "$0")"

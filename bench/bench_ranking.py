@@ -127,7 +127,9 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
     if out.exists():
         return json.loads(out.read_text())
     began = time.perf_counter()
-    run = configure_run(config, str(Path(work) / f"supernet_{name}"), overrides)
+    # A learner's row fine-tunes only where its settings say so (DARTS's default would).
+    run = configure_run(config, str(Path(work) / f"supernet_{name}"),
+                        {"train.finetune_epochs": 0, **overrides})
     if base is not None and not (run / TRAINING_FILES[0]).exists():
         for file in TRAINING_FILES:
             if (Path(base) / file).exists():

@@ -207,7 +207,10 @@ class TrainConfig:
             weights alone, on uniformly sampled single paths over the whole training
             split (a second cosine cycle from ``lr``), so that the supernet scores every
             subnet for the search and not only those its architecture favours; the
-            learned architecture parameters are kept as they are.
+            learned architecture parameters are kept as they are. None (left out): the
+            learner's default, ``BaseLearner.finetune_factor`` times ``epochs`` (darts:
+            twice ``epochs``; proxyless and uniform: none), which the run resolves and
+            stores in its ``config.yaml``.
         split_epochs: the uniform learner's few-shot supernet (Zhao et al. 2021): after
             ``epochs``, the supernet is split on ``split_choice`` into one copy of the
             weights per option, each starting from the one-shot weights and trained this
@@ -235,14 +238,22 @@ class TrainConfig:
     # Every path is a forward and a backward pass of the step: 64 make a step 66 times slower.
     sandwich_paths: int = bounded(2, low=0, high=64)
     distill: bool = False
-    finetune_epochs: int = bounded(0, low=0, high=EPOCHS)
+    finetune_epochs: Optional[int] = bounded(None, low=0, high=EPOCHS)
     split_epochs: int = bounded(0, low=0, high=EPOCHS)
     split_choice: str = "auto"
 
     @property
     def total_epochs(self) -> int:
         """The epochs that train the one-shot supernet: ``epochs``, then ``finetune_epochs``
-        (the split's epochs follow; see ``planned_epochs``)."""
+        (the split's epochs follow; see ``planned_epochs``).
+
+        Raises:
+            ValueError: ``finetune_epochs`` is unresolved (None): its value is the learner's
+                (``BaseLearner.with_defaults``), which a run and a learner resolve.
+        """
+        if self.finetune_epochs is None:
+            raise ValueError("train.finetune_epochs is unresolved: take the config through "
+                             "BaseLearner.with_defaults (a run and a learner do)")
         return self.epochs + self.finetune_epochs
 
     def planned_epochs(self, split_options: int) -> int:

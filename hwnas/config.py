@@ -217,7 +217,7 @@ def _build(cls: type, data: Any, prefix: str, source: str) -> Any:
     values = {name: _convert(hints[name], data[name], f"{prefix}{name}", source)
               for name in fields if name in data}
     for name, value in values.items():
-        if "bounds" in fields[name].metadata:
+        if "bounds" in fields[name].metadata and value is not None:
             _check_bounds(value, fields[name].metadata, f"{prefix}{name}", source)
     try:
         obj = cls(**values)

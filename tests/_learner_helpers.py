@@ -45,7 +45,9 @@ VARIANTS = {
 
 def make_learner(space, net, data, variant: str, run_dir=None, regularizer=None, **config):
     learner, overrides = VARIANTS[variant]
+    # No fine-tuning unless asked for (DARTS's default adds twice its epochs): these tests
+    # look at the search epochs.
     cfg = TrainConfig(**{"learner": learner, "epochs": 1, "batch_size": 16, "lr": 0.05,
-                         "arch_lr": 0.05, **overrides, **config})
+                         "arch_lr": 0.05, "finetune_epochs": 0, **overrides, **config})
     return LEARNERS[learner](space=space, supernet=net, data=data, config=cfg, seed=5,
                              run_dir=run_dir, progress=False, regularizer=regularizer)

@@ -131,8 +131,12 @@ def test_a_darts_space_search_trains_to_the_same_weights_with_either_kernel(vari
     data = load_dataset(DataConfig(name="synthetic", image_size=8, limit=96), seed=0)
     space = create_space("darts", input_shape=(1, 8, 8), n_classes=10, cells=3, channels=4,
                          nodes=2, operations=["zero", "avg_k3", "skip", "sep_k3", "dil_k3"])
+    # The search epochs only: DARTS's default fine-tuning samples single paths, where a
+    # 'zero' edge feeds batch norm a constant channel; there the two kernels' float32 batch
+    # variances differ by rounding around 0, which rstd ~ 1/sqrt(eps) turns into input
+    # gradients about 1 % apart (measured: 3.8 on a constant 0.3), and the runs part.
     config = TrainConfig(**{"epochs": 2, "batch_size": 16, "lr": 0.05, "arch_lr": 0.05,
-                            **variant})
+                            "finetune_epochs": 0, **variant})
     init = snapshot(space.supernet())
     results = []
     for numpy_kernel in (False, True):

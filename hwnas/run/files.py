@@ -11,7 +11,7 @@ from hwnas.config import DEFAULT_CONFIG, ExperimentConfig, config_from_dict, loa
 from hwnas.deploy import EXPORT_RECORD, FORMATS
 from hwnas.errors import ConfigError, RunDirError
 from hwnas.io import FileLock, LockHeld, atomic_write_text, remove_stale_temporaries
-from hwnas.run.names import check_names, with_absolute_specs
+from hwnas.run.names import check_names, with_absolute_specs, with_learner_defaults
 from hwnas.studies import JOURNAL, STORAGE
 from hwnas.supernet.learners import BaseLearner
 
@@ -70,6 +70,9 @@ class RunDir:
                writer: Writer | None = None) -> RunDir:
         """Creates ``path`` for ``config``, or reopens it when it holds the same experiment.
 
+        The stored config has the settings it leaves to its learner resolved
+        (``with_learner_defaults``); ``config``'s names must have passed ``check_names``.
+
         Args:
             writer: the command writing it, which holds the directory from now on.
 
@@ -78,6 +81,8 @@ class RunDir:
                 another command is writing it.
         """
         path = Path(path)
+        # Stored resolved: a later release's defaults do not change what this run trains.
+        config = with_learner_defaults(config)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path} is a file, not a directory; choose another --out")
         if writer is not None:
@@ -135,6 +140,7 @@ class RunDir:
             # (File specs are stored absolute; one written relative is the run's own.)
             config = with_absolute_specs(load_config(path / CONFIG), path)
             check_names(config, str(path / CONFIG))
+            config = with_learner_defaults(config)
             remove_leftovers(path)
             return cls(path, config)
         except ConfigError as exc:

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-__all__ = ["check_names", "with_absolute_specs"]
+__all__ = ["check_names", "with_absolute_specs", "with_learner_defaults"]
 
 
 def check_names(config: ExperimentConfig, source: str) -> None:
@@ -108,6 +108,14 @@ def _lookup(registry: Registry[T], name: str, key: str,
 
 #: The config keys that name a dataset, space or strategy, which a spec may give as a file.
 _SPEC_KEYS = (("data", "name"), ("space", "name"), ("search", "strategy"))
+
+
+def with_learner_defaults(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` with the train settings it leaves to its learner resolved (say
+    ``train.finetune_epochs``: see ``BaseLearner.with_defaults``), as the run stores them.
+    The learner's name must have passed ``check_names``."""
+    learner = LEARNERS.get(config.train.learner)
+    return dataclasses.replace(config, train=learner.with_defaults(config.train))
 
 
 def with_absolute_specs(config: ExperimentConfig, base: str | Path | None) -> ExperimentConfig:

@@ -95,33 +95,26 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
     return arch
 
 
-#: The learners whose supernets rank subnets poorly for the search that follows, and how
-#: their weights are trained (measured on digits-hard: README, "Does the supernet rank?").
-_POOR_RANKERS = {"darts": "the softmax(α)-weighted sum of every candidate"}
-#: Fine-tuning epochs, per search epoch, after which a DARTS supernet ranks (τ 0.41).
-_FINETUNE_FACTOR = 2
-
-
 def ranking_caveat(config: TrainConfig) -> str | None:
     """What the search's accuracy estimates rank by when the learner's supernet is known to
-    rank subnets poorly (DARTS: Kendall τ 0.29 against stand-alone accuracy on digits-hard;
-    0.35 after as many fine-tuning epochs as it searched, 0.41 after twice as many); None
-    for the others, and for DARTS fine-tuned for twice its epochs or more."""
-    if config.learner not in _POOR_RANKERS:
-        return None
-    enough = _FINETUNE_FACTOR * config.epochs
-    if config.finetune_epochs >= enough:
+    rank subnets poorly without fine-tuning on single paths (``BaseLearner.weights_train_on``;
+    DARTS: Kendall τ 0.29 against stand-alone accuracy on digits-hard, 0.35 after as many
+    fine-tuning epochs as it searched, 0.41 after twice as many, its default) and it was
+    fine-tuned for fewer than ``finetune_factor`` times its epochs; None otherwise."""
+    learner = learner_class(config.learner)
+    enough = learner.finetune_factor * config.epochs
+    if learner.weights_train_on is None or (config.finetune_epochs or 0) >= enough:
         return None
     tuned = (f" (fine-tuning on single paths for fewer than {enough} epochs does not change "
              "that)" if config.finetune_epochs else "")
     return (f"the supernet's weights were trained by {config.learner} on "
-            f"{_POOR_RANKERS[config.learner]}, not on single paths, so the search's accuracies "
+            f"{learner.weights_train_on}, not on single paths, so the search's accuracies "
             "(inherited weights) rank subnets by what the weighted sum favoured, not by how "
             f"well they train alone{tuned}; on digits-hard they rank 24 subnets at Kendall "
             "τ 0.29 where uniform path sampling reaches 0.63; fine-tune on single paths for "
-            f"twice the search's epochs (train.finetune_epochs: {enough}; τ 0.41 there) or "
-            "search a uniform supernet for a front you can trust, and check with "
-            "'hwnas rank-check RUN'")
+            f"{learner.finetune_factor} times the search's epochs (train.finetune_epochs: "
+            f"{enough}, the default when left out; τ 0.41 there) or search a uniform supernet "
+            "for a front you can trust, and check with 'hwnas rank-check RUN'")
 
 
 def derived_arch(run: RunDir) -> Arch | None:

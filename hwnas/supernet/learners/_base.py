@@ -77,6 +77,14 @@ class BaseLearner(abc.ABC):
 
     #: Whether the learner updates architecture parameters.
     learns_arch = False
+    #: Single-path fine-tuning epochs per search epoch when ``train.finetune_epochs`` is
+    #: left out (see ``with_defaults``): for a learner whose supernet does not rank subnets
+    #: for the search without them.
+    finetune_factor = 0
+    #: What the weights train on, for a learner whose supernet ranks subnets poorly without
+    #: ``finetune_factor`` times its epochs of fine-tuning (a run with fewer says so); None
+    #: for one that trains single paths.
+    weights_train_on: str | None = None
     #: (beta1, beta2) of the architecture parameters' Adam optimiser.
     arch_betas = (0.5, 0.999)
     #: File names in ``run_dir``: checkpoint, weights, training log, architecture log.
@@ -86,6 +94,7 @@ class BaseLearner(abc.ABC):
     def __init__(self, *, space: BaseSearchSpace, supernet: Supernet, data: Dataset,
                  config: TrainConfig, seed: int = 0, run_dir: str | Path | None = None,
                  progress: bool = True, regularizer: Regularizer | None = None) -> None:
+        config = self.with_defaults(config)
         self.space, self.supernet, self.data, self.config = space, supernet, data, config
         self.seed = seed
         self.run_dir = Path(run_dir) if run_dir is not None else None
@@ -120,6 +129,14 @@ class BaseLearner(abc.ABC):
         self._x, self._xa = nn.Variable(shape), nn.Variable(shape)
         self._y, self._ya = nn.Variable((config.batch_size, 1)), nn.Variable((config.batch_size, 1))
         self._graphs: dict[str, tuple[nn.Variable, nn.Variable]] = {}
+
+    @classmethod
+    def with_defaults(cls, config: TrainConfig) -> TrainConfig:
+        """``config`` with the settings it leaves to the learner resolved:
+        ``finetune_epochs`` left out (None) becomes ``finetune_factor`` times ``epochs``."""
+        if config.finetune_epochs is not None:
+            return config
+        return dataclasses.replace(config, finetune_epochs=cls.finetune_factor * config.epochs)
 
     def _split(self, train: Split) -> tuple[Split, Split | None]:
         """The weight split and the (disjoint) architecture split of the training data."""
