@@ -23,9 +23,10 @@
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
 # 15 min, digits_proxyless 8 min, digits_reinforce 6 min, digits_cells 20 min,
 # strategies 10 min (digits-all about an hour, measured 51-52 min after make demo), mnist 2 h,
-# cifar10 10 h (those two extrapolated, not measured). The three DARTS jobs were measured
-# before DARTS fine-tuned for twice its epochs by default (train.finetune_epochs); a fine-tuning epoch
-# of single paths took about a fifth of a DARTS epoch in bench_ranking, so expect ~40 % more.
+# cifar10 10 h (those two extrapolated, not measured). The DARTS jobs were timed before
+# DARTS fine-tuned for twice its epochs by default (train.finetune_epochs); digits_darts with
+# it took 7.3 min at 84865f7 (its 12 fine-tuning epochs 85 s of that, a fifth): expect
+# digits_darts2 and digits_cells to take about a fifth longer than listed.
 set -euo pipefail
 cd "$(dirname "$0")"
 
