@@ -96,11 +96,12 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
 
 
 def ranking_caveat(config: TrainConfig) -> str | None:
-    """What the search's accuracy estimates rank by when the learner's supernet is known to
-    rank subnets poorly without fine-tuning on single paths (``BaseLearner.weights_train_on``;
-    DARTS: Kendall τ 0.29 against stand-alone accuracy on digits-hard, 0.35 after as many
-    fine-tuning epochs as it searched, 0.41 after twice as many, its default) and it was
-    fine-tuned for fewer than ``finetune_factor`` times its epochs; None otherwise."""
+    """What the search's accuracy estimates mean when the learner's weights were not trained
+    on single paths (``BaseLearner.weights_train_on``) and it was fine-tuned on them for
+    fewer than ``finetune_factor`` times its epochs (DARTS on digits-hard: estimates
+    0.10-0.18 for subnets that train alone to 0.59-0.77, Kendall τ 0.29 against 6 stand-alone
+    epochs and 0.39 against the full recipe; 0.48-0.64, τ 0.41 and 0.39 after twice its
+    epochs of fine-tuning, its default); None otherwise."""
     learner = learner_class(config.learner)
     enough = learner.finetune_factor * config.epochs
     if learner.weights_train_on is None or (config.finetune_epochs or 0) >= enough:
@@ -109,12 +110,12 @@ def ranking_caveat(config: TrainConfig) -> str | None:
              "that)" if config.finetune_epochs else "")
     return (f"the supernet's weights were trained by {config.learner} on "
             f"{learner.weights_train_on}, not on single paths, so the search's accuracies "
-            "(inherited weights) rank subnets by what the weighted sum favoured, not by how "
-            f"well they train alone{tuned}; on digits-hard they rank 24 subnets at Kendall "
-            "τ 0.29 where uniform path sampling reaches 0.63; fine-tune on single paths for "
+            "(inherited weights) are far below what the subnets reach alone and rank them "
+            f"loosely{tuned}: on digits-hard 0.10-0.18 for subnets that train alone to "
+            "0.59-0.77, Kendall τ 0.29-0.39; fine-tune on single paths for "
             f"{learner.finetune_factor} times the search's epochs (train.finetune_epochs: "
-            f"{enough}, the default when left out; τ 0.41 there) or search a uniform supernet "
-            "for a front you can trust, and check with 'hwnas rank-check RUN'")
+            f"{enough}, the default when left out; estimates 0.48-0.64 there) or search a "
+            "uniform supernet, and check the ranking with 'hwnas rank-check RUN'")
 
 
 def derived_arch(run: RunDir) -> Arch | None:

@@ -23,9 +23,11 @@ class DartsLearner(BaseLearner):
 
     learns_arch = True
     weight_graph = "darts"
-    # Weights trained on the weighted sum score single paths badly: on digits-hard the
-    # supernet ranks 24 subnets at Kendall tau 0.29, after as many single-path epochs as it
-    # searched at 0.35, after twice as many at 0.41 (bench/bench_ranking.py; README).
+    # Weights trained on the weighted sum score single paths far below what they reach
+    # alone: on digits-hard 0.10-0.18 for subnets that train alone to 0.59-0.77, and
+    # 0.48-0.64 after twice the search's epochs on single paths. Kendall tau against 6
+    # stand-alone epochs 0.29 -> 0.41 with it, against the full recipe 0.39 either way
+    # (bench/bench_ranking.py; README, "Does the supernet rank?").
     finetune_factor = 2
     weights_train_on = "the softmax(α)-weighted sum of every candidate"
 
