@@ -68,6 +68,7 @@ RESULTS = ROOT / "bench" / "results"
 LEARNERS: dict[str, dict] = {
     "uniform": {},
     "uniform-2x": {"epochs_factor": 2},  # longer training: twice the epochs
+    "uniform-3x": {"epochs_factor": 3},  # no better than 2x against the full recipe
     "sandwich": {"sampling": "sandwich"},
     "sandwich-distill": {"sampling": "sandwich", "distill": True},
     "distill": {"distill": True},
