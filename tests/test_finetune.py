@@ -108,7 +108,7 @@ def test_finetuning_samples_every_option_whatever_the_architecture_favours(
 @pytest.mark.parametrize("learner,given,finetune", [
     ("darts", 0, 0), ("darts", 1, 1), ("darts", 2, 2), ("proxyless", 1, 1),
     # Left out: the learner's default, twice the search's epochs for DARTS, none for
-    # ProxylessNAS (whose supernet ranks without: bench_ranking).
+    # ProxylessNAS (whose τ fine-tuning lowered: bench_ranking).
     ("darts", None, 2), ("proxyless", None, 0)])
 def test_the_cli_says_what_a_darts_supernets_estimates_rank_by(
         learner: str, given: int | None, finetune: int, tmp_path: Path,
