@@ -98,13 +98,12 @@ def write_derived(run: RunDir, space: BaseSearchSpace, supernet: Supernet,
 def ranking_caveat(config: TrainConfig) -> str | None:
     """What the search's accuracy estimates mean when the learner's weights were not trained
     on single paths (``BaseLearner.weights_train_on``) and it was fine-tuned on them for
-    fewer than ``finetune_factor`` times its epochs (DARTS on digits-hard: estimates
-    0.10-0.18 for subnets that train alone to 0.59-0.77, Kendall τ 0.29 against 6 stand-alone
-    epochs and 0.39 against the full recipe; 0.48-0.64, τ 0.41 and 0.39 after twice its
-    epochs of fine-tuning, its default); None otherwise."""
+    fewer than ``finetune_factor`` times its epochs (measured: ``DartsLearner``; README,
+    "Does the supernet rank?"); None otherwise."""
     learner = learner_class(config.learner)
+    config = learner.with_defaults(config)
     enough = learner.finetune_factor * config.epochs
-    if learner.weights_train_on is None or (config.finetune_epochs or 0) >= enough:
+    if learner.weights_train_on is None or config.finetune_epochs >= enough:
         return None
     tuned = (f" (fine-tuning on single paths for fewer than {enough} epochs does not change "
              "that)" if config.finetune_epochs else "")

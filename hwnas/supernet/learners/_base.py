@@ -78,12 +78,12 @@ class BaseLearner(abc.ABC):
     #: Whether the learner updates architecture parameters.
     learns_arch = False
     #: Single-path fine-tuning epochs per search epoch when ``train.finetune_epochs`` is
-    #: left out (see ``with_defaults``): for a learner whose supernet does not rank subnets
-    #: for the search without them.
+    #: left out (see ``with_defaults``): for a learner whose weights score single paths
+    #: far below what they reach alone without them.
     finetune_factor = 0
-    #: What the weights train on, for a learner whose supernet ranks subnets poorly without
-    #: ``finetune_factor`` times its epochs of fine-tuning (a run with fewer says so); None
-    #: for one that trains single paths.
+    #: What the weights train on, for a learner that needs ``finetune_factor`` times its
+    #: epochs of fine-tuning (a run with fewer says so); None for one that trains single
+    #: paths.
     weights_train_on: str | None = None
     #: (beta1, beta2) of the architecture parameters' Adam optimiser.
     arch_betas = (0.5, 0.999)
