@@ -62,9 +62,9 @@ from hwnas.run.workspace import space_from_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
-#: Each learner's settings (train.* overrides); ``warmup`` and ``finetune`` are shares of the
-#: epochs. A learner ``after`` another continues that one's finished training (its
-#: fine-tuning epochs alone are trained).
+#: Each learner's settings (train.* overrides; ``space``: space.options overrides);
+#: ``warmup`` and ``finetune`` are shares of the epochs. A learner ``after`` another
+#: continues that one's finished training (its fine-tuning epochs alone are trained).
 LEARNERS: dict[str, dict] = {
     "uniform": {},
     "uniform-2x": {"epochs_factor": 2},  # longer training: twice the epochs
@@ -76,6 +76,10 @@ LEARNERS: dict[str, dict] = {
               "warmup": 0.2},
     "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.01,
                   "arch_weight_decay": 0.0, "arch_fraction": 0.5, "warmup": 0.25},
+    # Nested weight sharing (space.options.weight_sharing): a block's inverted residuals
+    # slice the weights of its largest.
+    "uniform-nested": {"space": {"weight_sharing": "nested"}},
+    "uniform-2x-nested": {"epochs_factor": 2, "space": {"weight_sharing": "nested"}},
     "uniform-fewshot": {"after": "uniform", "split_epochs": 3},  # per option of one choice
     "darts-finetune": {"after": "darts", "finetune": 0.25},
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
@@ -164,6 +168,7 @@ def overrides_of(name: str, epochs: int) -> dict:
     out = overrides_of(base, epochs) if base else {}
     warmup = settings.pop("warmup", None)
     epochs *= settings.pop("epochs_factor", 1)
+    out.update({f"space.options.{k}": v for k, v in settings.pop("space", {}).items()})
     out.update({"train.epochs": epochs, **{f"train.{k}": v for k, v in settings.items()}})
     if warmup is not None:
         out["train.warmup_epochs"] = max(1, round(warmup * epochs))

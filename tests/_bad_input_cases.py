@@ -654,6 +654,10 @@ CASES.update({
     "space_option_refused_by_the_space": Case(
         RUN_FRESH, ("{tmp}/fresh/config.yaml", "'space'", "widths must be even"),
         config(_space(f"{EXAMPLE_SPACE}:VggSpace", "{widths: [3]}")), added=FRESH_CONFIG),
+    "space_weight_sharing_unknown": Case(
+        RUN_FRESH, ("{tmp}/fresh/config.yaml", "'space'", "weight_sharing must be one of "
+                    "separate, nested", "'shared'"),
+        config(_space("mobilenet", "{weight_sharing: shared}")), added=FRESH_CONFIG),
     "strategy_spec_wrong_type": Case(
         RUN_BAD, ("bad.yaml", "search.strategy", "my_plugin.py:helper",
                   "not a BaseStrategy subclass"),

@@ -76,7 +76,7 @@ def fresh_subnet(space: BaseSearchSpace, arch: Arch, seed: int) -> Supernet:
     """A standalone subnet for ``arch`` with freshly initialised, seeded weights."""
     nn.seed(seed)
     np.random.seed(seed)  # nnabla's initialisers draw from numpy's global generator
-    return space.supernet().extract(arch)
+    return space.initial_supernet().extract(arch)
 
 
 def recipe_of(config: RetrainConfig, dataset: str) -> dict[str, Any]:

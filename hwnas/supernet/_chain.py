@@ -30,10 +30,13 @@ class MixedChain(Supernet):
         layers: choice name -> option -> its module, in the space's choice order (the
             options a subnet extracted for one Arch has one each).
         head: the module after the last choice (the classifier).
+        shared: choice name -> (weights several of its options read, those options), for
+            the choices whose options share weights (``hwnas.supernet._nested``).
     """
 
     def __init__(self, *, input_shape: tuple[int, int, int], stem: Op,
-                 layers: Mapping[str, Mapping[str, Op]], head: Op) -> None:
+                 layers: Mapping[str, Mapping[str, Op]], head: Op,
+                 shared: Mapping[str, tuple[Op, tuple[str, ...]]] | None = None) -> None:
         self.input_shape = tuple(input_shape)
         self.stem = stem
         self.choice_names = tuple(layers)
@@ -41,7 +44,8 @@ class MixedChain(Supernet):
             alpha = (nn.Variable.from_numpy_array(np.zeros(len(options), np.float32),
                                                   need_grad=True)
                      if len(options) > 1 else None)
-            setattr(self, name, MixedOp(dict(options), alpha))
+            weights, sharing = (shared or {}).get(name, (None, ()))
+            setattr(self, name, MixedOp(dict(options), alpha, shared=weights, sharing=sharing))
         self.head = head
         # nnabla's parametric functions create their weights on the first call: run every
         # option once on a dummy input so that every shared weight exists now.
@@ -83,11 +87,18 @@ class MixedChain(Supernet):
             for option in layer.options:
                 groups[f"{name}/{option}"] = layer.submodules[option].get_parameters(
                     grad_only=True)
+            if layer.sharing:
+                groups[f"{name}/shared"] = layer.shared.get_parameters(grad_only=True)
         return groups
 
     def active_groups(self) -> list[str]:
-        return ["stem", "head"] + [f"{name}/{option}" for name in self.choice_names
-                                   for option in self.submodules[name].used()]
+        groups = ["stem", "head"]
+        for name in self.choice_names:
+            used = self.submodules[name].used()
+            groups += [f"{name}/{option}" for option in used]
+            if self.submodules[name].sharing.intersection(used):
+                groups.append(f"{name}/shared")
+        return groups
 
     def mixed_ops(self) -> dict[str, list[MixedOp]]:
         return {name: [self.submodules[name]] for name in self.choice_names

@@ -38,10 +38,14 @@ class MixedOp(Op):
             there is nothing to learn (a subnet).
         zero: candidates whose output is known to be all zeros; they are not
             computed in the weighted modes.
+        shared: weights that some candidates read besides their own (nested weight
+            sharing), held here once as the submodule ``shared``; None where there are none.
+        sharing: the candidates that read ``shared``.
     """
 
     def __init__(self, options: dict[str, Op], alpha: nn.Variable | None = None,
-                 zero: Sequence[str] = ()) -> None:
+                 zero: Sequence[str] = (), shared: Op | None = None,
+                 sharing: Sequence[str] = ()) -> None:
         if not options:
             raise ValueError("a mixed operation needs at least one candidate")
         self.options = tuple(options)
@@ -51,6 +55,11 @@ class MixedOp(Op):
             raise ValueError(f"alpha has shape {alpha.shape}, expected ({len(options)},)")
         self.alpha = alpha
         self.zero = frozenset(zero)
+        if shared is not None:
+            if "shared" in options:
+                raise ValueError("'shared' names the shared weights, not a candidate")
+            self.shared = shared
+        self.sharing = frozenset(sharing) if shared is not None else frozenset()
         #: The candidate of ``single`` mode; None switches the operation off (output zero).
         self.active: str | None = self.options[0]
         self.mode = "single"

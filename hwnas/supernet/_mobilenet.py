@@ -5,7 +5,8 @@ from hwnas.arch import Arch
 from hwnas.supernet._candidates import (build_candidate, complexity, computes_nothing,
                                          parse_candidate)
 from hwnas.supernet._chain import MixedChain
-from hwnas.supernet._ops import ConvBNReLU, Head
+from hwnas.supernet._nested import WEIGHT_SHARING, NestedInvertedResidual, NestedWeights
+from hwnas.supernet._ops import ConvBNReLU, Head, parse_option
 from hwnas.supernet._space import BaseSearchSpace, Unit, head_unit, register_space, unit_key
 
 
@@ -15,20 +16,43 @@ class ChainSupernet(MixedChain):
     Args:
         space: the space whose choices this network covers.
         choices: the options to build per block (a subset of the space's, for extraction).
+        weight_sharing: ``nested`` makes the inverted residuals of a block with more than
+            one slice the weights of its largest (``hwnas.supernet._nested``).
     """
 
-    def __init__(self, space: ChainSpace, choices: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, space: ChainSpace, choices: dict[str, tuple[str, ...]],
+                 weight_sharing: str = "separate") -> None:
         self.space = space
-        super().__init__(
-            input_shape=space.input_shape, stem=ConvBNReLU(space.stem_channels, 3),
-            layers={name: {o: build_candidate(o, cin, cout, stride) for o in choices[name]}
-                    for name, (cin, cout, stride) in space.block_shapes.items()},
-            head=Head(space.head_channels, space.n_classes))
+        layers, shared = {}, {}
+        for name, (cin, cout, stride) in space.block_shapes.items():
+            nested = {o: parse_option(o) for o in choices[name]
+                      if parse_candidate(o).form == "ir"}
+            if weight_sharing != "nested" or len(nested) < 2:
+                nested = {}
+            else:
+                weights = NestedWeights(cin, cout, max(k for k, _ in nested.values()),
+                                        max(e for _, e in nested.values()))
+                shared[name] = (weights, tuple(nested))
+            layers[name] = {o: NestedInvertedResidual(weights, *nested[o], stride) if o in nested
+                            else build_candidate(o, cin, cout, stride) for o in choices[name]}
+        super().__init__(input_shape=space.input_shape, stem=ConvBNReLU(space.stem_channels, 3),
+                         layers=layers, head=Head(space.head_channels, space.n_classes),
+                         shared=shared)
 
     def extract(self, arch: Arch) -> ChainSupernet:
+        """A chain of ``arch``'s options alone with copies of my weights (of the slices an
+        option reads, where its block shares weights)."""
         self.space.validate(arch)
+        derived = {}
+        for name, option in arch.items():
+            layer = self.submodules[name]
+            if option in layer.sharing:
+                module = layer.submodules[option]
+                derived.update({f"@{name}/@{option}/{key}": w for key, w in
+                                layer.shared.arrays(module.kernel, module.expansion).items()})
         return self._with_my_weights(
-            ChainSupernet(self.space, {name: (option,) for name, option in arch.items()}))
+            ChainSupernet(self.space, {name: (option,) for name, option in arch.items()}),
+            derived)
 
 
 @register_space("mobilenet")
@@ -38,7 +62,8 @@ class ChainSpace(BaseSearchSpace):
 
     Every encoding is a network of its own, and every one can be built: a block's
     options each have their own weights (``skip``, the one without any, is
-    offered once per block), no option makes another block's choice irrelevant,
+    offered once per block; with ``weight_sharing: nested`` its inverted
+    residuals share theirs, see ``hwnas.supernet._nested``), no option makes another block's choice irrelevant,
     and each option is built for its block's shapes. ``canonical`` and
     ``validate`` are the base class's. (Every subnet of small configurations
     computed a function of its own; ``tests/test_canonical.py`` checks that
@@ -56,6 +81,10 @@ class ChainSpace(BaseSearchSpace):
         operations: further candidates offered to every block (see
             ``hwnas.supernet._candidates``: ``sep_k3``, ``conv_k3_bias``, ``dil_k3``,
             ``grp_k3_g2``, ``max_k3``, ``affine``, ...); ``bn`` only where shapes match.
+        weight_sharing: ``separate`` (every option its own weights) or ``nested`` (a
+            block's inverted residuals slice the weights of its largest: every step trains
+            them, whichever one the path takes; batch normalization stays per option).
+            It changes the supernet only: extracted and retrained subnets are the same.
     """
 
     config_keys = ("stem_channels", "stages", "kernels", "expansions", "skip", "head_channels",
@@ -66,7 +95,8 @@ class ChainSpace(BaseSearchSpace):
                  stages: list[tuple[int, int, int]] | None = None,
                  kernels: list[int] | None = None, expansions: list[int] | None = None,
                  skip: bool = True, head_channels: int = 64,
-                 operations: list[str] | None = None) -> None:
+                 operations: list[str] | None = None,
+                 weight_sharing: str = "separate") -> None:
         stages = stages if stages is not None else [(16, 2, 1), (24, 2, 2), (32, 2, 2)]
         kernels = kernels if kernels is not None else [3, 5, 7]
         expansions = expansions if expansions is not None else [3, 6]
@@ -74,6 +104,10 @@ class ChainSpace(BaseSearchSpace):
             raise ValueError(f"input_shape must be (C, H, W), got {input_shape}")
         if n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {n_classes}")
+        if weight_sharing not in WEIGHT_SHARING:
+            raise ValueError(f"weight_sharing must be one of {', '.join(WEIGHT_SHARING)}, got "
+                             f"{weight_sharing!r}")
+        self.weight_sharing = weight_sharing
         self.input_shape = tuple(int(v) for v in input_shape)
         self.n_classes = n_classes
         self.stem_channels = stem_channels
@@ -105,6 +139,9 @@ class ChainSpace(BaseSearchSpace):
                 Arch({n: max(o, key=complexity) for n, o in self.choices.items()})]
 
     def supernet(self) -> ChainSupernet:
+        return ChainSupernet(self, self.choices, self.weight_sharing)
+
+    def initial_supernet(self) -> ChainSupernet:
         return ChainSupernet(self, self.choices)
 
     def arch_units(self) -> tuple[list[Unit], dict[str, dict[str, list[Unit]]], dict[str, float]]:

@@ -44,12 +44,19 @@ class Supernet(Op):
     def active_groups(self) -> list[str]:
         """The groups the active path uses."""
 
-    def _with_my_weights(self, subnet: Supernet) -> Supernet:
+    def _with_my_weights(self, subnet: Supernet,
+                         derived: Mapping[str, np.ndarray] | None = None) -> Supernet:
         """``subnet`` (built from this network's modules' names) holding copies of my weights,
-        in inference mode: what ``extract`` returns."""
-        mine = self.net_parameters()
+        in inference mode: what ``extract`` returns.
+
+        Args:
+            derived: the subnet's weights that are no weight of mine under their name (slices
+                of shared weights), by the subnet's name.
+        """
+        mine = {key: p.d for key, p in self.net_parameters().items()}
+        mine.update(derived or {})
         subnet.set_parameters({
-            key: nn.Variable.from_numpy_array(mine[key].d.copy(), need_grad=p.need_grad)
+            key: nn.Variable.from_numpy_array(mine[key].copy(), need_grad=p.need_grad)
             for key, p in subnet.net_parameters().items()}, raise_if_missing=True)
         subnet.training = False
         return subnet
@@ -247,6 +254,12 @@ class BaseSearchSpace(abc.ABC):
     @abc.abstractmethod
     def supernet(self) -> Supernet:
         """A new supernet with freshly initialised weights for every option."""
+
+    def initial_supernet(self) -> Supernet:
+        """The supernet whose initial weights a subnet trained from scratch is extracted from:
+        ``supernet()``, unless that one shares weights between options (a subnet's start
+        should not depend on how the supernet shares)."""
+        return self.supernet()
 
     @abc.abstractmethod
     def arch_units(self) -> tuple[list[Unit], dict[str, dict[str, list[Unit]]], dict[str, float]]:
