@@ -79,7 +79,7 @@ LEARNERS: dict[str, dict] = {
     # Nested weight sharing (space.options.weight_sharing): a block's inverted residuals
     # slice the weights of its largest.
     "uniform-nested": {"space": {"weight_sharing": "nested"}},
-    "uniform-2x-nested": {"epochs_factor": 2, "space": {"weight_sharing": "nested"}},
+    "uniform-2x-nested": {"epochs_factor": 2, "space": {"weight_sharing": "nested"}},  # and below
     "uniform-fewshot": {"after": "uniform", "split_epochs": 3},  # per option of one choice
     "darts-finetune": {"after": "darts", "finetune": 0.25},
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
@@ -87,6 +87,10 @@ LEARNERS: dict[str, dict] = {
     "darts-finetune-long": {"after": "darts", "finetune": 1.0},
     "darts-finetune-2x": {"after": "darts", "finetune": 2.0},
 }
+_NESTED = {"space": {"weight_sharing": "nested"}}
+LEARNERS.update({"proxyless-nested": {**LEARNERS["proxyless"], **_NESTED},
+                 "darts-nested": {**LEARNERS["darts"], **_NESTED},
+                 "darts-finetune-2x-nested": {"after": "darts-nested", "finetune": 2.0}})
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
 DEFAULT_LEARNERS = ("uniform", "uniform-2x", "uniform-fewshot", "sandwich", "darts", "proxyless",
@@ -307,6 +311,8 @@ def main() -> int:
               "default": next((n for n in rows if overrides_of(n, epochs)
                                == {"train.epochs": cfg.train.epochs}), None),
               "spread": max(val) - min(val),
+              "seed_ceiling": seed_ceiling(val, next(iter(rows.values()))["seed_noise_sd"]
+                                           if rows else None),
               "seconds": round(time.perf_counter() - began, 1)}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(Path(args.out + ".json"), report)
@@ -322,6 +328,18 @@ def main() -> int:
             failed.append(f"{default} (the experiment's default)")
     print("misses: " + ", ".join(failed) if failed else "every target met")
     return 1 if failed else 0
+
+
+def seed_ceiling(val: list[float], sd: float | None, draws: int = 2000) -> float | None:
+    """The Kendall τ that a second stand-alone training of the pool would reach against the
+    first, were each accuracy off by independent normal seed noise of ``sd`` (a model of
+    the measured noise, not a measurement): how well any estimate can rank this pool."""
+    if sd is None or not sd > 0:
+        return None
+    rng = np.random.default_rng(0)
+    v = np.asarray(val)
+    return float(np.mean([ranking.kendall_tau(v, v + rng.normal(0, sd * math.sqrt(2), len(v)))
+                          for _ in range(draws)]))
 
 
 def table_md(report: dict) -> str:
@@ -348,6 +366,9 @@ def table_md(report: dict) -> str:
                  f"epochs, supernets {report['supernet_epochs']} epochs; stand-alone val "
                  f"spread {report['spread']:.3f}, seed noise sd "
                  + ("n/a" if noise is None else f"{noise:.4f}")
+                 + ("" if report.get("seed_ceiling") is None else
+                    f" (a second stand-alone training would rank the pool at τ "
+                    f"{report['seed_ceiling']:.2f} against the first)")
                  + f"; {report['seconds'] / 60:.0f} min in all.")
     return "\n".join(lines) + "\n"
 
