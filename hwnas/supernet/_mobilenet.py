@@ -16,8 +16,8 @@ class ChainSupernet(MixedChain):
     Args:
         space: the space whose choices this network covers.
         choices: the options to build per block (a subset of the space's, for extraction).
-        weight_sharing: ``nested`` makes the inverted residuals of a block with more than
-            one slice the weights of its largest (``hwnas.supernet._nested``).
+        weight_sharing: ``nested``: where a block offers more than one inverted residual,
+            they are slices of the weights of its largest (``hwnas.supernet._nested``).
     """
 
     def __init__(self, space: ChainSpace, choices: dict[str, tuple[str, ...]],
@@ -63,11 +63,12 @@ class ChainSpace(BaseSearchSpace):
     Every encoding is a network of its own, and every one can be built: a block's
     options each have their own weights (``skip``, the one without any, is
     offered once per block; with ``weight_sharing: nested`` its inverted
-    residuals share theirs, see ``hwnas.supernet._nested``), no option makes another block's choice irrelevant,
-    and each option is built for its block's shapes. ``canonical`` and
-    ``validate`` are the base class's. (Every subnet of small configurations
-    computed a function of its own; ``tests/test_canonical.py`` checks that
-    every one-choice move changes the network.)
+    residuals share theirs, see ``hwnas.supernet._nested``), no option makes
+    another block's choice irrelevant, and each option is built for its block's
+    shapes. ``canonical`` and ``validate`` are the base class's. (Every subnet
+    of small configurations computed a function of its own;
+    ``tests/test_canonical.py`` checks that every one-choice move changes the
+    network.)
 
     Args:
         input_shape: (C, H, W) of the input images.

@@ -81,7 +81,7 @@ class NestedWeights(Op):
     def arrays(self, kernel: int, expansion: int) -> dict[str, np.ndarray]:
         """Copies of those slices, by their name within an ``InvertedResidual``."""
         full = self()
-        return {PLAIN_NAMES[name]: full[name].d[tuple(slice(a, b) for a, b in zip(start, stop))].copy()
+        return {PLAIN_NAMES[name]: full[name].d[tuple(map(slice, start, stop))].copy()
                 for name, (start, stop) in self._slices(kernel, expansion).items()}
 
 
