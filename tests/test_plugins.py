@@ -212,8 +212,10 @@ def test_space_options_reach_the_class_and_unknown_ones_are_refused() -> None:
     assert kwargs["skip"] is False and kwargs["kernels"] == [3, 5, 7] and "cells" not in kwargs
     with pytest.raises(ValueError, match="set space.skip instead"):
         space_keywords(ChainSpace, chain, {"skip": True})
-    with pytest.raises(ValueError, match="it takes: none"):
+    with pytest.raises(ValueError, match="it takes: weight_sharing$"):
         space_keywords(ChainSpace, chain, {"depth": 3})
+    assert space_keywords(ChainSpace, chain, {"weight_sharing": "nested"})[
+        "weight_sharing"] == "nested"
 
 
 def test_space_options_in_a_config_are_checked_before_anything_runs() -> None:
