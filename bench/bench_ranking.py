@@ -311,8 +311,8 @@ def main() -> int:
               "default": next((n for n in rows if overrides_of(n, epochs)
                                == {"train.epochs": cfg.train.epochs}), None),
               "spread": max(val) - min(val),
-              "seed_ceiling": seed_ceiling(val, next(iter(rows.values()))["seed_noise_sd"]
-                                           if rows else None),
+              "seed_ceiling": ranking.seed_ceiling(
+                  val, next(iter(rows.values()))["seed_noise_sd"] if rows else None),
               "seconds": round(time.perf_counter() - began, 1)}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(Path(args.out + ".json"), report)
@@ -328,18 +328,6 @@ def main() -> int:
             failed.append(f"{default} (the experiment's default)")
     print("misses: " + ", ".join(failed) if failed else "every target met")
     return 1 if failed else 0
-
-
-def seed_ceiling(val: list[float], sd: float | None, draws: int = 2000) -> float | None:
-    """The Kendall τ that a second stand-alone training of the pool would reach against the
-    first, were each accuracy off by independent normal seed noise of ``sd`` (a model of
-    the measured noise, not a measurement): how well any estimate can rank this pool."""
-    if sd is None or not sd > 0:
-        return None
-    rng = np.random.default_rng(0)
-    v = np.asarray(val)
-    return float(np.mean([ranking.kendall_tau(v, v + rng.normal(0, sd * math.sqrt(2), len(v)))
-                          for _ in range(draws)]))
 
 
 def table_md(report: dict) -> str:

@@ -114,6 +114,23 @@ def pooled_sd(replicates: Sequence[Sequence[float]]) -> float | None:
     return math.sqrt(squares / dof)
 
 
+def seed_ceiling(actual: Sequence[float], sd: float | None, *, draws: int = RESAMPLES,
+                 seed: int = BOOTSTRAP_SEED) -> float | None:
+    """About the Kendall τ that a second training of the same subnets would reach against
+    ``actual``: the mean τ of ``actual`` against ``actual`` moved by independent normal
+    noise of sd ``sd * sqrt(2)`` (the difference of two trainings with seed noise ``sd``),
+    over ``draws`` draws. No estimate ranks the subnets much better than this; a model,
+    taking ``actual`` for the truth. None when ``sd`` is unknown or not positive."""
+    if sd is None or not sd > 0:
+        return None
+    actual = np.asarray(actual, float)
+    noise = np.random.default_rng(seed).normal(0.0, sd * math.sqrt(2), (draws, len(actual)))
+    values = np.concatenate([tau_b(actual, actual + block)
+                             for block in np.array_split(noise, max(1, draws // 250))])
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
+
+
 def trust_gap(estimate: Sequence[float], actual: Sequence[float]) -> float:
     """The largest difference of estimates between two subnets that training put the other
     way round (0 when none was): estimate differences above it all kept their order."""
@@ -144,9 +161,9 @@ FEW = 6
 
 
 def verdict(tau: float, interval: tuple[float, float] | None, gap: float,
-            noise: float | None, n: int) -> str:
+            noise: float | None, n: int, ceiling: float | None = None) -> str:
     """One honest line on whether the estimates rank the ``n`` subnets, and how far to
-    trust them."""
+    trust them (``ceiling``: ``seed_ceiling``, what no estimate can much exceed)."""
     if interval is None or not math.isfinite(tau):
         return "cannot tell: the estimates or the stand-alone accuracies are all equal"
     low, high = interval
@@ -160,6 +177,9 @@ def verdict(tau: float, interval: tuple[float, float] | None, gap: float,
             f"ranks ({where}): no pair changed order after training")
     if noise is not None:
         line += f"; stand-alone differences below {100 * noise:.2f} points are seed noise"
+    if ceiling is not None:
+        line += (f"; a second training of these subnets would rank them at about τ "
+                 f"{ceiling:.2f}")
     return line
 
 

@@ -130,6 +130,27 @@ def test_stratified_picks_spread_over_the_ranks_and_keep_the_selected():
             ranking.stratified(values, n)
 
 
+def test_the_seed_ceiling_is_the_tau_of_a_second_noisy_training():
+    # Two subnets 2 sd apart: a second training keeps their order when the difference of two
+    # trainings' noise (sd 2 sd) stays above -2 sd: P = Phi(1); tau = 2 Phi(1) - 1 = 0.683.
+    assert ranking.seed_ceiling([0.70, 0.72], 0.01) == pytest.approx(0.6827, abs=0.04)
+    # Noise far below the gaps: every pair keeps its order; far above: about no agreement.
+    assert ranking.seed_ceiling([0.5, 0.6, 0.7, 0.8], 1e-5) == 1.0
+    assert abs(ranking.seed_ceiling([0.5, 0.6, 0.7, 0.8], 10.0)) < 0.05
+    assert ranking.seed_ceiling([0.5, 0.6], None) is None
+    assert ranking.seed_ceiling([0.5, 0.6], 0.0) is None
+    # statistics carries it when there is seed noise, and the verdict says it.
+    rows = [{"estimate": e, "val_accuracy": v, "test_accuracy": v, "val_accuracies": [v, v + d],
+             "selected": i == 0, "within_budgets": True}
+            for i, (e, v, d) in enumerate(zip(range(12, 0, -1), np.linspace(0.9, 0.6, 12),
+                                              [0.01, -0.01] * 6))]
+    out = statistics(rows, 2)
+    assert out["seed_ceiling"] == pytest.approx(
+        ranking.seed_ceiling([r["val_accuracy"] for r in rows], out["seed_noise_sd"]))
+    assert f"would rank them at about τ {out['seed_ceiling']:.2f}" in out["verdict"]
+    assert statistics(rows, 1)["seed_ceiling"] is None
+
+
 def test_the_verdict_says_whether_the_ranking_can_be_trusted():
     assert ranking.verdict(0.1, (-0.2, 0.4), 0.01, None, 12).startswith(
         "does not rank: Kendall τ 0.10, 95 % interval -0.20 to 0.40 includes 0")
@@ -205,6 +226,9 @@ def test_rank_check_retrains_compares_reuses_and_reports(run_copy, capfd):
         assert r["val_accuracy"] == pytest.approx(np.mean(r["val_accuracies"]))
     assert record["seed_noise_sd"] == pytest.approx(
         ranking.pooled_sd([r["val_accuracies"] for r in record["subnets"]]))
+    assert record["seed_ceiling"] == pytest.approx(ranking.seed_ceiling(
+        [r["val_accuracy"] for r in record["subnets"]], record["seed_noise_sd"]))
+    assert f"would rank them at about tau {record['seed_ceiling']:.2f}" in out
     # The report shows it.
     assert cli(capfd, "report", run_copy)[0] == 0
     html = (run_copy / "report.html").read_text()
@@ -213,6 +237,7 @@ def test_rank_check_retrains_compares_reuses_and_reports(run_copy, capfd):
     assert "Kendall τ" in section and "data:image/png;base64" in section
     assert record["verdict"] in section.replace("&#x27;", "'")
     assert "seed noise" in section.lower() and "hwnas rank-check" not in section
+    assert f"<td>{record['seed_ceiling']:.2f}</td>" in section
     assert "--subnets 3 --epochs 1 --seeds 2" in html[html.index('<section id="reproduce">'):]
 
 

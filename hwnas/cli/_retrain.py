@@ -110,6 +110,9 @@ def print_rank_check(run: steps.RunDir, record: dict) -> None:
                      "(against those within its budgets)")
     if record["seed_noise_sd"] is not None:
         extra.append(f"seed noise sd {100 * record['seed_noise_sd']:.2f} points")
+    if record.get("seed_ceiling") is not None:
+        extra.append(f"a second training would rank them at about tau "
+                     f"{record['seed_ceiling']:.2f}")
     print("  " + "; ".join(extra))
     print(f"verdict: {record['verdict']}")
     print(f"wrote {run / steps.RunDir.RANK_CHECK} and {run / steps.RunDir.RANK_CHECK_PLOT}")

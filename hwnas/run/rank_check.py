@@ -189,6 +189,7 @@ def statistics(rows: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
     eligible = [i for i, r in enumerate(rows) if r["within_budgets"]]
     chosen = next((eligible.index(i) for i, r in enumerate(rows) if r["selected"]), None)
     noise = ranking.pooled_sd([r["val_accuracies"] for r in rows]) if seeds > 1 else None
+    ceiling = ranking.seed_ceiling(val, noise)
     gap = ranking.trust_gap(estimate, val)
     out.update({
         "bootstrap": {"resamples": ranking.RESAMPLES, "seed": ranking.BOOTSTRAP_SEED,
@@ -196,9 +197,10 @@ def statistics(rows: list[dict[str, Any]], seeds: int) -> dict[str, Any]:
         "top_k": k, "top_k_overlap": ranking.top_k_overlap(estimate, val, k),
         "regret": None if chosen is None else ranking.regret([val[i] for i in eligible],
                                                                chosen),
-        "seed_noise_sd": noise, "trust_gap": gap,
+        "seed_noise_sd": noise, "seed_ceiling": ceiling, "trust_gap": gap,
         "verdict": ranking.verdict(math.nan if tau_val is None else tau_val,
-                                   out["val"]["kendall_tau_interval"], gap, noise, len(rows))})
+                                   out["val"]["kendall_tau_interval"], gap, noise, len(rows),
+                                   ceiling)})
     return out
 
 

@@ -198,6 +198,10 @@ def rank_check(run) -> str:
         ("Seed noise (pooled sd of a subnet's validation accuracy over seeds)",
          _points(record["seed_noise_sd"]) if record["seed_noise_sd"] is not None
          else "one seed: unknown (hwnas rank-check --seeds 2)"),
+        ("Kendall τ a second training of these subnets would reach against the first "
+         "(modelled from the seed noise: what no estimate can much exceed)",
+         f"{record['seed_ceiling']:.2f}" if record.get("seed_ceiling") is not None
+         else "unknown without seed noise"),
         ("Largest estimate gap that training reversed", _points(record["trust_gap"]))]
     body += pairs(facts)
     body += figure(lambda: drawn_png(lambda p: plot(record, p)),
