@@ -54,7 +54,8 @@ from hwnas.config import load_config  # noqa: E402
 from hwnas.data import load_dataset  # noqa: E402
 from hwnas.evaluate import Evaluator, split_accuracy  # noqa: E402
 from hwnas.io import atomic_write_json  # noqa: E402
-from hwnas.run.files import configure_run  # noqa: E402
+from hwnas.run.files import configure_run, overridden_config  # noqa: E402
+from hwnas.run.names import with_learner_defaults  # noqa: E402
 from hwnas.run.rank_check import statistics  # noqa: E402
 from hwnas.run.retrain import recipe_of  # noqa: E402
 from hwnas.run.workspace import space_from_config  # noqa: E402
@@ -62,24 +63,24 @@ from hwnas.run.workspace import space_from_config  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
-#: Each learner's settings (train.* overrides; ``space``: space.options overrides);
-#: ``warmup`` and ``finetune`` are shares of the epochs. A learner ``after`` another
-#: continues that one's finished training (its fine-tuning epochs alone are trained).
+#: Each learner's settings (train.* overrides; ``space``: the whole of space.options, so
+#: that a row means the same whatever the experiment sets); ``warmup`` and ``finetune`` are
+#: shares of the epochs. A learner ``after`` another continues that one's finished training
+#: (its fine-tuning epochs alone are trained). The rows without ``-nested`` have separate
+#: weights per option (space.options empty).
+_SEPARATE, _NESTED = {"space": {}}, {"space": {"weight_sharing": "nested"}}
 LEARNERS: dict[str, dict] = {
-    "uniform": {},
-    "uniform-2x": {"epochs_factor": 2},  # longer training: twice the epochs
-    "uniform-3x": {"epochs_factor": 3},  # no better than 2x against the full recipe
-    "sandwich": {"sampling": "sandwich"},
-    "sandwich-distill": {"sampling": "sandwich", "distill": True},
-    "distill": {"distill": True},
+    "uniform": {**_SEPARATE},
+    "uniform-2x": {"epochs_factor": 2, **_SEPARATE},  # longer training: twice the epochs
+    "uniform-3x": {"epochs_factor": 3, **_SEPARATE},  # no better than 2x, full recipe
+    "sandwich": {"sampling": "sandwich", **_SEPARATE},
+    "sandwich-distill": {"sampling": "sandwich", "distill": True, **_SEPARATE},
+    "distill": {"distill": True, **_SEPARATE},
     "darts": {"learner": "darts", "order": 1, "arch_lr": 0.01, "arch_fraction": 0.5,
-              "warmup": 0.2},
+              "warmup": 0.2, **_SEPARATE},
     "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.01,
-                  "arch_weight_decay": 0.0, "arch_fraction": 0.5, "warmup": 0.25},
-    # Nested weight sharing (space.options.weight_sharing): a block's inverted residuals
-    # slice the weights of its largest.
-    "uniform-nested": {"space": {"weight_sharing": "nested"}},
-    "uniform-2x-nested": {"epochs_factor": 2, "space": {"weight_sharing": "nested"}},  # and below
+                  "arch_weight_decay": 0.0, "arch_fraction": 0.5, "warmup": 0.25,
+                  **_SEPARATE},
     "uniform-fewshot": {"after": "uniform", "split_epochs": 3},  # per option of one choice
     "darts-finetune": {"after": "darts", "finetune": 0.25},
     "proxyless-finetune": {"after": "proxyless", "finetune": 0.25},
@@ -87,15 +88,22 @@ LEARNERS: dict[str, dict] = {
     "darts-finetune-long": {"after": "darts", "finetune": 1.0},
     "darts-finetune-2x": {"after": "darts", "finetune": 2.0},
 }
-_NESTED = {"space": {"weight_sharing": "nested"}}
-LEARNERS.update({"proxyless-nested": {**LEARNERS["proxyless"], **_NESTED},
-                 "darts-nested": {**LEARNERS["darts"], **_NESTED},
-                 "darts-finetune-2x-nested": {"after": "darts-nested", "finetune": 2.0}})
+# Nested weight sharing (space.options.weight_sharing): a block's inverted residuals slice
+# the weights of its largest.
+LEARNERS.update({
+    "uniform-nested": {**_NESTED},
+    "uniform-2x-nested": {"epochs_factor": 2, **_NESTED},
+    "proxyless-nested": {**LEARNERS["proxyless"], **_NESTED},
+    "darts-nested": {**LEARNERS["darts"], **_NESTED},
+    "darts-finetune-2x-nested": {"after": "darts-nested", "finetune": 2.0}})
+#: Where a row's supernet trains, in its directory under the work directory.
+SUPERNET = "supernet"
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
-DEFAULT_LEARNERS = ("uniform", "uniform-2x", "uniform-fewshot", "sandwich", "darts", "proxyless",
-                    "darts-finetune", "proxyless-finetune", "darts-finetune-long",
-                    "darts-finetune-2x")
+DEFAULT_LEARNERS = ("uniform-nested", "uniform-2x-nested", "proxyless-nested",
+                    "darts-finetune-2x-nested", "uniform", "uniform-2x", "uniform-fewshot",
+                    "sandwich", "darts", "proxyless", "darts-finetune", "proxyless-finetune",
+                    "darts-finetune-long", "darts-finetune-2x")
 #: The done-when of issue 16: the default learner's τ and its interval's lower end; every
 #: learner's τ.
 DEFAULT_TAU, DEFAULT_LOWER, EVERY_TAU = 0.6, 0.3, 0.4
@@ -132,13 +140,11 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
     ``base`` when given) and scores every subnet of the pool with inherited weights as the
     search does, recalibrating batch norm on each of ``bn_samples`` examples; records the
     estimates."""
-    out = Path(work) / f"estimates_{name}_bn{'-'.join(map(str, bn_samples))}.json"
+    out = Path(work) / f"estimates_bn{'-'.join(map(str, bn_samples))}.json"
     if out.exists():
         return json.loads(out.read_text())
     began = time.perf_counter()
-    # A learner's row fine-tunes only where its settings say so (DARTS's default would).
-    run = configure_run(config, str(Path(work) / f"supernet_{name}"),
-                        {"train.finetune_epochs": 0, **overrides})
+    run = configure_run(config, str(Path(work) / SUPERNET), overrides)
     if base is not None and not (run / TRAINING_FILES[0]).exists():
         for file in TRAINING_FILES:
             if (Path(base) / file).exists():
@@ -152,7 +158,7 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
                               latency=run.config.latency, bn_samples=n, split=ws.split)
         estimates[str(n)] = {Arch(c).key: evaluator.accuracy(Arch(c), ws.data.val)
                              for c in pool}
-    record = {"learner": name, "overrides": overrides, "estimates": estimates,
+    record = {"first_trained_as": name, "overrides": overrides, "estimates": estimates,
               "run": str(run.path), "train_seconds": _train_seconds(run.path / "train_log.csv"),
               "score_seconds": round(time.perf_counter() - began - trained, 1)}
     atomic_write_json(out, record)
@@ -165,14 +171,16 @@ def _train_seconds(log: Path) -> float:
 
 
 def overrides_of(name: str, epochs: int) -> dict:
-    """The train.* overrides of learner ``name`` for ``epochs`` epochs."""
+    """The overrides of learner ``name`` for ``epochs`` epochs; a row fine-tunes only where
+    its settings say so (DARTS's default would)."""
     settings = dict(LEARNERS[name])
     base = settings.pop("after", None)
     finetune = settings.pop("finetune", None)
-    out = overrides_of(base, epochs) if base else {}
+    out = overrides_of(base, epochs) if base else {"train.finetune_epochs": 0}
     warmup = settings.pop("warmup", None)
     epochs *= settings.pop("epochs_factor", 1)
-    out.update({f"space.options.{k}": v for k, v in settings.pop("space", {}).items()})
+    if "space" in settings:
+        out["space.options"] = dict(settings.pop("space"))
     out.update({"train.epochs": epochs, **{f"train.{k}": v for k, v in settings.items()}})
     if warmup is not None:
         out["train.warmup_epochs"] = max(1, round(warmup * epochs))
@@ -183,6 +191,14 @@ def overrides_of(name: str, epochs: int) -> dict:
 
 def digest(*parts) -> str:
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def trained_as(config: str, overrides: dict) -> str:
+    """The digest of what a supernet trains with: the experiment with ``overrides`` and the
+    learner's defaults resolved. A row's supernet is kept under it, so that rows (or a changed
+    experiment) that train the same supernet share it, and an edited experiment does not reuse
+    another's."""
+    return digest(with_learner_defaults(overridden_config(config, overrides)).to_dict())
 
 
 def compare(estimate: list[float], val: list[list[float]], test: list[list[float]],
@@ -245,7 +261,7 @@ def main() -> int:
     learners = list(dict.fromkeys(bases + args.learners))
     where = {}
     for name in learners + [b for n in learners if (b := LEARNERS[n].get("after"))]:
-        where[name] = work / digest(overrides_of(name, epochs))
+        where[name] = work / trained_as(config, overrides_of(name, epochs))
         where[name].mkdir(exist_ok=True)
     context = multiprocessing.get_context("spawn")
     results: dict = {}
@@ -256,7 +272,7 @@ def main() -> int:
             base = LEARNERS[name].get("after")
             jobs[executor.submit(supernet, config, name, overrides_of(name, epochs),
                                  str(where[name]), pool, bn,
-                                 str(where[base] / f"supernet_{base}") if base else None)] = name
+                                 str(where[base] / SUPERNET) if base else None)] = name
 
         # The supernets first (the longest tasks); a continuation once its base is done.
         for name in learners:
@@ -308,8 +324,8 @@ def main() -> int:
                           for c, (_, p, m), r, t, ok in zip(pool, picked, replicates, tests,
                                                              within)],
               "budgets": budgets, "learners": rows,
-              "default": next((n for n in rows if overrides_of(n, epochs)
-                               == {"train.epochs": cfg.train.epochs}), None),
+              "default": next((n for n in rows if where[n].name == trained_as(config, {})),
+                              None),
               "spread": max(val) - min(val),
               "seed_ceiling": ranking.seed_ceiling(
                   val, next(iter(rows.values()))["seed_noise_sd"] if rows else None),

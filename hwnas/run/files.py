@@ -230,11 +230,10 @@ def _first_difference(a: Any, b: Any, prefix: str = "") -> str | None:
     return None if a == b else f"'{prefix.rstrip('.')}' is {a!r} there, {b!r} here"
 
 
-def configure_run(config_path: str | None, out: str | None,
-                  overrides: dict[str, Any] | None = None, *,
-                  writer: Writer | None = None) -> RunDir:
-    """Loads a config (with optional overrides) and creates or reopens its run directory
-    (held by ``writer`` from then on)."""
+def overridden_config(config_path: str | None,
+                      overrides: dict[str, Any] | None = None) -> ExperimentConfig:
+    """Loads a config and sets ``overrides`` (dotted keys: ``train.epochs``) in it; the names
+    it holds are checked, learner defaults are not resolved."""
     # A file spec (space.name: ./my_space.py:MySpace) is relative to the config's directory.
     cfg = with_absolute_specs(load_config(config_path),
                               Path(config_path).parent if config_path else None)
@@ -249,4 +248,13 @@ def configure_run(config_path: str | None, out: str | None,
         cfg = config_from_dict(data, source=str(config_path or "default config"))
         cfg = with_absolute_specs(cfg, None)  # an override's file spec: from the working dir
     check_names(cfg, str(config_path or DEFAULT_CONFIG))
+    return cfg
+
+
+def configure_run(config_path: str | None, out: str | None,
+                  overrides: dict[str, Any] | None = None, *,
+                  writer: Writer | None = None) -> RunDir:
+    """Loads a config (with optional overrides) and creates or reopens its run directory
+    (held by ``writer`` from then on)."""
+    cfg = overridden_config(config_path, overrides)
     return RunDir.create(out or Path("runs") / cfg.name, cfg, writer=writer)
