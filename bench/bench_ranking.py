@@ -20,10 +20,14 @@ The pool: the space's cheapest and most expensive subnet and ``subnets - 2`` at
 evenly spaced MACs quantiles of 300 random ones (``bench_task.pick_subnets``).
 Every retraining and every supernet is kept under ``--work`` (default
 bench/results/ranking_work/) and reused when the command runs again with the
-same settings, so an interrupted run resumes. ``--jobs`` processes train at once
-(nnabla's CPU backend uses one core each). Writes bench/results/ranking.json and
-ranking.md; exits 1 when the default learner misses τ >= 0.6 with its interval's
-lower end above 0.3, or a learner misses τ >= 0.4.
+same settings, so an interrupted run resumes: a retraining under the digest of
+its subnet, seed and recipe, a supernet under the digest of the whole config it
+trains with (the experiment with the row's overrides), so that two rows training
+the same supernet share it and an edited experiment reuses none. ``--jobs``
+processes train at once (nnabla's CPU backend uses one core each). Writes
+bench/results/ranking.json and ranking.md; exits 1 when the default learner (the
+row that trains the experiment as it is) misses τ >= 0.6 with its interval's lower
+end above 0.3, or a learner misses τ >= 0.4.
 """
 from __future__ import annotations
 
