@@ -15,9 +15,11 @@
 # cifar10 and mnist read your local copy, named by an environment variable:
 #   HWNAS_CIFAR10=/path/to/cifar-10-python.tar.gz   HWNAS_MNIST=/path/to/mnist-idx-files
 # digits_hard is the same search on a task where the architecture matters (digits-hard:
-# distorted, cluttered 16x16 copies of the digits; bench/bench_task.py measures it): 27 min
-# in a fresh clone beside bench_ranking's two processes (supernet 16 min, search of 70
-# subnets 3.6 min, retraining 4.4 min; selected subnet 19,482 parameters, test 0.793).
+# distorted, cluttered 16x16 copies of the digits; bench/bench_task.py measures it): 29 min
+# at fa46f98 beside bench_ranking's two processes (nested supernet, 20 epochs: 13.4 min;
+# search of 70 subnets 5.3 min; retraining 6.7 min; selected subnet 19,242 parameters,
+# test 0.786). With separate weights and 40 epochs it took 27 min (supernet 16 min),
+# selecting 19,482 parameters at test 0.793.
 # custom_space runs examples/custom_space/config.yaml: a search space of your own, loaded
 # from its file (space.name: ./vgg_space.py:VggSpace); 3.5 min.
 # Approximate times on a 2-core CPU: digits 5 min, digits_darts 10 min, digits_darts2
