@@ -111,7 +111,7 @@ def ranking_caveat(config: TrainConfig) -> str | None:
             f"{learner.weights_train_on}, not on single paths, so the search's accuracies "
             "(inherited weights) are far below what the subnets reach alone and rank them "
             f"loosely{tuned}: on digits-hard 0.10-0.18 for subnets that train alone to "
-            "0.59-0.77, Kendall τ 0.29-0.39; fine-tune on single paths for "
+            "0.59-0.77, Kendall τ 0.29-0.32; fine-tune on single paths for "
             f"{learner.finetune_factor} times the search's epochs (train.finetune_epochs: "
             f"{enough}, the default when left out; estimates 0.48-0.64 there) or search a "
             "uniform supernet, and check the ranking with 'hwnas rank-check RUN'")

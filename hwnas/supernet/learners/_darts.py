@@ -26,7 +26,7 @@ class DartsLearner(BaseLearner):
     # Weights trained on the weighted sum score single paths far below what they reach
     # alone: on digits-hard 0.10-0.18 for subnets that train alone to 0.59-0.77, and
     # 0.48-0.64 after twice the search's epochs on single paths. Kendall tau against 6
-    # stand-alone epochs 0.29 -> 0.41 with it, against the full recipe 0.39 either way
+    # stand-alone epochs 0.29 -> 0.41 with it, against the full recipe 0.32 -> 0.40
     # (bench/bench_ranking.py; README, "Does the supernet rank?").
     finetune_factor = 2
     weights_train_on = "the softmax(α)-weighted sum of every candidate"
