@@ -100,14 +100,18 @@ LEARNERS.update({
     "proxyless-nested": {**LEARNERS["proxyless"], **_NESTED},
     "darts-nested": {**LEARNERS["darts"], **_NESTED},
     "darts-finetune-2x-nested": {"after": "darts-nested", "finetune": 2.0}})
+# ProxylessNAS fine-tuned as long as DARTS is by default.
+LEARNERS.update({"proxyless-finetune-2x": {"after": "proxyless", "finetune": 2.0},
+                 "proxyless-finetune-2x-nested": {"after": "proxyless-nested", "finetune": 2.0}})
 #: Where a row's supernet trains, in its directory under the work directory.
 SUPERNET = "supernet"
 #: What a resumed training needs of the one it continues.
 TRAINING_FILES = ("train_state.npz", "supernet.h5", "train_log.csv", "arch_log.csv")
 DEFAULT_LEARNERS = ("uniform-nested", "uniform-2x-nested", "proxyless-nested",
-                    "darts-finetune-2x-nested", "uniform", "uniform-2x", "uniform-fewshot",
-                    "sandwich", "darts", "proxyless", "darts-finetune", "proxyless-finetune",
-                    "darts-finetune-long", "darts-finetune-2x")
+                    "proxyless-finetune-2x-nested", "darts-nested", "darts-finetune-2x-nested",
+                    "uniform", "uniform-2x", "uniform-3x", "uniform-fewshot", "sandwich",
+                    "darts", "proxyless", "darts-finetune", "proxyless-finetune",
+                    "proxyless-finetune-2x", "darts-finetune-long", "darts-finetune-2x")
 #: The done-when of issue 16: the default learner's τ and its interval's lower end; every
 #: learner's τ.
 DEFAULT_TAU, DEFAULT_LOWER, EVERY_TAU = 0.6, 0.3, 0.4

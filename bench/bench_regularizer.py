@@ -41,7 +41,8 @@ RESULTS = Path(__file__).resolve().parent / "results"
 LEARNERS = {
     # No fine-tuning: it leaves the derived architecture, which is what is measured, alone.
     "darts": {"learner": "darts", "order": 1, "arch_lr": 0.05, "finetune_epochs": 0},
-    "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.05},
+    "proxyless": {"learner": "proxyless", "estimator": "binary_gate", "arch_lr": 0.05,
+                  "finetune_epochs": 0},
 }
 #: Where the budgets lie between the cheapest and the most expensive subnet.
 FRACTIONS = (0.25, 0.5, 0.75)
