@@ -75,6 +75,23 @@ def test_depthwise_conv_both_ways_agree() -> None:
         assert count_macs(y) == (8 * 6 * 6) * (3 * 3)
 
 
+def test_a_weight_read_only_through_slices_counts_its_largest_slice() -> None:
+    # Nested weight sharing: a 3x3 kernel on 4 channels and a 5x5 one on 6, both cut from
+    # one (8, 5, 5) weight.
+    x4, x6, x8 = (nn.Variable((1, c, 6, 6)) for c in (4, 6, 8))
+    data = [x4, x6, x8]
+    w = nn.Variable.from_numpy_array(np.ones((8, 5, 5), np.float32), need_grad=True)
+    small = F.depthwise_convolution(x4, F.slice(w, (0, 1, 1), (4, 4, 4)), pad=(1, 1))
+    large = F.depthwise_convolution(x6, F.slice(w, (0, 0, 0), (6, 5, 5)), pad=(2, 2))
+    assert count_graph_params(small, inputs=data) == 4 * 3 * 3
+    both = F.add2(small, F.slice(large, (0, 0, 0, 0), (1, 4, 6, 6)))
+    assert count_graph_params(both, inputs=data) == 6 * 5 * 5
+    # Read whole anywhere: all of it.
+    whole = F.depthwise_convolution(x8, w, pad=(2, 2))
+    mixed = F.add2(small, F.slice(whole, (0, 0, 0, 0), (1, 4, 6, 6)))
+    assert count_graph_params(mixed, inputs=data) == 8 * 5 * 5
+
+
 def test_affine() -> None:
     x = nn.Variable((1, 20))
     y = PF.affine(x, 10, name="fc")

@@ -22,11 +22,11 @@ from hwnas.run.retrain import fresh_subnet
 from hwnas.supernet import create_space
 from hwnas.supernet.learners import UniformLearner
 
-NESTED = {**SMALL_SPACE, "weight_sharing": "nested"}  # kernels 3, 5; expansions 2, 3
 BATCH = 20
 
 
 def _space(sharing: str):
+    """The small chain space (kernels 3, 5; expansions 2, 3) with ``sharing``."""
     return create_space("mobilenet", **{**SMALL_SPACE, "weight_sharing": sharing})
 
 
@@ -91,7 +91,7 @@ def test_the_largest_path_changes_only_when_its_weights_are_nested(small_data: D
 
 def test_darts_mode_sums_views_of_the_shared_weights_and_trains_them_all(
         small_data: Dataset) -> None:
-    space = create_space("mobilenet", **NESTED)
+    space = _space("nested")
     net = space.supernet()
     randomize(net)
     net.set_mode("darts")

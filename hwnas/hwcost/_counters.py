@@ -100,6 +100,22 @@ def _leaves(functions: Sequence[Function]) -> tuple[set[nn.Variable], set[nn.Var
     return leaves, stats & leaves
 
 
+def _read_sizes(functions: Sequence[Function]) -> dict[nn.Variable, int]:
+    """Elements each leaf contributes: all of it, or, where only slices of it are read (nested
+    weight sharing), its largest slice (nested slices: the largest holds the others)."""
+    sliced: dict[nn.Variable, int] = {}
+    whole: set[nn.Variable] = set()
+    for function in functions:
+        for v in function.inputs:
+            if v.parent is not None:
+                continue
+            if function.info.type_name == "Slice":
+                sliced[v] = max(sliced.get(v, 0), _size(function.outputs[0]))
+            else:
+                whole.add(v)
+    return {**sliced, **{v: _size(v) for v in whole}}
+
+
 def _data_inputs(leaves: set[nn.Variable], stats: set[nn.Variable],
                  inputs: nn.Variable | Iterable[nn.Variable] | None) -> set[nn.Variable]:
     if inputs is not None:
@@ -140,11 +156,14 @@ def count_graph_params(output: nn.Variable,
 
     Returns:
         Elements of the leaves that are neither data inputs nor running
-        statistics, each shared variable once.
+        statistics, each shared variable once; a leaf read only through slices
+        counts its largest slice.
     """
-    leaves, stats = _leaves(_functions(output))
+    functions = _functions(output)
+    leaves, stats = _leaves(functions)
     data = _data_inputs(leaves, stats, inputs)
-    return sum(_size(v) for v in leaves - stats - data)
+    sizes = _read_sizes(functions)
+    return sum(sizes[v] for v in leaves - stats - data)
 
 
 def param_bytes(output: nn.Variable,

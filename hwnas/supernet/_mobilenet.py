@@ -6,7 +6,7 @@ from hwnas.supernet._candidates import (build_candidate, complexity, computes_no
                                          parse_candidate)
 from hwnas.supernet._chain import MixedChain
 from hwnas.supernet._nested import WEIGHT_SHARING, NestedInvertedResidual, NestedWeights
-from hwnas.supernet._ops import ConvBNReLU, Head, parse_option
+from hwnas.supernet._ops import ConvBNReLU, Head
 from hwnas.supernet._space import BaseSearchSpace, Unit, head_unit, register_space, unit_key
 
 
@@ -25,16 +25,15 @@ class ChainSupernet(MixedChain):
         self.space = space
         layers, shared = {}, {}
         for name, (cin, cout, stride) in space.block_shapes.items():
-            nested = {o: parse_option(o) for o in choices[name]
-                      if parse_candidate(o).form == "ir"}
-            if weight_sharing != "nested" or len(nested) < 2:
-                nested = {}
-            else:
-                weights = NestedWeights(cin, cout, max(k for k, _ in nested.values()),
-                                        max(e for _, e in nested.values()))
-                shared[name] = (weights, tuple(nested))
-            layers[name] = {o: NestedInvertedResidual(weights, *nested[o], stride) if o in nested
-                            else build_candidate(o, cin, cout, stride) for o in choices[name]}
+            layers[name] = {o: build_candidate(o, cin, cout, stride) for o in choices[name]}
+            ir = {o: parse_candidate(o) for o in choices[name]}
+            ir = {o: c for o, c in ir.items() if c.form == "ir"}
+            if weight_sharing == "nested" and len(ir) > 1:
+                weights = NestedWeights(cin, cout, max(c.kernel for c in ir.values()),
+                                        max(c.expansion for c in ir.values()))
+                layers[name].update({o: NestedInvertedResidual(weights, c.kernel, c.expansion,
+                                                               stride) for o, c in ir.items()})
+                shared[name] = (weights, tuple(ir))
         super().__init__(input_shape=space.input_shape, stem=ConvBNReLU(space.stem_channels, 3),
                          layers=layers, head=Head(space.head_channels, space.n_classes),
                          shared=shared)

@@ -53,10 +53,10 @@ class Supernet(Op):
             derived: the subnet's weights that are no weight of mine under their name (slices
                 of shared weights), by the subnet's name.
         """
-        mine = {key: p.d for key, p in self.net_parameters().items()}
-        mine.update(derived or {})
+        mine, derived = self.net_parameters(), derived or {}
         subnet.set_parameters({
-            key: nn.Variable.from_numpy_array(mine[key].copy(), need_grad=p.need_grad)
+            key: nn.Variable.from_numpy_array(
+                (derived[key] if key in derived else mine[key].d).copy(), need_grad=p.need_grad)
             for key, p in subnet.net_parameters().items()}, raise_if_missing=True)
         subnet.training = False
         return subnet

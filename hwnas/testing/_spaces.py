@@ -17,7 +17,7 @@ import numpy as np
 
 from hwnas.arch import Arch
 from hwnas.deploy import export_module_nnp, run_nnp
-from hwnas.hwcost import count_macs, count_params, inference_output
+from hwnas.hwcost import count_graph_params, count_macs, count_params, inference_output
 from hwnas.supernet import BaseSearchSpace, Supernet
 
 #: Outputs that agree within this are the same computation (float32, a few layers deep).
@@ -266,21 +266,6 @@ def check_groups(probe: _Probe) -> list[str]:
     return failures + _sweep(probe, check)
 
 
-def _path_params(y: nn.Variable, inputs: list[nn.Variable]) -> int:
-    """The trainable parameters the graph ending at ``y`` reads, a weight read only through
-    slices (nested weight sharing) counted by its largest slice."""
-    read: dict[nn.Variable, list[int]] = {}
-
-    def visit(f) -> None:
-        for v in f.inputs:
-            if v.parent is None and v.need_grad and v not in inputs:
-                read.setdefault(v, []).append(
-                    f.outputs[0].size if f.info.type_name == "Slice" else v.size)
-
-    y.visit(visit)
-    return sum(max(sizes) for sizes in read.values())
-
-
 def check_units(probe: _Probe) -> list[str]:
     """A subnet's units are units of the space and count its MACs (on the deployed graph)
     exactly; the extracted subnet holds as many parameters as its path reads in the
@@ -309,7 +294,7 @@ def check_units(probe: _Probe) -> list[str]:
             return f"its units count {counted} MACs, the subnet computes {want}"
         net.set_active(arch)
         net.training = False
-        path = _path_params(net(x), inputs=[x] + list(alphas))
+        path = count_graph_params(net(x), inputs=[x] + list(alphas))
         held = count_params(subnet.get_parameters(grad_only=True))
         if held != path:
             return f"the extracted subnet holds {held} parameters, its path reads {path}"

@@ -78,8 +78,8 @@ class BaseLearner(abc.ABC):
     #: Whether the learner updates architecture parameters.
     learns_arch = False
     #: Single-path fine-tuning epochs per search epoch when ``train.finetune_epochs`` is
-    #: left out (see ``with_defaults``): for a learner whose weights score single paths
-    #: far below what they reach alone without them.
+    #: left out (see ``with_defaults``): for a learner whose supernet, without them, scores
+    #: or ranks single paths poorly (DARTS: scores; ProxylessNAS: ranks).
     finetune_factor = 0
     #: What the weights train on, for a learner that needs ``finetune_factor`` times its
     #: epochs of fine-tuning (a run with fewer says so); None for one that trains single
