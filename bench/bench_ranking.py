@@ -13,17 +13,24 @@ accuracy among the pool's subnets within the experiment's budgets minus that
 of the one the supernet ranks first among them), next to the seed noise sd.
 
     .venv/bin/python bench/bench_ranking.py [--config experiments/digits_hard.yaml]
-        [--subnets 24] [--twice 3] [--epochs E] [--supernet-epochs N]
+        [--subnets 24] [--spread 12] [--twice 3] [--epochs E] [--supernet-epochs N]
         [--learners uniform sandwich darts proxyless ...] [--jobs 2] [--work DIR]
 
 The pool: the space's cheapest and most expensive subnet and ``subnets - 2`` at
-evenly spaced MACs quantiles of 300 random ones (``bench_task.pick_subnets``).
+evenly spaced MACs quantiles of 300 random ones (``bench_task.pick_subnets``), and
+``--spread`` more at evenly spaced MACs between those two (``bench_task.spread_subnets``):
+the quantiles crowd the middle of the cost range, where subnets differ least (23 of the 24
+quantile subnets on digits-hard lie within 0.05 val accuracy), while a search's front
+spans the whole range. τ is reported over the whole pool and over the quantile subnets
+alone.
 Every retraining and every supernet is kept under ``--work`` (default
-bench/results/ranking_work/) and reused when the command runs again with the
-same settings, so an interrupted run resumes: a retraining under the digest of
-its subnet, seed and recipe, a supernet under the digest of the whole config it
-trains with (the experiment with the row's overrides), so that two rows training
-the same supernet share it and an edited experiment reuses none. ``--jobs``
+bench/results/ranking_work/, in a directory per experiment and quantile pool) and
+reused when the command runs again with the same settings, so an interrupted run
+resumes: a retraining under the digest of its subnet, seed and recipe, a supernet
+under the digest of the whole config it trains with (the experiment with the row's
+overrides), so that two rows training the same supernet share it and an edited
+experiment reuses none; its estimates by subnet, so that a larger pool scores only
+the subnets it adds. ``--jobs``
 processes train at once (nnabla's CPU backend uses one core each). Writes
 bench/results/ranking.json and ranking.md; exits 1 when the default learner (the
 row that trains the experiment as it is) misses τ >= 0.6 with its interval's lower
@@ -49,7 +56,7 @@ os.environ.setdefault("NNABLA_CONFIG_FILE_PATH",
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bench_task import pick_subnets, train_once  # noqa: E402
+from bench_task import pick_subnets, spread_subnets, train_once  # noqa: E402
 from hwnas import ranking  # noqa: E402
 from hwnas import run as steps  # noqa: E402
 from hwnas.arch import Arch  # noqa: E402
@@ -147,28 +154,32 @@ def supernet(config: str, name: str, overrides: dict, work: str, pool: list[dict
     """Trains ``name``'s supernet (resuming one begun; continuing the finished training in
     ``base`` when given) and scores every subnet of the pool with inherited weights as the
     search does, recalibrating batch norm on each of ``bn_samples`` examples; records the
-    estimates."""
+    estimates, adding those of subnets new to the pool to a finished supernet's."""
     out = Path(work) / f"estimates_bn{'-'.join(map(str, bn_samples))}.json"
-    if out.exists():
-        return json.loads(out.read_text())
-    began = time.perf_counter()
+    record = json.loads(out.read_text()) if out.exists() else None
+    missing = [c for c in pool if record is None
+               or any(Arch(c).key not in record["estimates"][str(n)] for n in bn_samples)]
+    if not missing:
+        return record
     run = configure_run(config, str(Path(work) / SUPERNET), overrides)
-    if base is not None and not (run / TRAINING_FILES[0]).exists():
-        for file in TRAINING_FILES:
-            if (Path(base) / file).exists():
-                shutil.copy(Path(base) / file, run / file)
-    steps.train(run, progress=False)
-    trained = time.perf_counter() - began
+    if record is None:
+        if base is not None and not (run / TRAINING_FILES[0]).exists():
+            for file in TRAINING_FILES:
+                if (Path(base) / file).exists():
+                    shutil.copy(Path(base) / file, run / file)
+        steps.train(run, progress=False)
+        record = {"first_trained_as": name, "overrides": overrides,
+                  "estimates": {str(n): {} for n in bn_samples}, "run": str(run.path),
+                  "train_seconds": _train_seconds(run.path / "train_log.csv"),
+                  "score_seconds": 0.0}
+    scoring = time.perf_counter()
     ws = steps.workspace(run, progress=False)
-    estimates = {}
     for n in bn_samples:
         evaluator = Evaluator(space=ws.space, supernet=ws.supernet, data=ws.data,
                               latency=run.config.latency, bn_samples=n, split=ws.split)
-        estimates[str(n)] = {Arch(c).key: evaluator.accuracy(Arch(c), ws.data.val)
-                             for c in pool}
-    record = {"first_trained_as": name, "overrides": overrides, "estimates": estimates,
-              "run": str(run.path), "train_seconds": _train_seconds(run.path / "train_log.csv"),
-              "score_seconds": round(time.perf_counter() - began - trained, 1)}
+        record["estimates"][str(n)].update(
+            {Arch(c).key: evaluator.accuracy(Arch(c), ws.data.val) for c in missing})
+    record["score_seconds"] = round(record["score_seconds"] + time.perf_counter() - scoring, 1)
     atomic_write_json(out, record)
     return record
 
@@ -225,8 +236,12 @@ def compare(estimate: list[float], val: list[list[float]], test: list[list[float
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "experiments" / "digits_hard.yaml"))
-    parser.add_argument("--subnets", type=int, default=24)
-    parser.add_argument("--twice", type=int, default=3, help="subnets trained with 2 seeds")
+    parser.add_argument("--subnets", type=int, default=24,
+                        help="the extremes and MACs quantiles of random subnets")
+    parser.add_argument("--spread", type=int, default=12,
+                        help="subnets added at evenly spaced MACs between the extremes")
+    parser.add_argument("--twice", type=int, default=3,
+                        help="quantile subnets trained with 2 seeds")
     parser.add_argument("--epochs", type=int, default=None,
                         help="stand-alone epochs instead of the recipe's retrain.epochs")
     parser.add_argument("--supernet-epochs", type=int, default=None,
@@ -243,8 +258,8 @@ def main() -> int:
     parser.add_argument("--work", default=str(RESULTS / "ranking_work"))
     parser.add_argument("--out", default=str(RESULTS / "ranking"))
     args = parser.parse_args()
-    if args.subnets < 4 or not 1 <= args.twice <= args.subnets:
-        parser.error("need --subnets >= 4 and 1 <= --twice <= --subnets")
+    if args.subnets < 4 or args.spread < 0 or not 1 <= args.twice <= args.subnets:
+        parser.error("need --subnets >= 4, --spread >= 0 and 1 <= --twice <= --subnets")
     began = time.perf_counter()
     config = str(Path(args.config).resolve())
     cfg, data, space = _task(config)
@@ -252,14 +267,21 @@ def main() -> int:
     if args.epochs is not None:
         recipe["epochs"] = args.epochs
     epochs = args.supernet_epochs or cfg.train.epochs
-    picked = pick_subnets(space, data.input_shape, args.subnets, seed=cfg.seed)
-    pool = [dict(arch) for arch, _, _ in picked]
-    # Second seeds: the middle subnets outward (the extremes are the least informative).
-    mid = len(picked) // 2
-    twice = set(sorted(range(len(picked)), key=lambda i: abs(i - mid))[:args.twice])
-    work = Path(args.work) / digest(config, pool)
+    quantiles = pick_subnets(space, data.input_shape, args.subnets, seed=cfg.seed)
+    work = Path(args.work) / digest(config, [dict(arch) for arch, _, _ in quantiles])
     work.mkdir(parents=True, exist_ok=True)
-    print(f"{cfg.name}: {len(pool)} subnets, {len(twice)} twice; recipe {recipe}; supernets "
+    # Second seeds: the middle quantile subnets outward (the extremes are the least
+    # informative).
+    mid = len(quantiles) // 2
+    twice_keys = {quantiles[i][0].key for i in sorted(range(len(quantiles)),
+                                                      key=lambda i: abs(i - mid))[:args.twice]}
+    spread = spread_subnets(space, data.input_shape, quantiles, args.spread, seed=cfg.seed)
+    picked = sorted(quantiles + spread, key=lambda row: row[2])
+    pool = [dict(arch) for arch, _, _ in picked]
+    twice = {i for i, (arch, _, _) in enumerate(picked) if arch.key in twice_keys}
+    in_quantiles = [any(arch.key == q.key for q, _, _ in quantiles) for arch, _, _ in picked]
+    print(f"{cfg.name}: {len(pool)} subnets ({len(spread)} spread over MACs), {len(twice)} "
+          f"twice; recipe {recipe}; supernets "
           f"{epochs} epochs: {', '.join(args.learners)}; work {work}", flush=True)
     bn = args.bn_samples or [cfg.search.bn_samples, 4 * cfg.search.bn_samples]
     # A continuation's base trains first, unless --supernets-only: its base is then finished
@@ -320,7 +342,10 @@ def main() -> int:
     for name in args.learners:
         scored = {n: [results[name]["estimates"][str(n)][Arch(c).key] for c in pool]
                   for n in bn}
+        part = [i for i, q in enumerate(in_quantiles) if q]
         rows[name] = {**compare(scored[bn[0]], replicates, tests, within),
+                      "quantile_pool": compare(*([x[i] for i in part] for x in (
+                          scored[bn[0]], replicates, tests, within))),
                       "bn_samples": bn[0],
                       "kendall_tau_by_bn_samples": {
                           n: ranking.kendall_tau(e, val) for n, e in scored.items()},
@@ -328,15 +353,18 @@ def main() -> int:
                       "estimates": scored}
     report = {"config": config, "recipe": recipe, "supernet_epochs": epochs,
               "subnets": [{"key": Arch(c).key, "params": p, "macs": m, "val_accuracy": r,
-                           "test_accuracy": t, "within_budgets": ok}
-                          for c, (_, p, m), r, t, ok in zip(pool, picked, replicates, tests,
-                                                             within)],
+                           "test_accuracy": t, "within_budgets": ok, "quantile": q}
+                          for c, (_, p, m), r, t, ok, q in zip(pool, picked, replicates, tests,
+                                                                within, in_quantiles)],
               "budgets": budgets, "learners": rows,
               "default": next((n for n in rows if where[n].name == trained_as(config, {})),
                               None),
               "spread": max(val) - min(val),
               "seed_ceiling": ranking.seed_ceiling(
                   val, next(iter(rows.values()))["seed_noise_sd"] if rows else None),
+              "quantile_seed_ceiling": ranking.seed_ceiling(
+                  [v for v, q in zip(val, in_quantiles) if q],
+                  next(iter(rows.values()))["seed_noise_sd"] if rows else None),
               "seconds": round(time.perf_counter() - began, 1)}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(Path(args.out + ".json"), report)
@@ -360,8 +388,8 @@ def table_md(report: dict) -> str:
     more = [n for n in first["kendall_tau_by_bn_samples"] if n != first["bn_samples"]]
     lines = ["| learner | Kendall τ, val (95 % CI) | τ, test | Spearman ρ, val | top-quarter "
              "overlap | regret | " + "".join(f"τ, BN on {n} | " for n in more)
-             + "supernet training |",
-             "|---|---|---|---|---|---|" + "---|" * len(more) + "---|"]
+             + "τ, quantile subnets alone | supernet training |",
+             "|---|---|---|---|---|---|" + "---|" * len(more) + "---|---|"]
     noise = None
     for name, r in report["learners"].items():
         lo, hi = r["val"]["kendall_tau_interval"] or (math.nan, math.nan)
@@ -371,16 +399,22 @@ def table_md(report: dict) -> str:
                      f"{_number(r['val']['spearman_rho'])} | {r['top_k_overlap']:.2f} | "
                      f"{r['regret']:.4f} | "
                      + "".join(f"{_number(r['kendall_tau_by_bn_samples'][n])} | " for n in more)
+                     + f"{_number(r['quantile_pool']['val']['kendall_tau'])} | "
                      + f"{r['train_seconds'] / 60:.1f} min |")
         noise = r["seed_noise_sd"]
     lines.append("")
-    lines.append(f"{len(report['subnets'])} subnets, {report['recipe']['epochs']} stand-alone "
+    quantile = sum(s["quantile"] for s in report["subnets"])
+    ceilings = (report.get("seed_ceiling"), report.get("quantile_seed_ceiling"))
+    lines.append(f"{len(report['subnets'])} subnets ({quantile} at MACs quantiles of random "
+                 f"ones, {len(report['subnets']) - quantile} spread evenly over MACs), "
+                 f"{report['recipe']['epochs']} stand-alone "
                  f"epochs, supernets {report['supernet_epochs']} epochs; stand-alone val "
                  f"spread {report['spread']:.3f}, seed noise sd "
                  + ("n/a" if noise is None else f"{noise:.4f}")
-                 + ("" if report.get("seed_ceiling") is None else
+                 + ("" if None in ceilings else
                     f" (a second stand-alone training would rank the pool at τ "
-                    f"{report['seed_ceiling']:.2f} against the first)")
+                    f"{ceilings[0]:.2f} against the first, the quantile subnets alone at "
+                    f"{ceilings[1]:.2f})")
                  + f"; {report['seconds'] / 60:.0f} min in all.")
     return "\n".join(lines) + "\n"
 

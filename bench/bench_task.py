@@ -70,6 +70,31 @@ def pick_subnets(space, input_shape, n: int, seed: int = 0) -> list[tuple]:
     return sorted([ends[0], *middle, ends[1]], key=lambda row: row[2])
 
 
+def spread_subnets(space, input_shape, picked: list[tuple], k: int, seed: int = 0,
+                   sample: int = 1000) -> list[tuple]:
+    """``k`` more subnets at evenly spaced MACs between the cheapest and the most expensive of
+    ``picked`` (as (arch, params, macs)): for each target, the one of ``sample`` random
+    subnets (seeded, drawn apart from ``picked``'s) nearest to it that is not taken yet.
+
+    Quantiles of random subnets crowd the middle of the cost range, where architectures
+    differ least; these cover it evenly, as a front does."""
+    rng = np.random.default_rng([seed, 1])
+    taken = {a.key for a, _, _ in picked}
+    supernet = space.supernet()
+    drawn = {a.key: a for a in (space.sample(rng) for _ in range(sample)) if a.key not in taken}
+    scored = [(a, *costs(supernet, a, input_shape)) for a in drawn.values()]
+    low, high = min(m for *_, m in picked), max(m for *_, m in picked)
+    out = []
+    for target in np.linspace(low, high, k + 2)[1:-1]:
+        free = [row for row in scored if row[0].key not in taken]
+        if not free:
+            break
+        best = min(free, key=lambda row: abs(row[2] - target))
+        taken.add(best[0].key)
+        out.append(best)
+    return out
+
+
 def train_once(space, data, arch, recipe: dict, seed: int):
     """Val accuracy of ``arch`` trained from scratch with ``recipe`` and ``seed``, the
     seconds it took and the trained subnet (in inference mode)."""
