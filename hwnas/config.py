@@ -10,8 +10,9 @@ from typing import Any
 
 import yaml
 
-from hwnas._config_sections import (DataConfig, LatencyConfig, RegularizerConfig, RetrainConfig,
-                                    SearchConfig, SpaceConfig, StageConfig, TrainConfig, bounded)
+from hwnas._config_sections import (DataConfig, LatencyConfig, SearchConfig, SpaceConfig,
+                                    StageConfig, bounded)
+from hwnas._config_training import RegularizerConfig, RetrainConfig, TrainConfig
 from hwnas.errors import ConfigError, shorten
 from hwnas.budgets import check_budget
 

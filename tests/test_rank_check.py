@@ -279,11 +279,13 @@ def test_ctrl_c_after_the_first_subnet_exits_130_and_the_same_command_resumes(ru
     results = set(run_copy.glob("retrain/*/result.json"))
     proc = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
-    deadline = time.monotonic() + 120
+    # A generous deadline: one epoch of one subnet takes seconds, minutes on a loaded machine.
+    deadline = time.monotonic() + 600
     while proc.poll() is None and time.monotonic() < deadline and \
             set(run_copy.glob("retrain/*/result.json")) == results:
         time.sleep(0.01)
     assert proc.poll() is None, proc.communicate()  # the first subnet done, the rest not
+    assert set(run_copy.glob("retrain/*/result.json")) != results, "no subnet done in 600 s"
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err

@@ -215,7 +215,8 @@ def test_a_registered_augmentation_is_used_by_augment(cleanup) -> None:
 # ---------------------------------------------------------------- no loop through the config
 
 
-@pytest.mark.parametrize("module", ["hwnas/config.py", "hwnas/_config_sections.py"])
+@pytest.mark.parametrize("module", ["hwnas/config.py", "hwnas/_config_sections.py",
+                                    "hwnas/_config_training.py"])
 def test_the_config_imports_none_of_the_packages_it_configures(module: str) -> None:
     tree = ast.parse((ROOT / module).read_text())
     imported = [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)]

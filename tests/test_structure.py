@@ -27,6 +27,7 @@ LAYERS = (
     {"supernet"},
     {"data"},
     {"config"},
+    {"_config_training"},
     {"_config_sections"},
     {"budgets"},
     {"objectives"},
