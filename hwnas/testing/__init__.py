@@ -14,8 +14,9 @@ your own: ``check_space(space)`` runs the checks of ``hwnas check-space`` and re
 from __future__ import annotations
 
 from hwnas.testing._spaces import SPACE_CHECKS, CheckResult, check_space
-from hwnas.testing._strategies import (STRATEGY_CHECKS, ConformanceFailure, StrategyConformance,
-                                       check_strategy, run_strategy_check, toy_search)
+from hwnas.testing._strategies import STRATEGY_CHECKS, ConformanceFailure
+from hwnas.testing._strategy_runs import (StrategyConformance, check_strategy,
+                                          run_strategy_check, toy_search)
 from hwnas.testing._toy import (TOY_BUDGETS, TOY_CHOICES, TOY_EXTREMES, TOY_OBJECTIVES,
                                 CountingEvaluator, proposals, toy_evaluation)
 

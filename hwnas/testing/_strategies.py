@@ -2,7 +2,7 @@
 
 The checks drive the strategy with the real search loop (``hwnas.driver.drive``)
 over the toy problem of ``_toy``, which costs nothing to evaluate. Nothing is
-trained or measured, so the whole suite takes seconds.
+trained or measured, so the whole suite takes seconds. ``_strategy_runs`` runs them.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import dataclasses
 import tempfile
 import warnings
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import optuna
@@ -44,7 +44,7 @@ class ConformanceFailure(AssertionError):
 
 
 @dataclasses.dataclass
-class _Subject:
+class Subject:
     """The strategy under test, made and driven as the search step does: an Optuna
     strategy over a study opened with its sampler, the extremes enqueued first."""
 
@@ -82,18 +82,18 @@ class _Subject:
 
 
 #: check name -> the check; filled by ``_check`` in the order below.
-STRATEGY_CHECKS: dict[str, Callable[[_Subject], None]] = {}
+STRATEGY_CHECKS: dict[str, Callable[[Subject], None]] = {}
 
 
-def _check(function: Callable[[_Subject, Callable[[str], None]], None]
-           ) -> Callable[[_Subject], None]:
+def _check(function: Callable[[Subject, Callable[[str], None]], None]
+           ) -> Callable[[Subject], None]:
     """Registers a check under its function's name; it reports a failure with ``fail(message)``."""
     name = function.__name__
 
     def fail(message: str) -> None:
         raise ConformanceFailure(name, message)
 
-    def run(subject: _Subject) -> None:
+    def run(subject: Subject) -> None:
         try:
             function(subject, fail)
         except ConformanceFailure:
@@ -115,7 +115,7 @@ def _first_difference(a: list[str], b: list[str]) -> str:
 
 
 @_check
-def same_seed_same_sequence(subject: _Subject, fail: Callable[[str], None]) -> None:
+def same_seed_same_sequence(subject: Subject, fail: Callable[[str], None]) -> None:
     """Two searches with the same seed propose the same subnets; another seed, others."""
     first, _ = subject.search(seed=3)
     again, _ = subject.search(seed=3)
@@ -129,7 +129,7 @@ def same_seed_same_sequence(subject: _Subject, fail: Callable[[str], None]) -> N
 
 
 @_check
-def trials_carry_objectives_budgets_and_strategy(subject: _Subject,
+def trials_carry_objectives_budgets_and_strategy(subject: Subject,
                                                  fail: Callable[[str], None]) -> None:
     """Every trial records its subnet, objective values, budgets (as constraints) and the
     strategy's name; the enqueued subnets are proposed first."""
@@ -162,7 +162,7 @@ def trials_carry_objectives_budgets_and_strategy(subject: _Subject,
 
 
 @_check
-def never_evaluated_twice(subject: _Subject, fail: Callable[[str], None]) -> None:
+def never_evaluated_twice(subject: Subject, fail: Callable[[str], None]) -> None:
     """No subnet is evaluated twice; a proposal of a known one is a cached trial."""
     evaluate = CountingEvaluator()
     study, _ = subject.search(n=60, evaluate=evaluate)
@@ -180,7 +180,7 @@ def never_evaluated_twice(subject: _Subject, fail: Callable[[str], None]) -> Non
 
 
 @_check
-def front_feasible_and_non_dominated(subject: _Subject, fail: Callable[[str], None]) -> None:
+def front_feasible_and_non_dominated(subject: Subject, fail: Callable[[str], None]) -> None:
     """The search's front is within budgets, non-dominated, and dominates the rest."""
     study, _ = subject.search(n=40)
     evs = evaluations(study)
@@ -203,7 +203,7 @@ def front_feasible_and_non_dominated(subject: _Subject, fail: Callable[[str], No
 
 
 @_check
-def resume_reaches_the_exact_count(subject: _Subject, fail: Callable[[str], None]) -> None:
+def resume_reaches_the_exact_count(subject: Subject, fail: Callable[[str], None]) -> None:
     """A search resumed from the journal in a new process evaluates only what is missing."""
     with tempfile.TemporaryDirectory(prefix="hwnas-conformance-") as directory:
         first, second = CountingEvaluator(), CountingEvaluator()
@@ -222,7 +222,7 @@ def resume_reaches_the_exact_count(subject: _Subject, fail: Callable[[str], None
 
 
 @_check
-def resume_where_it_stopped(subject: _Subject, fail: Callable[[str], None]) -> None:
+def resume_where_it_stopped(subject: Subject, fail: Callable[[str], None]) -> None:
     """A strategy that proposes by itself, resumed, proposes what an uninterrupted search
     would have (an Optuna strategy's memory is the study: nothing to check)."""
     if not issubclass(subject.cls, ProposingStrategy):
@@ -242,7 +242,7 @@ def resume_where_it_stopped(subject: _Subject, fail: Callable[[str], None]) -> N
 
 
 @_check
-def failed_measurement_is_a_failed_trial(subject: _Subject, fail: Callable[[str], None]) -> None:
+def failed_measurement_is_a_failed_trial(subject: Subject, fail: Callable[[str], None]) -> None:
     """A subnet that fails on every try is a failed trial, never proposed again; the search
     goes on to the count asked for."""
     failing = {"left": 1 + RETRIES}  # the first subnet fails on every try
@@ -271,7 +271,7 @@ def failed_measurement_is_a_failed_trial(subject: _Subject, fail: Callable[[str]
 
 
 @_check
-def batches_independent_of_evaluation(subject: _Subject, fail: Callable[[str], None]) -> None:
+def batches_independent_of_evaluation(subject: Subject, fail: Callable[[str], None]) -> None:
     """Batches of proposals do not depend on which evaluation finishes first, and a batch
     never holds a subnet twice."""
     counter = CountingEvaluator()
@@ -294,124 +294,3 @@ def batches_independent_of_evaluation(subject: _Subject, fail: Callable[[str], N
              f"{sum(counter.calls.values())} evaluations")
     if any(t.state != TrialState.COMPLETE for t in first.get_trials(deepcopy=False)):
         fail("a batched search left trials that are not complete")
-
-
-def _subject(strategy_class: type[BaseStrategy],
-             make: Callable[..., BaseStrategy] | None) -> _Subject:
-    if not (isinstance(strategy_class, type) and issubclass(strategy_class, BaseStrategy)):
-        raise TypeError(f"strategy_class must be a BaseStrategy subclass, got {strategy_class!r}")
-    return _Subject(strategy_class, make or strategy_class)
-
-
-def toy_search(strategy_class: type[BaseStrategy], *, seed: int = 0, n: int = N,
-               study: optuna.Study | None = None,
-               evaluate: Callable[[Arch], Evaluation] | None = None,
-               make: Callable[..., BaseStrategy] | None = None,
-               **loop: Any) -> tuple[optuna.Study, BaseStrategy]:
-    """Searches the toy problem as the checks do: a fresh strategy, the extremes enqueued,
-    driven by the search loop until the study holds ``n`` distinct subnets.
-
-    Args:
-        strategy_class: the strategy's class.
-        seed: the strategy's seed, and its sampler's.
-        n: distinct subnets to evaluate.
-        study: the study to resume (default: a new one in memory).
-        evaluate: scores a subnet (default: a ``CountingEvaluator``).
-        make: see ``run_strategy_check``.
-        **loop: further arguments of ``hwnas.driver.drive`` (``batch``, ``evaluate_batch``).
-
-    Returns:
-        the study and the strategy.
-    """
-    return _subject(strategy_class, make).search(seed, n, study, evaluate, **loop)
-
-
-def run_strategy_check(check: str, strategy_class: type[BaseStrategy],
-                       make: Callable[..., BaseStrategy] | None = None) -> None:
-    """Runs one check.
-
-    Args:
-        check: a name of ``STRATEGY_CHECKS``.
-        strategy_class: the strategy's class (its ``sampler`` opens the study).
-        make: makes the strategy from ``choices``, ``objectives``, ``budgets``, ``seed``
-            (and ``study`` for a ``SamplerStrategy``); default: ``strategy_class``.
-
-    Raises:
-        ConformanceFailure: the strategy breaks the check.
-        KeyError: no check has that name.
-    """
-    if check not in STRATEGY_CHECKS:
-        raise KeyError(f"no strategy check {check!r}; known: {', '.join(STRATEGY_CHECKS)}")
-    STRATEGY_CHECKS[check](_subject(strategy_class, make))
-
-
-def check_strategy(strategy_class: type[BaseStrategy],
-                   make: Callable[..., BaseStrategy] | None = None, *,
-                   checks: list[str] | None = None) -> list[str]:
-    """Runs the conformance checks on a strategy.
-
-    Args:
-        strategy_class: the strategy's class.
-        make: see ``run_strategy_check``.
-        checks: names of ``STRATEGY_CHECKS`` to run (default: all).
-
-    Returns:
-        one message per broken check, each starting with the check's name; empty
-        when the strategy passes.
-    """
-    failures = []
-    for name in checks or list(STRATEGY_CHECKS):
-        try:
-            run_strategy_check(name, strategy_class, make)
-        except ConformanceFailure as exc:
-            failures.append(str(exc))
-    return failures
-
-
-class StrategyConformance:
-    """The conformance checks as pytest tests, for a test class of your own strategy::
-
-        from hwnas.testing import StrategyConformance
-
-        class TestMyStrategy(StrategyConformance):
-            strategy_class = MyStrategy
-
-    Each ``test_*`` method runs one check of ``STRATEGY_CHECKS``. Override
-    ``make_strategy`` when the constructor needs more than the keyword arguments
-    of ``BaseStrategy`` (and ``study`` for an Optuna strategy).
-    """
-
-    #: the strategy under test.
-    strategy_class: ClassVar[type[BaseStrategy]]
-
-    def make_strategy(self, **kwargs: Any) -> BaseStrategy:
-        """The strategy under test, from ``BaseStrategy``'s keyword arguments."""
-        return self.strategy_class(**kwargs)
-
-    def run_check(self, check: str) -> None:
-        """Runs the check ``check``; raises ConformanceFailure when it is broken."""
-        run_strategy_check(check, self.strategy_class, self.make_strategy)
-
-    def test_same_seed_same_sequence(self) -> None:
-        self.run_check("same_seed_same_sequence")
-
-    def test_trials_carry_objectives_budgets_and_strategy(self) -> None:
-        self.run_check("trials_carry_objectives_budgets_and_strategy")
-
-    def test_never_evaluated_twice(self) -> None:
-        self.run_check("never_evaluated_twice")
-
-    def test_front_feasible_and_non_dominated(self) -> None:
-        self.run_check("front_feasible_and_non_dominated")
-
-    def test_resume_reaches_the_exact_count(self) -> None:
-        self.run_check("resume_reaches_the_exact_count")
-
-    def test_resume_where_it_stopped(self) -> None:
-        self.run_check("resume_where_it_stopped")
-
-    def test_failed_measurement_is_a_failed_trial(self) -> None:
-        self.run_check("failed_measurement_is_a_failed_trial")
-
-    def test_batches_independent_of_evaluation(self) -> None:
-        self.run_check("batches_independent_of_evaluation")
