@@ -26,6 +26,17 @@ from hwnas.data import Dataset, load_dataset
 # stall the suite for the default 300 s (measurements still need a clean pair).
 gated.PATIENCE = 30.0
 
+
+@contextlib.contextmanager
+def lenient_latency():
+    """Every latency measurement counts, however slowly the probe network runs: for the runs
+    that tests of the pipeline and the commands build, not for tests of the gating itself.
+    On a loaded machine a run's latency table otherwise fails with a unit left unsettled
+    (a DARTS-cell run did in CI)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gated, "TOLERANCE", 1e6)
+        yield
+
 #: A small chain space for unit tests: 3 searchable blocks, 8x8 greyscale input.
 SMALL_SPACE = dict(input_shape=(1, 8, 8), n_classes=10, stem_channels=8,
                    stages=[(8, 2, 1), (16, 1, 2)], kernels=[3, 5], expansions=[2, 3],
@@ -166,7 +177,7 @@ def finished(tiny_config: Path, tmp_path_factory: pytest.TempPathFactory) -> Fin
     """Runs ``hwnas run tiny.yaml --quiet`` once, in-process; never modify its directory."""
     run = tmp_path_factory.mktemp("finished") / "run"
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), lenient_latency():
         status = main(["run", str(tiny_config), "--out", str(run), "--quiet"])
     result = FinishedRun(tiny_config, run, status, out.getvalue(), err.getvalue())
     assert status == 0, (f"hwnas run failed ({status})\nstdout:\n{result.stdout}\n"
