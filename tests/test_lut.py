@@ -74,7 +74,7 @@ def test_units_of_an_arch_chain_and_add_up_to_the_subnet(space, supernet) -> Non
 # --- gated measurement ----------------------------------------------------------------
 
 
-def test_measurements_on_a_busy_device_are_discarded(space) -> None:
+def test_measurements_on_a_busy_device_are_discarded(space, strict_latency) -> None:
     """The device runs twice as slow for a stretch; what it measured then is not kept."""
     calls = iter(range(10**6))
     busy = lambda m: 2.0 if 3 <= next(calls) < 12 else 1.0  # noqa: E731
@@ -89,7 +89,7 @@ def test_measurements_on_a_busy_device_are_discarded(space) -> None:
         assert settled[unit.key].clean >= 2
 
 
-def test_a_device_that_stays_busy_fails_clearly(space, monkeypatch) -> None:
+def test_a_device_that_stays_busy_fails_clearly(space, monkeypatch, strict_latency) -> None:
     monkeypatch.setattr(_gated, "PATIENCE", 0.0)
     probes = itertools.count()  # the device is quiet for two probes, then busy for good
     profiler = FakeProfiler(space, slowdown=lambda m: (1.0 if next(probes) < 2 else 2.0)
@@ -302,7 +302,8 @@ def test_a_table_refuses_another_protocol(table, field, value) -> None:
     table.check_compatible(protocol(repeats=99, warmup=7))  # not what it measures
 
 
-def test_a_table_refuses_a_profiler_of_another_device_or_a_faster_one(table, space) -> None:
+def test_a_table_refuses_a_profiler_of_another_device_or_a_faster_one(table, space,
+                                                                    strict_latency) -> None:
     with pytest.raises(IncompatibleTableError, match="'other' here"):
         table.check_compatible(FakeProfiler(space, device="other"))
     table.check_compatible(FakeProfiler(space), space)

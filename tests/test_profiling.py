@@ -10,7 +10,6 @@ import pytest
 
 from _cli_helpers import cli
 from _lut_helpers import FakeProfiler
-from conftest import lenient_latency
 from hwnas import run as steps
 from hwnas.cli import main
 from hwnas.config import LatencyConfig
@@ -23,7 +22,8 @@ from hwnas.run import RunDir
 # --- on the real CPU ------------------------------------------------------------------
 
 
-def test_predictions_follow_real_measurements(space, supernet, monkeypatch) -> None:
+def test_predictions_follow_real_measurements(space, supernet, monkeypatch,
+                                             strict_latency) -> None:
     monkeypatch.setattr(_gated, "PATIENCE", 20.0)
     profiler = NnablaProfiler(LatencyConfig(repeats=15, warmup=2, statistic="wall_p10",
                                             max_spread=2.0))
@@ -53,7 +53,8 @@ def test_predictions_follow_real_measurements(space, supernet, monkeypatch) -> N
                                                        report["table_probe_ms"])
 
 
-def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space, supernet) -> None:
+def test_a_check_on_a_device_faster_than_at_build_time_says_rebuild(space, supernet,
+                                                                   strict_latency) -> None:
     slow = FakeProfiler(space, slowdown=lambda m: 2.0)
     table = LatencyTable.build(space, slow, supernet=supernet, calibration_samples=6,
                                rng=np.random.default_rng(0), progress=False)
@@ -76,14 +77,7 @@ def test_make_profiler_picks_the_command_when_set() -> None:
 # --- run level and commands -----------------------------------------------------------
 
 
-@pytest.fixture
-def lenient():
-    """Accept every measurement: these tests are about the commands, not this machine's noise."""
-    with lenient_latency():
-        yield
-
-
-def test_lut_and_profile_commands(run_copy: Path, capfd, lenient) -> None:
+def test_lut_and_profile_commands(run_copy: Path, capfd) -> None:
     (run_copy / "lut.json").unlink(missing_ok=True)
     status, out, err = cli(capfd, "lut", run_copy, "--quiet")
     assert status == 0, err
@@ -104,8 +98,7 @@ def test_lut_and_profile_commands(run_copy: Path, capfd, lenient) -> None:
     assert image.ndim == 3 and image.shape[0] > 100
 
 
-def test_lut_rebuilds_a_mismatched_or_corrupt_table_and_says_why(run_copy: Path, capfd,
-                                                                  lenient) -> None:
+def test_lut_rebuilds_a_mismatched_or_corrupt_table_and_says_why(run_copy: Path, capfd) -> None:
     path = run_copy / "lut.json"
     assert cli(capfd, "lut", run_copy, "--quiet", "--rebuild")[0] == 0
     data = json.loads(path.read_text())
@@ -120,7 +113,7 @@ def test_lut_rebuilds_a_mismatched_or_corrupt_table_and_says_why(run_copy: Path,
     assert status == 0 and "not a readable latency table" in out and "rebuilding" in out
 
 
-def test_a_search_refuses_a_mismatched_table(run_copy: Path, space, lenient) -> None:
+def test_a_search_refuses_a_mismatched_table(run_copy: Path, space) -> None:
     run = RunDir.open(run_copy)
     with pytest.raises(RunDirError, match="hwnas lut"):
         (run_copy / "lut.json").unlink(missing_ok=True)

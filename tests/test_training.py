@@ -11,7 +11,7 @@ import optuna
 import pandas as pd
 import pytest
 import yaml
-from conftest import TINY_CONFIG, lenient_latency
+from conftest import TINY_CONFIG
 
 from hwnas.arch import Arch
 from hwnas.cli import main
@@ -63,9 +63,8 @@ def run_of(tmp_path_factory: pytest.TempPathFactory):
         if name not in done:
             tmp = tmp_path_factory.mktemp(name)
             run = tmp / "run"
-            with lenient_latency():
-                status, out, err = _run(["run", str(_config(tmp, name)), "--out", str(run),
-                                         "--quiet"])
+            status, out, err = _run(["run", str(_config(tmp, name)), "--out", str(run),
+                                     "--quiet"])
             assert status == 0, f"stdout:\n{out}\nstderr:\n{err}"
             done[name] = run
         return done[name]
