@@ -279,7 +279,8 @@ def main() -> int:
     picked = sorted(quantiles + spread, key=lambda row: row[2])
     pool = [dict(arch) for arch, _, _ in picked]
     twice = {i for i, (arch, _, _) in enumerate(picked) if arch.key in twice_keys}
-    in_quantiles = [any(arch.key == q.key for q, _, _ in quantiles) for arch, _, _ in picked]
+    quantile_keys = {arch.key for arch, _, _ in quantiles}
+    in_quantiles = [arch.key in quantile_keys for arch, _, _ in picked]
     print(f"{cfg.name}: {len(pool)} subnets ({len(spread)} spread over MACs), {len(twice)} "
           f"twice; recipe {recipe}; supernets "
           f"{epochs} epochs: {', '.join(args.learners)}; work {work}", flush=True)
@@ -351,6 +352,8 @@ def main() -> int:
                           n: ranking.kendall_tau(e, val) for n, e in scored.items()},
                       "train_seconds": results[name]["train_seconds"],
                       "estimates": scored}
+    # The stand-alone trainings' seed noise: the same in every row.
+    noise = next(iter(rows.values()))["seed_noise_sd"] if rows else None
     report = {"config": config, "recipe": recipe, "supernet_epochs": epochs,
               "subnets": [{"key": Arch(c).key, "params": p, "macs": m, "val_accuracy": r,
                            "test_accuracy": t, "within_budgets": ok, "quantile": q}
@@ -360,11 +363,9 @@ def main() -> int:
               "default": next((n for n in rows if where[n].name == trained_as(config, {})),
                               None),
               "spread": max(val) - min(val),
-              "seed_ceiling": ranking.seed_ceiling(
-                  val, next(iter(rows.values()))["seed_noise_sd"] if rows else None),
+              "seed_ceiling": ranking.seed_ceiling(val, noise),
               "quantile_seed_ceiling": ranking.seed_ceiling(
-                  [v for v, q in zip(val, in_quantiles) if q],
-                  next(iter(rows.values()))["seed_noise_sd"] if rows else None),
+                  [v for v, q in zip(val, in_quantiles) if q], noise),
               "seconds": round(time.perf_counter() - began, 1)}
     RESULTS.mkdir(exist_ok=True)
     atomic_write_json(Path(args.out + ".json"), report)

@@ -25,15 +25,16 @@ class ChainSupernet(MixedChain):
         self.space = space
         layers, shared = {}, {}
         for name, (cin, cout, stride) in space.block_shapes.items():
-            layers[name] = {o: build_candidate(o, cin, cout, stride) for o in choices[name]}
-            ir = {o: parse_candidate(o) for o in choices[name]}
-            ir = {o: c for o, c in ir.items() if c.form == "ir"}
-            if weight_sharing == "nested" and len(ir) > 1:
+            ir = {o: c for o in choices[name] if (c := parse_candidate(o)).form == "ir"}
+            if weight_sharing != "nested" or len(ir) < 2:
+                ir = {}
+            else:
                 weights = NestedWeights(cin, cout, max(c.kernel for c in ir.values()),
                                         max(c.expansion for c in ir.values()))
-                layers[name].update({o: NestedInvertedResidual(weights, c.kernel, c.expansion,
-                                                               stride) for o, c in ir.items()})
                 shared[name] = (weights, tuple(ir))
+            layers[name] = {o: NestedInvertedResidual(weights, ir[o].kernel, ir[o].expansion,
+                                                      stride) if o in ir
+                            else build_candidate(o, cin, cout, stride) for o in choices[name]}
         super().__init__(input_shape=space.input_shape, stem=ConvBNReLU(space.stem_channels, 3),
                          layers=layers, head=Head(space.head_channels, space.n_classes),
                          shared=shared)
